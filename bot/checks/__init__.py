@@ -1,0 +1,19 @@
+"""The bot's behaviours, one module per behaviour (the bedevere shape).
+
+Each behaviour takes the typed event and the app's shared services, runs the engine, and
+publishes the verdict. Each is documented in the README under its own heading.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.gitlab import GitLab
+
+
+@dataclass(frozen=True)
+class Services:
+    """What a behaviour may use: everything is owned and closed by the app's lifespan."""
+
+    gitlab: GitLab
+    status_name: str

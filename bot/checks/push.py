@@ -1,0 +1,42 @@
+"""Branch pushed: a `compliance` status on the pushed head, when no open MR owns it.
+
+A sha that heads an open MR belongs to the MR check, which covers its commits and more; the
+push check leaves it alone so the two never overwrite each other's status (DESIGN.md, 11).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from bot import engine, report
+from bot.checks import Services
+from bot.gitlab import GitLabError
+from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status
+from bot.webhook import PushEvent
+
+log = logging.getLogger(__name__)
+
+
+async def check(services: Services, event: PushEvent) -> None:
+    gitlab = services.gitlab
+    if await gitlab.open_merge_requests_for_branch(event.project_id, event.branch):
+        log.info("push left to the merge request check", extra={"branch": event.branch})
+        return
+    target = StatusTarget(event.project_id, event.after, services.status_name)
+    try:
+        target = replace(
+            target, pipeline_id=await find_pipeline(gitlab, event.project_id, event.after)
+        )
+        await set_status(gitlab, target, "running", "checking…")
+        result = await engine.check_push(gitlab, event)
+        await set_status(
+            gitlab, target, report.status_state(result), report.status_description(result)
+        )
+    except GitLabError as exc:
+        await set_incomplete(gitlab, target, exc)
+        raise
+    log.info(
+        "push checked",
+        extra={"branch": event.branch, "sha": event.after, "state": report.status_state(result)},
+    )

@@ -1,0 +1,370 @@
+"""Typed async calls to GitLab's REST API over the one shared `httpx.AsyncClient`.
+
+This module never creates a client, a loop or a thread: the app's lifespan (or the CLI) owns
+the client and passes it in. Every request goes through `GitLab.request`, which bounds
+concurrency, retries what is worth retrying and turns every failure into an exception, so a
+failed read can never look like an empty answer.
+
+    GitLabError                    any failure to get what was asked for
+    ├── GitLabUnavailable          no usable answer after bounded retries: transport errors,
+    │                              5xx, 429 (rate limited)
+    ├── GitLabHTTPError            GitLab answered with an error that retrying cannot fix (4xx)
+    │   └── NotFound               404
+    └── ResponseTooLarge           a listing passed the bound the bot sets on what it reads
+
+REST API overview: https://docs.gitlab.com/api/rest/
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from bot.model import ChangedFile, Commit
+
+log = logging.getLogger(__name__)
+
+# Offset pagination allows at most 100 per page.
+# https://docs.gitlab.com/api/rest/#offset-based-pagination
+PER_PAGE = 100
+DEFAULT_MAX_ITEMS = 10_000
+
+
+class GitLabError(Exception):
+    """GitLab could not give the bot what it asked for."""
+
+    def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.method = method
+        self.path = path
+
+
+class GitLabUnavailable(GitLabError):
+    pass
+
+
+class GitLabHTTPError(GitLabError):
+    def __init__(self, message: str, *, status: int, method: str = "", path: str = "") -> None:
+        super().__init__(message, method=method, path=path)
+        self.status = status
+
+
+class NotFound(GitLabHTTPError):
+    pass
+
+
+class ResponseTooLarge(GitLabError):
+    pass
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries, in the manner of stamina: by attempts and by total time."""
+
+    attempts: int = 5
+    total_seconds: float = 60.0
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+
+    def backoff(self, attempt: int) -> float:
+        """Exponential backoff with full jitter for the given retry number (1-based)."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not crypto)
+
+
+def retry_after_seconds(response: httpx.Response, *, now: float) -> float | None:
+    """How long GitLab asked the bot to wait, from Retry-After or RateLimit-Reset.
+
+    https://docs.gitlab.com/administration/settings/user_and_ip_rate_limits/#response-headers
+    """
+    value = response.headers.get("retry-after")
+    if value:
+        value = value.strip()
+        if value.isdigit():
+            return float(value)
+        parsed = email.utils.parsedate_to_datetime(value) if value else None
+        if parsed is not None:
+            return max(0.0, parsed.timestamp() - now)
+    reset = response.headers.get("ratelimit-reset", "").strip()
+    if reset.isdigit():
+        return max(0.0, float(reset) - now)
+    return None
+
+
+def _is_retryable(status: int) -> bool:
+    return status == 429 or status >= 500
+
+
+def _describe(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        message = body.get("message") or body.get("error") if isinstance(body, dict) else None
+    except ValueError:
+        message = None
+    if message is None:
+        message = response.text[:200].strip()
+    return f"{response.status_code} {message}".strip()
+
+
+class GitLab:
+    """GitLab's REST API v4, over a client whose base URL is `<GITLAB_URL>/api/v4`."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        retry: RetryPolicy | None = None,
+        concurrency: int = 16,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._http = http
+        self._retry = retry or RetryPolicy()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._sleep = sleep
+        self._user: dict[str, Any] | None = None
+        self._api_prefix = str(http.base_url).rstrip("/")
+
+    # -- transport -------------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        """One API call with bounded retries on 5xx, 429 and transport errors only."""
+        policy = self._retry
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                async with self._slots:
+                    response = await self._http.request(
+                        method, path, params=params, json=json, headers=headers
+                    )
+            except httpx.TransportError as exc:
+                failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                wait = policy.backoff(attempt)
+            else:
+                if response.is_success:
+                    return response
+                failure = _describe(response)
+                if not _is_retryable(response.status_code):
+                    error_type = NotFound if response.status_code == 404 else GitLabHTTPError
+                    raise error_type(
+                        f"GitLab answered {failure} to {method} {path}",
+                        status=response.status_code,
+                        method=method,
+                        path=path,
+                    )
+                asked = retry_after_seconds(response, now=time.time())
+                wait = policy.backoff(attempt) if asked is None else asked
+            elapsed = time.monotonic() - started
+            if attempt >= policy.attempts or elapsed + wait > policy.total_seconds:
+                raise GitLabUnavailable(
+                    f"GitLab did not answer {method} {path} after {attempt} attempt(s) "
+                    f"in {elapsed:.1f}s: {failure}",
+                    method=method,
+                    path=path,
+                )
+            log.info(
+                "retrying GitLab call",
+                extra={"method": method, "path": path, "attempt": attempt, "wait": wait},
+            )
+            await self._sleep(wait)
+
+    async def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        return (await self.request("GET", path, params=params)).json()
+
+    async def get_all(
+        self,
+        path: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        max_items: int = DEFAULT_MAX_ITEMS,
+    ) -> list[Any]:
+        """Every page of a listing, following `Link: rel="next"`.
+
+        Following the Link header works for offset and keyset pagination alike.
+        https://docs.gitlab.com/api/rest/#pagination-link-header
+        """
+        items: list[Any] = []
+        async for page in self.pages(path, params):
+            items.extend(page)
+            if len(items) > max_items:
+                raise ResponseTooLarge(
+                    f"{path} lists more than {max_items} items; not read further",
+                    method="GET",
+                    path=path,
+                )
+        return items
+
+    async def pages(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Yield each page of a listing, so a caller can stop once it found what it needs."""
+        query: dict[str, Any] | None = {"per_page": PER_PAGE, **(params or {})}
+        url = path
+        while True:
+            response = await self.request("GET", url, params=query)
+            page = response.json()
+            if not isinstance(page, list):
+                raise GitLabError(f"GitLab answered GET {path} with a non-list", path=path)
+            yield page
+            next_url = response.links.get("next", {}).get("url")
+            if not next_url:
+                return
+            # The Link URL is absolute; refuse to send the token anywhere but the API.
+            if not next_url.startswith(self._api_prefix):
+                raise GitLabError(f"pagination link leaves the API: {next_url}", path=path)
+            url, query = next_url, None
+
+    # -- typed calls -----------------------------------------------------------------------
+
+    async def current_user(self) -> dict[str, Any]:
+        """The bot's own user, read once per process."""
+        # https://docs.gitlab.com/api/users/#get-the-current-user
+        if self._user is None:
+            self._user = await self.get("/user")
+        return self._user
+
+    async def project(self, project_id: int) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/projects/#get-a-single-project
+        result: dict[str, Any] = await self.get(f"/projects/{project_id}")
+        return result
+
+    async def tree(
+        self, project_id: int, ref: str, path: str = "", *, recursive: bool = False
+    ) -> list[dict[str, Any]]:
+        """A directory listing at `ref`. A missing path raises NotFound (GitLab 17.7+)."""
+        # https://docs.gitlab.com/api/repositories/#list-repository-tree
+        params: dict[str, Any] = {"ref": ref}
+        if path:
+            params["path"] = path
+        if recursive:
+            params["recursive"] = "true"
+        return await self.get_all(f"/projects/{project_id}/repository/tree", params)
+
+    async def merge_request_commits(self, project_id: int, iid: int) -> list[Commit]:
+        """The MR's commits, oldest first (GitLab lists them newest first)."""
+        # https://docs.gitlab.com/api/merge_requests/#get-single-merge-request-commits
+        raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/commits")
+        return [_commit(c) for c in reversed(raw)]
+
+    async def merge_request_diffs(self, project_id: int, iid: int) -> list[ChangedFile]:
+        # `/changes` is deprecated since 15.7; `/diffs` is paginated.
+        # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs
+        raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/diffs")
+        return [_changed_file(d) for d in raw]
+
+    async def compare(
+        self, project_id: int, base: str, head: str
+    ) -> tuple[list[Commit], list[ChangedFile]]:
+        """Commits (oldest first) and changed files from the merge-base of base..head."""
+        # https://docs.gitlab.com/api/repositories/#compare-branches-tags-or-commits
+        data = await self.get(
+            f"/projects/{project_id}/repository/compare", {"from": base, "to": head}
+        )
+        commits = [_commit(c) for c in data.get("commits") or []]
+        files = [_changed_file(d) for d in data.get("diffs") or []]
+        return commits, files
+
+    async def open_merge_requests_for_branch(
+        self, project_id: int, branch: str
+    ) -> list[dict[str, Any]]:
+        # https://docs.gitlab.com/api/merge_requests/#list-project-merge-requests
+        return await self.get_all(
+            f"/projects/{project_id}/merge_requests",
+            {"state": "opened", "source_branch": branch},
+        )
+
+    async def latest_pipeline_id(self, project_id: int, sha: str) -> int | None:
+        # https://docs.gitlab.com/api/pipelines/#list-project-pipelines
+        response = await self.request(
+            "GET", f"/projects/{project_id}/pipelines", params={"sha": sha, "per_page": 1}
+        )
+        pipelines = response.json()
+        return int(pipelines[0]["id"]) if pipelines else None
+
+    async def post_status(
+        self,
+        project_id: int,
+        sha: str,
+        *,
+        state: str,
+        name: str,
+        description: str,
+        target_url: str | None = None,
+        pipeline_id: int | None = None,
+    ) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/commits/#set-commit-pipeline-status
+        body: dict[str, Any] = {"state": state, "name": name, "description": description}
+        if target_url:
+            body["target_url"] = target_url
+        if pipeline_id is not None:
+            body["pipeline_id"] = pipeline_id
+        response = await self.request("POST", f"/projects/{project_id}/statuses/{sha}", json=body)
+        result: dict[str, Any] = response.json()
+        return result
+
+    def merge_request_notes(self, project_id: int, iid: int) -> Any:
+        """Pages of the MR's notes, oldest first, so the bot's early note comes soonest."""
+        # https://docs.gitlab.com/api/notes/#list-all-merge-request-notes
+        return self.pages(
+            f"/projects/{project_id}/merge_requests/{iid}/notes",
+            {"sort": "asc", "order_by": "created_at"},
+        )
+
+    async def create_note(self, project_id: int, iid: int, body: str) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/notes/#create-new-merge-request-note
+        response = await self.request(
+            "POST", f"/projects/{project_id}/merge_requests/{iid}/notes", json={"body": body}
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+    async def edit_note(self, project_id: int, iid: int, note_id: int, body: str) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/notes/#modify-existing-merge-request-note
+        response = await self.request(
+            "PUT",
+            f"/projects/{project_id}/merge_requests/{iid}/notes/{note_id}",
+            json={"body": body},
+        )
+        result: dict[str, Any] = response.json()
+        return result
+
+
+def encode_path(path: str) -> str:
+    """URL-encode a file path or a project path for use as one path segment."""
+    return quote(path, safe="")
+
+
+def _commit(raw: Mapping[str, Any]) -> Commit:
+    return Commit(
+        sha=str(raw["id"]),
+        message=str(raw.get("message") or raw.get("title") or ""),
+        author_name=str(raw.get("author_name") or ""),
+        author_email=str(raw.get("author_email") or ""),
+        parent_ids=tuple(str(p) for p in raw.get("parent_ids") or ()),
+    )
+
+
+def _changed_file(raw: Mapping[str, Any]) -> ChangedFile:
+    return ChangedFile(
+        old_path=str(raw["old_path"]),
+        new_path=str(raw["new_path"]),
+        new_file=bool(raw.get("new_file")),
+        deleted_file=bool(raw.get("deleted_file")),
+        renamed_file=bool(raw.get("renamed_file")),
+    )

@@ -1,0 +1,100 @@
+"""Putting a verdict where people look: the commit status and the one bot note per MR."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
+from bot.report import NOTE_MARKER, STATUS_DESCRIPTION_LIMIT, truncate
+
+log = logging.getLogger(__name__)
+
+# A concurrent update of one sha's status answers 409; it clears once the other update is
+# done, so a few short retries settle it.
+# https://docs.gitlab.com/api/commits/#set-commit-pipeline-status (and gitlab-foss#25807)
+CONFLICT_RETRIES = 3
+CONFLICT_DELAY_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StatusTarget:
+    """Where a status goes: the head sha in the project that holds it (an MR's source
+    project, so MRs from forks work), attached to the sha's pipeline when it has one."""
+
+    project_id: int
+    sha: str
+    name: str
+    pipeline_id: int | None = None
+
+
+async def find_pipeline(gitlab: GitLab, project_id: int, sha: str) -> int | None:
+    """The sha's latest pipeline, so the status joins it instead of opening an external one.
+
+    A status without `pipeline_id` on a sha that has no matching pipeline makes GitLab create
+    an external pipeline, which can hide a failing CI pipeline in the MR widget.
+    https://gitlab.com/gitlab-org/gitlab/-/issues/443254
+    """
+    return await gitlab.latest_pipeline_id(project_id, sha)
+
+
+async def set_status(
+    gitlab: GitLab,
+    target: StatusTarget,
+    state: str,
+    description: str,
+    *,
+    target_url: str | None = None,
+) -> None:
+    for attempt in range(CONFLICT_RETRIES + 1):
+        try:
+            await gitlab.post_status(
+                target.project_id,
+                target.sha,
+                state=state,
+                name=target.name,
+                description=description,
+                target_url=target_url,
+                pipeline_id=target.pipeline_id,
+            )
+            return
+        except GitLabHTTPError as exc:
+            # GitLab refuses a repeated transition (`running` over `running`) with 400
+            # "Cannot transition status"; the sha already shows what we meant to post.
+            if exc.status == 400 and "transition" in str(exc).lower():
+                log.info("status already %s", state, extra={"sha": target.sha})
+                return
+            if exc.status == 409 and attempt < CONFLICT_RETRIES:
+                await asyncio.sleep(CONFLICT_DELAY_SECONDS * (attempt + 1))
+                continue
+            raise
+
+
+async def upsert_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> int:
+    """Create the bot's note, or edit it in place; skip the edit when the text is the same.
+
+    The note is the bot's own (author) and carries the hidden marker. Every page of notes is
+    searched, oldest first, because a busy MR pushes the bot's note past the first page.
+    """
+    me = await gitlab.current_user()
+    async for page in gitlab.merge_request_notes(project_id, iid):
+        for note in page:
+            author = note.get("author") or {}
+            if author.get("id") == me.get("id") and NOTE_MARKER in str(note.get("body", "")):
+                note_id = int(note["id"])
+                if note.get("body") != body:
+                    await gitlab.edit_note(project_id, iid, note_id, body)
+                return note_id
+    created = await gitlab.create_note(project_id, iid, body)
+    return int(created["id"])
+
+
+async def set_incomplete(gitlab: GitLab, target: StatusTarget, exc: GitLabError) -> None:
+    """Best effort, after GitLab failed mid-check: the status says the check could not
+    complete, so an earlier `running` or a stale `success` is not left standing."""
+    description = truncate(f"could not complete: {exc}", STATUS_DESCRIPTION_LIMIT)
+    try:
+        await set_status(gitlab, target, "failed", description)
+    except GitLabError as second:
+        log.error("could not mark the check failed: %s", second, extra={"sha": target.sha})

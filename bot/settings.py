@@ -1,0 +1,83 @@
+"""Settings, read from the environment.
+
+Secrets are `SecretStr`: pydantic masks them in `repr`, `str` and validation errors, so a
+settings object can be logged without leaking the token or the webhook secret.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    gitlab_url: AnyHttpUrl = Field(description="Base URL of the GitLab instance.")
+    gitlab_token: SecretStr = Field(
+        description="Token the bot uses for the API (api scope; Developer role or higher)."
+    )
+    webhook_secret: SecretStr = Field(
+        description="Secret token set on the GitLab webhook; compared with X-Gitlab-Token."
+    )
+    webhook_signing_token: SecretStr | None = Field(
+        default=None,
+        description="Optional Standard Webhooks signing token (whsec_...) to verify "
+        "webhook-signature as well.",
+    )
+    compliance_status_name: str = Field(
+        default="compliance", description="Name of the commit status the bot posts."
+    )
+    http_pool_size: int = Field(
+        default=16, ge=1, le=256, description="Maximum TCP connections to GitLab."
+    )
+    http_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds before one GitLab request times out."
+    )
+    gitlab_ca_bundle: Path | None = Field(
+        default=None, description="CA bundle for a self-hosted GitLab with a private CA."
+    )
+    gitlab_verify_tls: bool = Field(
+        default=True, description="Verify GitLab's TLS certificate. Turn off only for testing."
+    )
+    max_body_bytes: int = Field(
+        default=25 * MiB, ge=1, description="Largest webhook body accepted (GitLab's own cap)."
+    )
+    retry_attempts: int = Field(
+        default=5, ge=1, description="Attempts per GitLab request, the first included."
+    )
+    retry_total_seconds: float = Field(
+        default=60.0, gt=0, description="Total time one GitLab request may spend in retries."
+    )
+    retry_base_delay: float = Field(
+        default=0.5, ge=0, description="First backoff delay; doubles per attempt, with jitter."
+    )
+    workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+    gitlab_concurrency: int = Field(
+        default=16, ge=1, description="GitLab requests in flight at the same time."
+    )
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _no_trailing_api(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if str(value).rstrip("/").endswith("/api/v4"):
+            raise ValueError("give the instance URL, without /api/v4")
+        return value
+
+    @property
+    def api_url(self) -> str:
+        return str(self.gitlab_url).rstrip("/") + "/api/v4"
+
+
+def settings_error_line(error: ValidationError) -> str:
+    """One line naming every missing or invalid variable, without echoing any value."""
+    parts = []
+    for item in error.errors():
+        name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        reason = "is not set" if item["type"] == "missing" else item["msg"]
+        parts.append(f"{name} {reason}")
+    return "configuration error: " + "; ".join(parts)

@@ -1,0 +1,298 @@
+"""Webhook deliveries in, typed events out. No I/O (the gidgethub sans-I/O shape).
+
+The app hands this module the headers and the body bytes; it answers with a typed event, or
+with `Ignored` and a reason, or raises `WebhookError` for a delivery that must be refused.
+
+    WebhookError
+    ├── InvalidToken        -> 401, nothing processed
+    ├── InvalidSignature    -> 401, nothing processed
+    └── MalformedBody       -> 400 with a one-line reason
+
+GitLab docs: https://docs.gitlab.com/user/project/integrations/webhooks/
+Payloads:    https://docs.gitlab.com/user/project/integrations/webhook_events/
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bot.model import Commit
+
+ZERO_SHA = "0" * 40
+
+# Standard Webhooks allows five minutes of clock skew either way.
+# https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
+SIGNATURE_TOLERANCE_SECONDS = 300
+
+# The MR fields whose change can alter the metadata rules' verdict.
+# https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events
+METADATA_FIELDS = frozenset({"title", "description", "labels", "draft"})
+
+
+class WebhookError(Exception):
+    """A delivery the bot refuses."""
+
+
+class InvalidToken(WebhookError):
+    pass
+
+
+class InvalidSignature(WebhookError):
+    pass
+
+
+class MalformedBody(WebhookError):
+    pass
+
+
+@dataclass(frozen=True)
+class MergeRequestEvent:
+    project_id: int  # the target project: the MR lives there
+    source_project_id: int  # the head commit lives there (differs for forks)
+    iid: int
+    action: str
+    head_sha: str
+    oldrev: str | None
+    title: str
+    description: str
+    labels: tuple[str, ...]
+    draft: bool
+    source_branch: str
+    target_branch: str
+    web_url: str
+    changed_fields: frozenset[str]
+
+    @property
+    def target(self) -> str:
+        return f"{self.project_id}!{self.iid}"
+
+
+@dataclass(frozen=True)
+class PushEvent:
+    project_id: int
+    branch: str
+    before: str
+    after: str
+    commits: tuple[Commit, ...]  # oldest first, at most the newest 20 (GitLab's cap)
+    total_commits_count: int
+    default_branch: str
+    web_url: str
+
+    @property
+    def target(self) -> str:
+        return f"{self.project_id}:{self.branch}"
+
+    @property
+    def new_branch(self) -> bool:
+        return self.before == ZERO_SHA
+
+    @property
+    def commits_complete(self) -> bool:
+        """Whether the payload lists every pushed commit (GitLab sends at most 20)."""
+        return len(self.commits) >= self.total_commits_count and not self.new_branch
+
+
+@dataclass(frozen=True)
+class NoteEvent:
+    project_id: int
+    note_id: int
+    mr_iid: int | None
+    body: str
+    author_username: str
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A valid delivery the bot does not act on; it still gets a 2xx."""
+
+    reason: str
+    malformed: bool = False  # the body lacked fields the bot needs: worth a warning log
+
+
+Event = MergeRequestEvent | PushEvent | NoteEvent
+
+
+def verify_token(expected: str, received: str | None) -> None:
+    """Compare the X-Gitlab-Token header with the secret in constant time."""
+    # https://docs.gitlab.com/user/project/integrations/webhooks/#create-a-webhook (secret token)
+    if received is None or not hmac.compare_digest(
+        expected.encode("utf-8"), received.encode("utf-8")
+    ):
+        raise InvalidToken("missing or wrong X-Gitlab-Token")
+
+
+def verify_signature(
+    signing_token: str, headers: Mapping[str, str], body: bytes, *, now: float
+) -> None:
+    """Verify a Standard Webhooks `webhook-signature`, when GitLab sends one.
+
+    GitLab signs `{webhook-id}.{webhook-timestamp}.{body}` with HMAC-SHA256; the key is the
+    base64 part of the `whsec_` token, as the Standard Webhooks spec defines.
+    See ../shared/gitlab-facts.md (gitlab-org/gitlab!230944) and
+    https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
+    """
+    signature_header = headers.get("webhook-signature")
+    if signature_header is None:
+        return
+    msg_id = headers.get("webhook-id", "")
+    timestamp = headers.get("webhook-timestamp", "")
+    try:
+        sent_at = int(timestamp)
+    except ValueError:
+        raise InvalidSignature("webhook-timestamp is not a number") from None
+    if abs(now - sent_at) > SIGNATURE_TOLERANCE_SECONDS:
+        raise InvalidSignature("webhook-timestamp is too old or in the future")
+    secret = signing_token.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(secret, validate=True)
+    except ValueError:
+        key = secret.encode("utf-8")
+    signed = msg_id.encode() + b"." + timestamp.encode() + b"." + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest())
+    # The header holds space-separated `v1,<sig>` entries (several during key rotation).
+    for entry in signature_header.split():
+        version, _, candidate = entry.partition(",")
+        if version == "v1" and hmac.compare_digest(expected, candidate.encode()):
+            return
+    raise InvalidSignature("webhook-signature does not match")
+
+
+def idempotency_key(headers: Mapping[str, str], event_name: str, body: bytes) -> str:
+    """The key that makes a redelivery a no-op.
+
+    GitLab keeps `Idempotency-Key` across retries and manual resends (17.4+). Older GitLab
+    sends none, so fall back to a hash of event name and body. `X-Gitlab-Event-UUID` is not
+    usable: hooks triggered by other hooks share it.
+    https://docs.gitlab.com/user/project/integrations/webhooks/#delivery-headers
+    """
+    key = headers.get("idempotency-key", "").strip()
+    if key:
+        return "key:" + key[:200]
+    digest = hashlib.sha256(event_name.encode() + b"\n" + body).hexdigest()
+    return "sha256:" + digest
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedBody(f"body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise MalformedBody("body is not a JSON object")
+    return payload
+
+
+def parse_event(event_name: str, payload: dict[str, Any]) -> Event | Ignored:
+    """Turn a decoded payload into the event the bot acts on, or say why it is ignored."""
+    # System hooks carry the same payloads, told apart by object_kind.
+    # https://docs.gitlab.com/administration/system_hooks/
+    if event_name == "System Hook":
+        kind = payload.get("object_kind")
+        event_name = {"push": "Push Hook", "merge_request": "Merge Request Hook"}.get(str(kind), "")
+        if not event_name:
+            return Ignored(f"system hook of kind {kind!r}")
+    try:
+        if event_name == "Merge Request Hook":
+            return _merge_request(payload)
+        if event_name == "Push Hook":
+            return _push(payload)
+        if event_name == "Note Hook":
+            return _note(payload)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        return Ignored(f"{event_name} payload lacks a needed field: {exc!r}", malformed=True)
+    return Ignored(f"event {event_name!r} is not handled")
+
+
+# Only these actions can change a verdict; close, merge and approvals cannot.
+# https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events
+_CHECKED_ACTIONS = frozenset({"open", "reopen", "update"})
+
+
+def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
+    attrs = payload["object_attributes"]
+    action = str(attrs.get("action", ""))
+    if action not in _CHECKED_ACTIONS:
+        return Ignored(f"merge request action {action!r}")
+    changes = payload.get("changes") or {}
+    changed = frozenset(str(k) for k in changes) & METADATA_FIELDS
+    oldrev = attrs.get("oldrev") or None
+    if action == "update" and oldrev is None and not changed:
+        return Ignored("merge request update without new commits or metadata changes")
+    labels = payload.get("labels")
+    if labels is None:
+        labels = attrs.get("labels") or []
+    return MergeRequestEvent(
+        project_id=int(attrs["target_project_id"]),
+        source_project_id=int(attrs["source_project_id"]),
+        iid=int(attrs["iid"]),
+        action=action,
+        head_sha=_sha(attrs["last_commit"]["id"]),
+        oldrev=_sha(oldrev) if oldrev else None,
+        title=str(attrs.get("title") or ""),
+        description=str(attrs.get("description") or ""),
+        labels=tuple(str(label["title"]) for label in labels),
+        draft=bool(attrs.get("draft", attrs.get("work_in_progress", False))),
+        source_branch=str(attrs["source_branch"]),
+        target_branch=str(attrs["target_branch"]),
+        web_url=str(attrs.get("url") or ""),
+        changed_fields=changed,
+    )
+
+
+def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
+    ref = str(payload["ref"])
+    # Tag pushes come as "Tag Push Hook"; a branch ref is refs/heads/<name>.
+    # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
+    if not ref.startswith("refs/heads/"):
+        return Ignored(f"push to {ref!r} is not a branch")
+    after = str(payload["after"])
+    if after == ZERO_SHA:
+        return Ignored("branch deleted")
+    project = payload["project"]
+    commits = tuple(
+        Commit(
+            sha=_sha(c["id"]),
+            message=str(c.get("message") or ""),
+            author_name=str((c.get("author") or {}).get("name") or ""),
+            author_email=str((c.get("author") or {}).get("email") or ""),
+        )
+        for c in payload.get("commits") or []
+    )
+    return PushEvent(
+        project_id=int(payload.get("project_id") or project["id"]),
+        branch=ref.removeprefix("refs/heads/"),
+        before=_sha(payload["before"]),
+        after=_sha(after),
+        commits=commits,
+        total_commits_count=int(payload.get("total_commits_count", len(commits))),
+        default_branch=str(project.get("default_branch") or ""),
+        web_url=str(project.get("web_url") or ""),
+    )
+
+
+def _note(payload: dict[str, Any]) -> NoteEvent:
+    attrs = payload["object_attributes"]
+    mr = payload.get("merge_request")
+    # noteable_id is the MR's global id; the iid is under merge_request.
+    # https://docs.gitlab.com/user/project/integrations/webhook_events/#comment-on-a-merge-request
+    mr_iid = int(mr["iid"]) if attrs.get("noteable_type") == "MergeRequest" and mr else None
+    return NoteEvent(
+        project_id=int(payload.get("project_id") or payload["project"]["id"]),
+        note_id=int(attrs["id"]),
+        mr_iid=mr_iid,
+        body=str(attrs.get("note") or ""),
+        author_username=str((payload.get("user") or {}).get("username") or ""),
+    )
+
+
+def _sha(value: object) -> str:
+    text = str(value)
+    if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
+        raise ValueError(f"not a commit sha: {text[:50]!r}")
+    return text

@@ -1,0 +1,275 @@
+"""Merge request checked: driven by real webhooks over HTTP, judged by what GitLab holds."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from bot.report import NOTE_MARKER
+from tests.conftest import Bot, running_bot
+from tests.fake_gitlab import FakeGitLab, MergeRequest
+from tests.scenarios import compliant_project, hook_for
+
+MR_HOOK = "Merge Request Hook"
+
+
+def _open_mr(
+    fake: FakeGitLab, *, message: str, description: str = "Adds a feature."
+) -> MergeRequest:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message=message, files={"src/feature.py": "x = 1\n"})
+    return fake.open_mr(
+        project.id, source_branch="feature", title="Add a feature", description=description
+    )
+
+
+def _bot_notes(fake: FakeGitLab, mr: MergeRequest) -> list[dict[str, object]]:
+    return [n for n in fake.notes(mr.project_id, mr.iid) if NOTE_MARKER in str(n["body"])]
+
+
+def _final_status(fake: FakeGitLab, project_id: int, sha: str) -> dict[str, object]:
+    statuses = [s for s in fake.statuses(project_id, sha) if s["name"] == "compliance"]
+    assert statuses, f"no compliance status on {sha}"
+    return statuses[-1]
+
+
+async def test_problems_are_named_in_one_note_and_fixing_them_turns_it_green(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="Added stuff", description="")
+    first_head = mr.head_sha
+
+    response = await bot.send(MR_HOOK, hook_for(mr))
+    assert response.status_code == 202
+    assert response.json() == {"status": "accepted"}
+    await bot.settle()
+
+    [note] = _bot_notes(fake, mr)
+    body = str(note["body"])
+    assert "Added stuff" in body  # the offending commit is named
+    assert "`commit.conventional`" in body
+    assert "`merge_request.description`" in body
+    assert ":x: Compliance: 3 errors" in body
+    states = [s["status"] for s in fake.statuses(mr.project_id, first_head)]
+    assert states == ["failed"]  # `running` was updated in place, as GitLab does
+    status = _final_status(fake, mr.project_id, first_head)
+    assert status["description"] == "3 errors, 0 warnings"
+    assert status["target_url"] == f"{mr.web_url}#note_{note['id']}"
+
+    # The author rewrites the commit, force-pushes, and fills in the description.
+    base = fake.merge_request(mr.project_id, mr.iid).base_sha
+    fixed = fake.commit(
+        mr.project_id,
+        "feature-fixed",
+        message="feat: add the feature",
+        files={"src/feature.py": "x = 1\n"},
+        parent=base,
+    )
+    fake.force_branch(mr.project_id, "feature", fixed)
+    mr.description = "Adds the feature."
+    update = hook_for(
+        mr,
+        action="update",
+        oldrev=first_head,
+        changes={"description": {"previous": "", "current": mr.description}},
+    )
+    assert (await bot.send(MR_HOOK, update)).status_code == 202
+    await bot.settle()
+
+    [same_note] = _bot_notes(fake, mr)
+    assert same_note["id"] == note["id"]
+    assert "all checks passed" in str(same_note["body"])
+    assert "Added stuff" not in str(same_note["body"])
+    new_status = _final_status(fake, mr.project_id, fixed)
+    assert new_status["status"] == "success"
+    assert new_status["description"] == "passed with 0 warnings" or new_status[
+        "description"
+    ].startswith("all ")
+
+
+async def test_wrong_or_missing_token_leaves_gitlab_untouched(fake: FakeGitLab, bot: Bot) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    for token in ("wrong-secret", None, ""):
+        response = await bot.send(MR_HOOK, hook_for(mr), token=token)
+        assert response.status_code == 401
+        assert "hook-secret" not in response.text
+    await bot.settle()
+    assert fake.requests == []
+
+
+async def test_redelivery_does_nothing_new(fake: FakeGitLab, bot: Bot) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    payload = hook_for(mr)
+    assert (await bot.send(MR_HOOK, payload, idempotency_key="k-1")).status_code == 202
+    await bot.settle()
+    calls_after_first = len(fake.requests)
+
+    again = await bot.send(MR_HOOK, payload, idempotency_key="k-1")
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate"}
+    await bot.settle()
+    assert len(fake.requests) == calls_after_first
+    assert len(_bot_notes(fake, mr)) == 1
+
+
+async def test_redelivery_without_idempotency_key_is_recognised_by_its_body(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    payload = hook_for(mr)
+    # GitLab before 17.4 sends no Idempotency-Key; the event UUID differs per delivery.
+    first = await bot.send(MR_HOOK, payload, headers={"Idempotency-Key": ""})
+    second = await bot.send(MR_HOOK, payload, headers={"Idempotency-Key": ""})
+    assert (first.status_code, second.status_code) == (202, 200)
+
+
+async def test_update_that_does_not_change_the_note_text_does_not_edit_it(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    [note] = _bot_notes(fake, mr)
+
+    retitled = hook_for(
+        mr,
+        action="update",
+        title="Add a feature, renamed",
+        changes={"title": {"previous": mr.title, "current": "Add a feature, renamed"}},
+    )
+    assert (await bot.send(MR_HOOK, retitled)).status_code == 202
+    await bot.settle()
+
+    assert fake.calls("PUT", "/notes/") == []
+    assert _bot_notes(fake, mr) == [note]
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+
+
+async def test_gitlab_500_on_diffs_ends_failed_naming_the_infrastructure_error(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    fake.fail("GET", r"/merge_requests/\d+/diffs$", 500)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert status["status"] == "failed"
+    description = str(status["description"])
+    assert description.startswith("could not complete:")
+    assert "/diffs" in description and "500" in description
+    [note] = _bot_notes(fake, mr)
+    assert "could not complete" in str(note["body"])
+    assert "passed" not in str(note["body"])
+    # Bounded retries: the configured 3 attempts, then it gave up.
+    assert len(fake.calls("GET", "/diffs")) == 3
+
+
+async def test_rate_limit_is_waited_out_as_gitlab_asks(fake: FakeGitLab, bot: Bot) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    fake.fail("GET", r"/merge_requests/\d+/commits$", 429, times=1, retry_after=1)
+    started = time.monotonic()
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert time.monotonic() - started >= 1.0  # Retry-After: 1 was honoured
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+
+
+async def test_rate_limit_longer_than_the_retry_budget_fails_honestly(fake: FakeGitLab) -> None:
+    async with running_bot(fake, retry_total_seconds=2.0) as bot:
+        mr = _open_mr(fake, message="feat: add it")
+        fake.fail("GET", r"/merge_requests/\d+/commits$", 429, retry_after=3600)
+        await bot.send(MR_HOOK, hook_for(mr))
+        await bot.settle()
+        status = _final_status(fake, mr.project_id, mr.head_sha)
+        assert status["status"] == "failed"
+        assert "429" in str(status["description"])
+
+
+async def test_status_joins_the_heads_pipeline_instead_of_opening_an_external_one(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    pipeline_id = fake.add_pipeline(mr.source_project_id, mr.head_sha, "feature")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["pipeline_id"] == pipeline_id
+    assert [p["id"] for p in fake.pipelines(mr.project_id, mr.head_sha)] == [pipeline_id]
+
+
+async def test_fork_mr_status_goes_to_the_source_project(fake: FakeGitLab, bot: Bot) -> None:
+    upstream = compliant_project(fake, "acme/widget")
+    fork = fake.add_project(path_with_namespace="ada/widget")
+    base = fake.commit(upstream.id, "main", message="docs: note")
+    fake.force_branch(fork.id, "main", base)
+    fake.commit(fork.id, "feature", message="feat: from a fork", files={"a.py": "1\n"})
+    mr = fake.open_mr(
+        upstream.id,
+        source_branch="feature",
+        source_project_id=fork.id,
+        description="From a fork.",
+    )
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, fork.id, mr.head_sha)["status"] == "success"
+    assert fake.statuses(upstream.id, mr.head_sha) == []
+    assert len(_bot_notes(fake, mr)) == 1
+
+
+async def test_bot_note_is_found_past_the_first_page(fake: FakeGitLab, bot: Bot) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    for i in range(130):
+        fake.add_note(mr.project_id, mr.iid, f"comment {i}", author_username="reviewer")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    fake.add_note(mr.project_id, mr.iid, "one more", author_username="reviewer")
+    newer = fake.commit(mr.project_id, "feature", message="Not conventional")
+    await bot.send(MR_HOOK, hook_for(mr, action="update", oldrev=mr.head_sha, head_sha=newer))
+    await bot.settle()
+    [note] = _bot_notes(fake, mr)
+    assert "Not conventional" in str(note["body"])
+
+
+async def test_a_human_quoting_the_marker_is_not_mistaken_for_the_bot(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    fake.add_note(mr.project_id, mr.iid, f"quoting {NOTE_MARKER}", author_username="reviewer")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    mine = [n for n in _bot_notes(fake, mr) if n["author"]["username"] == "compliance-bot"]  # type: ignore[index]
+    assert len(mine) == 1
+
+
+async def test_running_over_running_and_conflicts_are_handled(fake: FakeGitLab, bot: Bot) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    # A check that died mid-way left `running` behind; GitLab refuses running over running.
+    await bot.app.state.runtime.services.gitlab.post_status(
+        mr.source_project_id, mr.head_sha, state="running", name="compliance", description="x"
+    )
+    # And a concurrent update of the same sha answers 409 once.
+    fake.fail("POST", r"/statuses/", 409, times=1)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+
+
+async def test_concurrent_events_stay_within_the_connection_pool(fake: FakeGitLab) -> None:
+    async with running_bot(fake, http_pool_size=4) as bot:
+        project = compliant_project(fake)
+        mrs = []
+        for i in range(50):
+            fake.commit(project.id, f"topic-{i}", message=f"feat: topic {i}")
+            mrs.append(fake.open_mr(project.id, source_branch=f"topic-{i}", description="Topic."))
+        threads_before = threading.active_count()
+        responses = await asyncio.gather(*(bot.send(MR_HOOK, hook_for(mr)) for mr in mrs))
+        assert {r.status_code for r in responses} == {202}
+        await bot.settle()
+        for mr in mrs:
+            assert _final_status(fake, project.id, mr.head_sha)["status"] == "success"
+            assert len(_bot_notes(fake, mr)) == 1
+        assert fake.connections() <= 4
+        # No thread was started and the loop's thread-pool executor was never created.
+        assert threading.active_count() == threads_before
+        assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]

@@ -1,0 +1,91 @@
+"""Shared harness: the fake GitLab and the bot, both served over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+
+from bot.app import create_app
+from bot.settings import Settings
+from tests.fake_gitlab import FakeGitLab
+from tests.servers import serving
+
+WEBHOOK_SECRET = "hook-secret-5f0c"
+
+
+def bot_settings(fake: FakeGitLab, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "gitlab_url": fake.base_url,
+        "gitlab_token": fake.token,
+        "webhook_secret": WEBHOOK_SECRET,
+        # Fast retries keep failure tests short; the bounds are what is under test.
+        "retry_attempts": 3,
+        "retry_base_delay": 0.01,
+        "retry_total_seconds": 5.0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@dataclass
+class Bot:
+    url: str
+    app: Starlette
+    client: httpx.AsyncClient
+
+    async def send(
+        self,
+        event: str,
+        payload: dict[str, Any] | bytes,
+        *,
+        token: str | None = WEBHOOK_SECRET,
+        headers: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+    ) -> httpx.Response:
+        """Deliver a webhook the way GitLab does (its delivery headers included)."""
+        body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        sent = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitLab/18.6.0",
+            "X-Gitlab-Event": event,
+            "X-Gitlab-Webhook-UUID": str(uuid.uuid4()),
+            "X-Gitlab-Event-UUID": str(uuid.uuid4()),
+            "X-Gitlab-Instance": "https://gitlab.example.com",
+            "Idempotency-Key": idempotency_key or str(uuid.uuid4()),
+        }
+        if token is not None:
+            sent["X-Gitlab-Token"] = token
+        sent.update(headers or {})
+        return await self.client.post(f"{self.url}/webhook", content=body, headers=sent)
+
+    async def settle(self) -> None:
+        """Wait until every accepted event has been checked and published."""
+        await self.app.state.runtime.runner.idle()
+
+
+@contextlib.asynccontextmanager
+async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
+    app = create_app(bot_settings(fake, **overrides))
+    async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
+        yield Bot(url=url, app=app, client=client)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeGitLab]:
+    gitlab = FakeGitLab()
+    async with gitlab.serve():
+        yield gitlab
+
+
+@pytest.fixture
+async def bot(fake: FakeGitLab) -> AsyncIterator[Bot]:
+    async with running_bot(fake) as running:
+        yield running

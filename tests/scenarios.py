@@ -1,0 +1,46 @@
+"""Ready-made GitLab states for the integration tests, built in the fake GitLab."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
+from tests.payloads import merge_request_hook
+
+# A repository that passes every repository rule.
+HYGIENE_FILES: dict[str, str | None] = {
+    "README.md": "# Widget\n",
+    "LICENSE": "MIT License\n",
+    "CONTRIBUTING.md": "Send merge requests.\n",
+    "CHANGELOG.md": "## 1.0.0\n",
+    ".gitlab/issue_templates/Bug.md": "## Steps\n",
+    ".gitlab/merge_request_templates/Default.md": "## What\n",
+    "src/widget.py": "print('widget')\n",
+}
+
+
+def compliant_project(fake: FakeGitLab, path: str = "acme/widget") -> Project:
+    project = fake.add_project(
+        path_with_namespace=path, description="A widget", topics=["python", "tools"]
+    )
+    fake.commit(project.id, "main", message="chore: initial commit", files=HYGIENE_FILES)
+    return project
+
+
+def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
+    """GitLab's published MR payload, carrying this MR's current state from the fake."""
+    values: dict[str, Any] = {
+        "project_id": mr.project_id,
+        "source_project_id": mr.source_project_id,
+        "iid": mr.iid,
+        "head_sha": mr.head_sha,
+        "title": mr.title,
+        "description": mr.description,
+        "source_branch": mr.source_branch,
+        "target_branch": mr.target_branch,
+        "web_url": mr.web_url,
+        "labels": list(mr.labels),
+        "draft": mr.draft,
+    }
+    values.update(overrides)
+    return merge_request_hook(**values)

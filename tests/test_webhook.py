@@ -1,0 +1,158 @@
+"""The sans-I/O webhook core, tested with literal headers and GitLab's published payloads."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+
+import pytest
+
+from bot import webhook
+from tests.payloads import fixture
+
+
+def test_token_compared_and_refused_when_missing_or_wrong() -> None:
+    webhook.verify_token("s3cret", "s3cret")
+    with pytest.raises(webhook.InvalidToken):
+        webhook.verify_token("s3cret", "s3cre")
+    with pytest.raises(webhook.InvalidToken):
+        webhook.verify_token("s3cret", None)
+
+
+def test_published_merge_request_payload_parses() -> None:
+    event = webhook.parse_event("Merge Request Hook", fixture("merge_request.json"))
+    assert isinstance(event, webhook.MergeRequestEvent)
+    # The published example's project.id is 1 but the MR lives in target_project_id 14.
+    assert event.project_id == 14
+    assert event.source_project_id == 14
+    assert event.iid == 1
+    assert event.head_sha == "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
+    assert event.labels == ("API",)
+    assert event.action == "open"
+    assert event.oldrev is None
+    assert event.changed_fields == {"labels", "draft"}
+    assert event.target == "14!1"
+
+
+def test_v18_merge_request_payload_parses() -> None:
+    event = webhook.parse_event("Merge Request Hook", fixture("merge_request_open_v18.json"))
+    assert isinstance(event, webhook.MergeRequestEvent)
+
+
+@pytest.mark.parametrize("action", ["close", "merge", "approved", "unapproved", "approval"])
+def test_merge_request_actions_that_cannot_change_the_verdict_are_ignored(action: str) -> None:
+    payload = fixture("merge_request.json")
+    payload["object_attributes"]["action"] = action
+    result = webhook.parse_event("Merge Request Hook", payload)
+    assert isinstance(result, webhook.Ignored)
+    assert not result.malformed
+
+
+def test_update_without_new_commits_or_metadata_changes_is_ignored() -> None:
+    payload = fixture("merge_request.json")
+    payload["object_attributes"]["action"] = "update"
+    payload["changes"] = {"assignees": {"previous": [], "current": []}}
+    assert isinstance(webhook.parse_event("Merge Request Hook", payload), webhook.Ignored)
+    payload["changes"] = {"title": {"previous": "a", "current": "b"}}
+    event = webhook.parse_event("Merge Request Hook", payload)
+    assert isinstance(event, webhook.MergeRequestEvent)
+    assert event.changed_fields == {"title"}
+
+
+def test_update_with_oldrev_is_checked() -> None:
+    payload = fixture("merge_request.json")
+    payload["object_attributes"].update(action="update", oldrev="e" * 40)
+    payload["changes"] = {}
+    event = webhook.parse_event("Merge Request Hook", payload)
+    assert isinstance(event, webhook.MergeRequestEvent)
+    assert event.oldrev == "e" * 40
+
+
+def test_partial_payload_is_ignored_with_a_warning_not_an_error() -> None:
+    result = webhook.parse_event(
+        "Merge Request Hook", fixture("merge_request_update_oldrev_partial.json")
+    )
+    assert isinstance(result, webhook.Ignored)
+    assert result.malformed
+
+
+def test_push_payload_parses_with_its_quirks() -> None:
+    event = webhook.parse_event("Push Hook", fixture("push.json"))
+    assert isinstance(event, webhook.PushEvent)
+    assert event.branch == "master"
+    # total_commits_count is 4 but only 2 are listed: the rest must be read.
+    assert event.total_commits_count == 4
+    assert len(event.commits) == 2
+    assert not event.commits_complete
+    assert event.commits[1].author_email == "gitlabdev@dv6700.(none)"
+
+
+def test_tag_push_and_branch_deletion_are_ignored() -> None:
+    assert isinstance(
+        webhook.parse_event("Tag Push Hook", fixture("tag_push.json")), webhook.Ignored
+    )
+    payload = fixture("push.json")
+    payload["after"] = webhook.ZERO_SHA
+    assert isinstance(webhook.parse_event("Push Hook", payload), webhook.Ignored)
+
+
+def test_note_on_merge_request_uses_the_iid_not_the_noteable_id() -> None:
+    event = webhook.parse_event("Note Hook", fixture("note_merge_request.json"))
+    assert isinstance(event, webhook.NoteEvent)
+    assert event.mr_iid == 1
+    assert event.body == "This MR needs work."
+
+
+def test_system_hook_routes_on_object_kind() -> None:
+    event = webhook.parse_event("System Hook", fixture("merge_request.json"))
+    assert isinstance(event, webhook.MergeRequestEvent)
+    result = webhook.parse_event("System Hook", {"object_kind": "user_create"})
+    assert isinstance(result, webhook.Ignored)
+
+
+def test_unknown_events_are_ignored() -> None:
+    result = webhook.parse_event("Pipeline Hook", fixture("pipeline.json"))
+    assert isinstance(result, webhook.Ignored)
+    assert not result.malformed
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'"text"', b"\xff\xfe"])
+def test_body_that_is_not_a_json_object_is_malformed(body: bytes) -> None:
+    with pytest.raises(webhook.MalformedBody):
+        webhook.decode_body(body)
+
+
+def test_idempotency_key_prefers_gitlabs_header_and_ignores_event_uuid() -> None:
+    body = b"{}"
+    with_key = webhook.idempotency_key({"idempotency-key": "abc"}, "Push Hook", body)
+    assert with_key == webhook.idempotency_key(
+        {"idempotency-key": "abc", "x-gitlab-event-uuid": "other"}, "Push Hook", b"[]"
+    )
+    fallback = webhook.idempotency_key({"x-gitlab-event-uuid": "u1"}, "Push Hook", body)
+    assert fallback == webhook.idempotency_key({"x-gitlab-event-uuid": "u2"}, "Push Hook", body)
+    assert fallback != webhook.idempotency_key({}, "Merge Request Hook", body)
+
+
+def _sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def test_standard_webhooks_signature() -> None:
+    key = bytes(range(32))
+    token = "whsec_" + base64.b64encode(key).decode()
+    body = json.dumps({"object_kind": "push"}).encode()
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": "1700000000",
+        "webhook-signature": "v1,bm90LXRoaXM= " + _sign(key, "msg_1", 1700000000, body),
+    }
+    webhook.verify_signature(token, headers, body, now=1700000010)
+    with pytest.raises(webhook.InvalidSignature):
+        webhook.verify_signature(token, headers, body + b" ", now=1700000010)
+    with pytest.raises(webhook.InvalidSignature, match="too old"):
+        webhook.verify_signature(token, headers, body, now=1700000000 + 301)
+    # Without the header (signing not enabled on the hook) only the token is checked.
+    webhook.verify_signature(token, {}, body, now=0)
