@@ -707,6 +707,14 @@ class FakeGitLab:
 
     # ------------------------------------------------------------------ inspection
 
+    def branch_head(self, project_id: int, branch: str) -> str:
+        return self._get_project(project_id).branches[branch]
+
+    def compare_commits(self, project_id: int, base: str, head: str) -> list[Commit]:
+        """`git log base..head`, oldest first: what a push of `head` over `base` added."""
+        project = self._get_project(project_id)
+        return self._commits_between(self._resolve(project, base) or "", head)
+
     def statuses(self, project_id: int, sha: str) -> list[JSONDict]:
         """Every commit status ever created for `sha`, oldest first (retried ones too)."""
         return [
