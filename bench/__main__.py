@@ -1,0 +1,28 @@
+"""`python -m bench`: figures measured against the fake GitLab over loopback.
+
+Prints a table and writes bench/results.json. Each figure comes from one run; compare
+figures as ratios within the same run, since these machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+from bench import calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench")
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    args = parser.parse_args()
+    results = {"calls_per_event": asyncio.run(calls.measure())}
+    print(calls.table(results["calls_per_event"]))
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""GitLab calls per event type, read from the fake GitLab's request log."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any
+
+from tests.conftest import running_bot
+from tests.fake_gitlab import FakeGitLab
+from tests.payloads import push_hook
+from tests.scenarios import compliant_project, hook_for
+
+_TEMPLATES = [
+    (re.compile(r"/projects/\d+"), "/projects/:id"),
+    (re.compile(r"/merge_requests/\d+"), "/merge_requests/:iid"),
+    (re.compile(r"/notes/\d+"), "/notes/:note_id"),
+    (re.compile(r"[0-9a-f]{40}"), ":sha"),
+]
+
+
+def endpoint(method: str, path: str) -> str:
+    path = path.removeprefix("/api/v4")
+    for pattern, replacement in _TEMPLATES:
+        path = pattern.sub(replacement, path)
+    return f"{method} {path}"
+
+
+async def measure() -> dict[str, dict[str, Any]]:
+    fake = FakeGitLab()
+    results: dict[str, dict[str, Any]] = {}
+    async with fake.serve(), running_bot(fake) as bot:
+
+        async def record(name: str, event: str, payload: dict[str, Any]) -> None:
+            start = len(fake.requests)
+            response = await bot.send(event, payload)
+            assert response.status_code == 202, response.text
+            await bot.settle()
+            made = fake.requests[start:]
+            counts = Counter(endpoint(r.method, r.path) for r in made)
+            results[name] = {"total": len(made), "endpoints": dict(sorted(counts.items()))}
+
+        project = compliant_project(fake)
+        fake.commit(project.id, "feature", message="feat: first")
+        mr = fake.open_mr(project.id, source_branch="feature", description="Feature.")
+        await record("mr open (cold)", "Merge Request Hook", hook_for(mr))
+
+        old = mr.head_sha
+        fake.commit(project.id, "feature", message="fix: second", files={"b.py": "2\n"})
+        await record(
+            "mr update, 1 new commit",
+            "Merge Request Hook",
+            hook_for(mr, action="update", oldrev=old),
+        )
+
+        labelled = hook_for(
+            mr,
+            action="update",
+            labels=["backend"],
+            changes={"labels": {"previous": [], "current": [{"title": "backend"}]}},
+        )
+        await record("mr update, labels only", "Merge Request Hook", labelled)
+
+        before = fake.branch_head(project.id, "main")
+        after = fake.commit(project.id, "main", message="docs: update readme")
+        push = push_hook(
+            project_id=project.id,
+            branch="main",
+            before=before,
+            after=after,
+            commits=[{"id": after, "message": "docs: update readme"}],
+        )
+        await record("push, branch without MR", "Push Hook", push)
+    return results
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    lines = ["GitLab calls per event (fake GitLab request log)", ""]
+    for name, result in results.items():
+        lines.append(f"{name}: {result['total']} calls")
+        lines += [f"    {count:>3}  {ep}" for ep, count in result["endpoints"].items()]
+    return "\n".join(lines)
