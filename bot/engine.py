@@ -1,165 +1,366 @@
-"""The check engine: read exactly what the rules need, run the pure rules, return a Report.
+"""The check engine: read exactly what the enabled rules need, run them, return a Report.
 
-Reading and judging are split. `evaluate_*` are pure functions of already-read inputs; the
-`check_*` coroutines read those inputs from GitLab. Any GitLab failure becomes a Report whose
-`error` says what could not be read: never a pass, never "0 commits".
+Reading and judging are split. `plan` and `evaluate` are pure: the config decides which
+rules run and what they need, and the rules judge a `Context`. The `check_*` coroutines read
+that context from GitLab. Any GitLab failure becomes a Report whose `error` says what could
+not be read, and an invalid config becomes a Report that shows its errors: never a pass.
+
+Rules come from the target branch (for an MR: of the target project) or, for a push, from
+the project's default branch — never from the code under review (DESIGN.md, invariant 9).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, Config, ConfigError, default_config, load
 from bot.gitlab import GitLab, GitLabError, NotFound
-from bot.model import ChangedFile, Commit, Report, RuleOutcome
-from bot.rules import commits as commit_rules
-from bot.rules import merge_request as mr_rules
-from bot.rules import repository as repo_rules
+from bot.model import ChangedFile, Commit, Finding, Report, RuleOutcome, Severity
+from bot.rules.base import (
+    CodeOwnersFile,
+    Context,
+    MergeRequestFacts,
+    Need,
+    ProjectFacts,
+    Rule,
+    RuleConfig,
+    Scope,
+)
+from bot.rules.catalog import all_rules
+from bot.rules.repository import apply_changes
 from bot.webhook import MergeRequestEvent, PushEvent
 
 log = logging.getLogger(__name__)
 
-# Templates and other GitLab-specific files live under .gitlab/; the required files at the
+# Templates, the config file and a CODEOWNERS live under .gitlab/; the required files at the
 # root. Two tree listings cover both, however large the repository.
 GITLAB_DIR = ".gitlab"
+# GitLab looks for CODEOWNERS in these places, first match wins.
+# https://docs.gitlab.com/user/project/codeowners/#codeowners-file
+CODEOWNERS_PATHS = ("CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
+MAX_CODEOWNERS_BYTES = 1024 * 1024
+# Bounds on per-file and per-commit reads, so one huge MR cannot flood GitLab.
+MAX_SIZE_READS = 1000
+MAX_SIGNATURE_READS = 500
+
+_SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severity.INFO}
+
+
+# -- pure part ----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class RepositoryState:
-    paths: frozenset[str]
-    description: str
-    topics: tuple[str, ...]
+class Plan:
+    """The enabled rules for one scope and branch, with their configs."""
+
+    config: Config
+    rules: tuple[tuple[Rule[Any], RuleConfig], ...]
+
+    @property
+    def needs(self) -> frozenset[Need]:
+        return frozenset(need for rule, _ in self.rules for need in rule.needs)
 
 
-@dataclass(frozen=True)
-class MergeRequestInputs:
-    title: str
-    description: str
-    draft: bool
-    commits: tuple[Commit, ...]
-    changed_files: tuple[ChangedFile, ...]
-    repository: RepositoryState  # the target branch, before the MR's changes
+def plan(config: Config, scope: Scope, target_branch: str) -> Plan:
+    enabled = []
+    for rule in all_rules():
+        options = config.rule(rule.id)
+        if options.severity == "off" or scope not in rule.scopes:
+            continue
+        if not options.applies_to_branch(target_branch):
+            continue
+        enabled.append((rule, options))
+    return Plan(config=config, rules=tuple(enabled))
 
 
-def evaluate_repository(state: RepositoryState) -> tuple[RuleOutcome, ...]:
-    return (
-        repo_rules.required_files(state.paths),
-        repo_rules.issue_templates(state.paths),
-        repo_rules.merge_request_templates(state.paths),
-        repo_rules.description(state.description),
-        repo_rules.topics(state.topics),
-    )
+def evaluate(checks: Plan, context: Context) -> tuple[RuleOutcome, ...]:
+    outcomes = []
+    for rule, options in checks.rules:
+        severity = _SEVERITY[options.severity]
+        findings = tuple(
+            Finding(
+                rule=rule.id,
+                severity=problem.severity or severity,
+                message=problem.message,
+                fix=problem.fix or rule.fix,
+                location=problem.location,
+            )
+            for problem in rule.run(context, options)
+        )
+        outcomes.append(RuleOutcome(rule.id, rule.title, findings))
+    return tuple(outcomes)
 
 
-def evaluate_merge_request(inputs: MergeRequestInputs) -> tuple[RuleOutcome, ...]:
-    # The repository rules judge the target branch as it will be once the MR is merged, so an
-    # MR that adds a missing LICENSE fixes the finding and one that deletes it causes it.
-    after_merge = RepositoryState(
-        paths=repo_rules.apply_changes(inputs.repository.paths, inputs.changed_files),
-        description=inputs.repository.description,
-        topics=inputs.repository.topics,
-    )
-    return (
-        *commit_rules.conventional_commits(inputs.commits),
-        mr_rules.not_draft(inputs.title, inputs.draft),
-        mr_rules.description_present(inputs.description),
-        *evaluate_repository(after_merge),
-    )
+def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    return frozenset(str(item["path"]) for item in items if item.get("type") == "blob")
 
 
-def evaluate_push(commits: Sequence[Commit], state: RepositoryState) -> tuple[RuleOutcome, ...]:
-    return (*commit_rules.conventional_commits(commits), *evaluate_repository(state))
+# -- reading from GitLab ------------------------------------------------------------------
 
 
-async def read_repository(gitlab: GitLab, project_id: int, ref: str) -> RepositoryState:
-    project, root, gitlab_dir = await _together(
-        gitlab.project(project_id),
-        gitlab.tree(project_id, ref),
-        _tree_or_empty(gitlab, project_id, ref, GITLAB_DIR),
-    )
-    paths = {item["path"] for item in root if item.get("type") == "blob"}
-    paths.update(item["path"] for item in gitlab_dir if item.get("type") == "blob")
+@dataclass
+class Repository:
+    """One project's files at one ref, read at most once per check."""
+
+    gitlab: GitLab
+    project_id: int
+    ref: str
+    _paths: frozenset[str] | None = field(default=None, init=False)
+
+    async def paths(self) -> frozenset[str]:
+        if self._paths is None:
+            root, gitlab_dir = await _together(
+                self.gitlab.tree(self.project_id, self.ref),
+                self._tree_or_empty(GITLAB_DIR),
+            )
+            self._paths = _root_and_gitlab_paths([*root, *gitlab_dir])
+        return self._paths
+
+    async def _tree_or_empty(self, path: str) -> list[dict[str, Any]]:
+        """A directory that may legitimately be absent: GitLab 17.7+ answers 404 for it."""
+        try:
+            return await self.gitlab.tree(self.project_id, self.ref, path, recursive=True)
+        except NotFound:
+            return []
+
+    async def config(self, base: Mapping[str, Any] | None) -> Config:
+        paths = await self.paths()
+        for candidate in CONFIG_PATHS:
+            if candidate in paths:
+                raw = await self.gitlab.raw_file(
+                    self.project_id, candidate, self.ref, max_bytes=MAX_CONFIG_BYTES
+                )
+                return load(raw.decode("utf-8", "replace"), candidate, base=base)
+        if base:
+            return load("{}", "instance defaults", base=base)
+        return default_config()
+
+    async def codeowners(self) -> CodeOwnersFile | None:
+        paths = set(await self.paths())
+        docs = await self._tree_or_empty("docs")
+        paths.update(str(item["path"]) for item in docs if item.get("type") == "blob")
+        for candidate in CODEOWNERS_PATHS:
+            if candidate in paths:
+                raw = await self.gitlab.raw_file(
+                    self.project_id, candidate, self.ref, max_bytes=MAX_CODEOWNERS_BYTES
+                )
+                return CodeOwnersFile(candidate, raw.decode("utf-8", "replace"))
+        return None
+
+
+async def _project_facts(gitlab: GitLab, project_id: int) -> ProjectFacts:
+    project = await gitlab.project(project_id)
     # `tag_list` is the pre-14.0 name of `topics`.
     # https://docs.gitlab.com/api/projects/#get-a-single-project
     topics = project.get("topics", project.get("tag_list")) or []
-    return RepositoryState(
-        paths=frozenset(paths),
+    return ProjectFacts(
         description=str(project.get("description") or ""),
         topics=tuple(str(t) for t in topics),
     )
 
 
-async def _tree_or_empty(
-    gitlab: GitLab, project_id: int, ref: str, path: str
-) -> list[dict[str, Any]]:
-    """A directory that may legitimately be absent: GitLab 17.7+ answers 404 for it."""
-    try:
-        return await gitlab.tree(project_id, ref, path, recursive=True)
-    except NotFound:
-        return []
+async def _file_sizes(
+    gitlab: GitLab, project_id: int, ref: str, changes: Sequence[ChangedFile]
+) -> dict[str, int]:
+    """Sizes of added and modified files. Files past the read bound are left out, and the
+    size rule reports them as unknown rather than passing them."""
+    wanted = [c.new_path for c in changes if not c.deleted_file][:MAX_SIZE_READS]
+    sizes = await _together(*(gitlab.file_size(project_id, path, ref) for path in wanted))
+    return dict(zip(wanted, sizes, strict=True))
 
 
-async def check_merge_request(gitlab: GitLab, event: MergeRequestEvent) -> Report:
-    try:
-        commits, changed, repository = await _together(
-            gitlab.merge_request_commits(event.project_id, event.iid),
-            gitlab.merge_request_diffs(event.project_id, event.iid),
-            # Rules come from the target project's target branch, never the source branch.
-            read_repository(gitlab, event.project_id, event.target_branch),
-        )
-    except GitLabError as exc:
-        return Report(head_sha=event.head_sha, error=str(exc))
-    if not commits:
-        # An open MR always has at least one commit; an empty list means GitLab has not
-        # finished preparing it, which is not something to report as a pass.
-        return Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
-    inputs = MergeRequestInputs(
-        title=event.title,
-        description=event.description,
-        draft=event.draft,
-        commits=tuple(commits),
-        changed_files=tuple(changed),
-        repository=repository,
+async def _signatures(
+    gitlab: GitLab, project_id: int, commits: Sequence[Commit]
+) -> dict[str, bool]:
+    wanted = [c.sha for c in commits][:MAX_SIGNATURE_READS]
+    verified = await _together(
+        *(gitlab.commit_signature_verified(project_id, sha) for sha in wanted)
     )
+    return dict(zip(wanted, verified, strict=True))
+
+
+async def _nothing(value: Any) -> Any:
+    return value
+
+
+def _failure_report(head_sha: str, exc: Exception) -> Report:
+    if isinstance(exc, ConfigError):
+        return Report(
+            head_sha=head_sha,
+            error=f"invalid {exc.source}",
+            details=tuple(str(p) for p in exc.problems),
+        )
+    return Report(head_sha=head_sha, error=str(exc), retryable=True)
+
+
+async def check_merge_request(
+    gitlab: GitLab, event: MergeRequestEvent, *, base_config: Mapping[str, Any] | None = None
+) -> Report:
+    try:
+        return await _check_merge_request(gitlab, event, base_config)
+    except (GitLabError, ConfigError) as exc:
+        return _failure_report(event.head_sha, exc)
+
+
+async def _check_merge_request(
+    gitlab: GitLab, event: MergeRequestEvent, base_config: Mapping[str, Any] | None
+) -> Report:
+    # Rules come from the target project's target branch, never the source branch.
+    target = Repository(gitlab, event.project_id, event.target_branch)
+    config = await target.config(base_config)
+    checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
+    needs = checks.needs
+    wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
+    # The MR's repository rules judge the target branch as it will be after the merge, so
+    # they need the MR's changes too.
+    wants_changes = bool(needs & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
+    details, commits, changes, paths, project, codeowners = await _together(
+        gitlab.merge_request(event.project_id, event.iid),
+        gitlab.merge_request_commits(event.project_id, event.iid)
+        if wants_commits
+        else _nothing([]),
+        gitlab.merge_request_diffs(event.project_id, event.iid) if wants_changes else _nothing([]),
+        target.paths() if Need.TREE in needs else _nothing(frozenset()),
+        _project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
+        target.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
+    )
+    current_head = str(details.get("sha") or event.head_sha)
+    if current_head != event.head_sha:
+        # The MR moved on while this event waited: what was read describes a newer head than
+        # the event's. Its own event (or catch-up) checks that head; this one posts nothing,
+        # so the note never describes an older head than the newest.
+        return Report(head_sha=event.head_sha, superseded_by=current_head)
+    if wants_commits and not commits:
+        # An open MR always has a commit; none means GitLab has not finished preparing it,
+        # which is not something to report as a pass.
+        return Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
+    # Files and signatures live where the head commit lives: the source project.
+    sizes, signatures = await _together(
+        _file_sizes(gitlab, event.source_project_id, event.head_sha, changes)
+        if Need.FILE_SIZES in needs
+        else _nothing({}),
+        _signatures(gitlab, event.source_project_id, commits)
+        if Need.SIGNATURES in needs
+        else _nothing({}),
+    )
+    context = Context(
+        scope=Scope.MERGE_REQUEST,
+        branch=event.source_branch,
+        target_branch=event.target_branch,
+        commits=tuple(commits),
+        changes=tuple(changes),
+        paths=apply_changes(paths, changes) if Need.TREE in needs else frozenset(),
+        project=project or ProjectFacts(),
+        merge_request=MergeRequestFacts(
+            title=event.title,
+            description=event.description,
+            labels=event.labels,
+            draft=event.draft,
+            source_branch=event.source_branch,
+            target_branch=event.target_branch,
+            # `squash_on_merge` accounts for the project's squash setting ("always").
+            # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+            squash=bool(details.get("squash_on_merge", details.get("squash", False))),
+            assignees=event.assignees,
+            reviewers=event.reviewers,
+        ),
+        file_sizes=sizes,
+        signatures=signatures,
+        codeowners=codeowners,
+        squash_policy=config.squash_policy,
+    )
+    facts = {"commits": len(commits)} if wants_commits else {}
+    if wants_changes:
+        facts["files"] = len(changes)
     return Report(
         head_sha=event.head_sha,
-        outcomes=evaluate_merge_request(inputs),
-        facts={"commits": len(commits), "files": len(changed)},
+        outcomes=evaluate(checks, context),
+        facts=facts,
+        config_source=config.source,
     )
 
 
-async def check_push(gitlab: GitLab, event: PushEvent) -> Report:
+async def check_push(
+    gitlab: GitLab, event: PushEvent, *, base_config: Mapping[str, Any] | None = None
+) -> Report:
     try:
-        if event.commits_complete:
-            commits: Sequence[Commit] = event.commits
-        else:
-            # The payload lists at most 20 commits, and none for a new branch pushed without
-            # new commits; the compare API gives the rest.
-            # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
-            base = event.default_branch if event.new_branch else event.before
-            commits, _ = await gitlab.compare(event.project_id, base, event.after)
-        state = await read_repository(gitlab, event.project_id, event.after)
-    except GitLabError as exc:
-        return Report(head_sha=event.after, error=str(exc))
+        return await _check_push(gitlab, event, base_config)
+    except (GitLabError, ConfigError) as exc:
+        return _failure_report(event.after, exc)
+
+
+async def _check_push(
+    gitlab: GitLab, event: PushEvent, base_config: Mapping[str, Any] | None
+) -> Report:
+    pushed = Repository(gitlab, event.project_id, event.after)
+    # A push is judged by the default branch's rules; a push to the default branch reads
+    # them from the pushed tree, which is that branch now.
+    on_default = event.branch == event.default_branch or not event.default_branch
+    rules_from = (
+        pushed if on_default else Repository(gitlab, event.project_id, event.default_branch)
+    )
+    config = await rules_from.config(base_config)
+    checks = plan(config, Scope.PUSH, event.branch)
+    needs = checks.needs
+    base = event.default_branch if event.new_branch else event.before
+    wants_history = bool(needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
+    commits: Sequence[Commit] = ()
+    changes: Sequence[ChangedFile] = ()
+    if wants_history:
+        # Always from the compare API: the payload lists at most 20 commits, none for a new
+        # branch pushed without new commits, no parents, no diffs, and may hide emails as
+        # [REDACTED]; rules on sign-offs, authors and merges need the real commits.
+        # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
+        commits, changes = await gitlab.compare(event.project_id, base, event.after)
+    paths, project, codeowners, sizes, signatures = await _together(
+        pushed.paths() if Need.TREE in needs else _nothing(frozenset()),
+        _project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
+        pushed.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
+        _file_sizes(gitlab, event.project_id, event.after, changes)
+        if Need.FILE_SIZES in needs
+        else _nothing({}),
+        _signatures(gitlab, event.project_id, commits)
+        if Need.SIGNATURES in needs
+        else _nothing({}),
+    )
+    context = Context(
+        scope=Scope.PUSH,
+        branch=event.branch,
+        target_branch=event.branch,
+        commits=tuple(commits),
+        changes=tuple(changes),
+        paths=paths,
+        project=project or ProjectFacts(),
+        file_sizes=sizes,
+        signatures=signatures,
+        codeowners=codeowners,
+        squash_policy=config.squash_policy,
+    )
     return Report(
         head_sha=event.after,
-        outcomes=evaluate_push(commits, state),
-        facts={"commits": len(commits)},
+        outcomes=evaluate(checks, context),
+        facts={"commits": len(commits)} if wants_history else {},
+        config_source=config.source,
     )
 
 
-async def _together(*coroutines: Coroutine[Any, Any, Any]) -> list[Any]:
+async def _together(*awaitables: Awaitable[Any]) -> list[Any]:
     """Run reads concurrently; on the first failure cancel the rest and raise it."""
     tasks: list[asyncio.Task[Any]] = []
     try:
         async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(c) for c in coroutines]
+            tasks = [group.create_task(_as_coroutine(a)) for a in awaitables]
     except BaseExceptionGroup as failures:
         raise _first_leaf(failures) from None
     return [task.result() for task in tasks]
+
+
+async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -280,6 +280,41 @@ class GitLab:
         files = [_changed_file(d) for d in data.get("diffs") or []]
         return commits, files
 
+    async def merge_request(self, project_id: int, iid: int) -> dict[str, Any]:
+        # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+        result: dict[str, Any] = await self.get(f"/projects/{project_id}/merge_requests/{iid}")
+        return result
+
+    async def raw_file(self, project_id: int, path: str, ref: str, *, max_bytes: int) -> bytes:
+        """A file's bytes at `ref`; NotFound when absent, ResponseTooLarge past `max_bytes`."""
+        # https://docs.gitlab.com/api/repository_files/#get-raw-file-from-repository
+        file_path = f"/projects/{project_id}/repository/files/{encode_path(path)}/raw"
+        response = await self.request("GET", file_path, params={"ref": ref})
+        if len(response.content) > max_bytes:
+            raise ResponseTooLarge(f"{path} is larger than {max_bytes} bytes", path=file_path)
+        return response.content
+
+    async def file_size(self, project_id: int, path: str, ref: str) -> int:
+        """A file's size from a HEAD request: GitLab sends metadata in X-Gitlab-* headers."""
+        # https://docs.gitlab.com/api/repository_files/#get-file-metadata-only
+        file_path = f"/projects/{project_id}/repository/files/{encode_path(path)}"
+        response = await self.request("HEAD", file_path, params={"ref": ref})
+        size = response.headers.get("x-gitlab-size", "")
+        if not size.isdigit():
+            raise GitLabError(f"GitLab sent no X-Gitlab-Size for {path}", path=file_path)
+        return int(size)
+
+    async def commit_signature_verified(self, project_id: int, sha: str) -> bool:
+        """Whether GitLab verified the commit's signature; an unsigned commit answers 404."""
+        # https://docs.gitlab.com/api/commits/#get-signature-of-a-commit
+        try:
+            data = await self.get(f"/projects/{project_id}/repository/commits/{sha}/signature")
+        except NotFound:
+            return False
+        # `verified_system`: signed by GitLab itself (web UI and API commits, 15.4+).
+        # https://docs.gitlab.com/user/project/repository/signed_commits/web_commits/
+        return str(data.get("verification_status", "")) in {"verified", "verified_system"}
+
     async def open_merge_requests_for_branch(
         self, project_id: int, branch: str
     ) -> list[dict[str, Any]]:
@@ -288,6 +323,16 @@ class GitLab:
             f"/projects/{project_id}/merge_requests",
             {"state": "opened", "source_branch": branch},
         )
+
+    async def has_status(self, project_id: int, sha: str, name: str) -> bool:
+        """Whether the sha carries a commit status of this name."""
+        # https://docs.gitlab.com/api/commits/#list-the-statuses-of-a-commit
+        response = await self.request(
+            "GET",
+            f"/projects/{project_id}/repository/commits/{sha}/statuses",
+            params={"name": name, "all": "true", "per_page": 1},
+        )
+        return bool(response.json())
 
     async def latest_pipeline_id(self, project_id: int, sha: str) -> int | None:
         # https://docs.gitlab.com/api/pipelines/#list-project-pipelines
@@ -357,6 +402,8 @@ def _commit(raw: Mapping[str, Any]) -> Commit:
         author_name=str(raw.get("author_name") or ""),
         author_email=str(raw.get("author_email") or ""),
         parent_ids=tuple(str(p) for p in raw.get("parent_ids") or ()),
+        committer_name=str(raw.get("committer_name") or ""),
+        committer_email=str(raw.get("committer_email") or ""),
     )
 
 
@@ -367,4 +414,7 @@ def _changed_file(raw: Mapping[str, Any]) -> ChangedFile:
         new_file=bool(raw.get("new_file")),
         deleted_file=bool(raw.get("deleted_file")),
         renamed_file=bool(raw.get("renamed_file")),
+        diff=str(raw.get("diff") or ""),
+        # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs (18.4+)
+        diff_complete=not (raw.get("collapsed") or raw.get("too_large")),
     )

@@ -1,97 +1,163 @@
-"""Background work on the app's one event loop: deduplication, coalescing, bounded workers.
+"""Background work on the app's one event loop, fed from the durable journal.
 
-The webhook answers first; the check runs afterwards in a task this runner owns. It holds a
-reference to every task (so none is garbage-collected mid-flight), logs every exception, and
-cancels what is left at shutdown.
+A fixed number of worker tasks claim jobs from the store, one job per target at a time
+(project + MR, or project + branch). The backlog lives on disk, so a burst costs no memory.
+When a newer head of a target arrives, the store supersedes its queued job and the runner
+cancels a running one for an older head, which then posts nothing more.
 
-One target (project + MR, or project + branch) has at most one check running. An event that
-arrives meanwhile waits in the target's single pending slot; a newer event replaces an older
-pending one, since only the newest head matters.
+The runner holds a reference to every task, logs every failure, and on shutdown lets running
+jobs finish within a grace period; what is left goes back to the queue for the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.gitlab import GitLabError
+from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, Store
 
 log = logging.getLogger(__name__)
 
-Job = Callable[[], Awaitable[None]]
+RunJob = Callable[[JobRecord], Coroutine[Any, Any, None]]
+
+# Workers also poll this often, in case a wake-up was missed.
+IDLE_POLL_SECONDS = 1.0
 
 
-class SeenKeys:
-    """Idempotency keys of accepted deliveries, bounded in count and in age."""
+@dataclass
+class Stats:
+    """Counts since start, for the logs, the closing figures and (later) metrics."""
 
-    def __init__(self, *, capacity: int = 100_000, ttl_seconds: float = 7 * 24 * 3600) -> None:
-        self._keys: OrderedDict[str, float] = OrderedDict()
-        self._capacity = capacity
-        self._ttl = ttl_seconds
-
-    def add(self, key: str, *, now: float | None = None) -> bool:
-        """Record `key`; False when it was already seen (a redelivery)."""
-        now = time.monotonic() if now is None else now
-        while self._keys:
-            oldest, seen_at = next(iter(self._keys.items()))
-            if now - seen_at < self._ttl and len(self._keys) < self._capacity:
-                break
-            del self._keys[oldest]
-        if key in self._keys:
-            return False
-        self._keys[key] = now
-        return True
+    accepted: int = 0
+    duplicates: int = 0
+    jobs_run: int = 0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    superseded: int = 0
+    released: int = 0
 
 
+@dataclass
+class _Running:
+    job: JobRecord
+    task: asyncio.Task[None]
+    superseded: bool = False
+
+
+@dataclass
 class JobRunner:
-    def __init__(self, *, workers: int) -> None:
-        self._slots = asyncio.Semaphore(workers)
-        self._pending: dict[str, Job] = {}
-        self._drainers: dict[str, asyncio.Task[None]] = {}
-        self._closing = False
+    store: Store
+    run: RunJob
+    workers: int = 8
+    grace_seconds: float = 20.0
+    stats: Stats = field(default_factory=Stats)
+    _running: dict[str, _Running] = field(default_factory=dict, init=False)
+    _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
+    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _closing: bool = field(default=False, init=False)
 
     @property
-    def busy_targets(self) -> int:
-        return len(self._drainers)
+    def closing(self) -> bool:
+        return self._closing
 
-    def submit(self, target: str, job: Job) -> None:
-        if self._closing:
-            raise RuntimeError("the job runner is shutting down")
-        self._pending[target] = job
-        if target not in self._drainers:
-            task = asyncio.get_running_loop().create_task(
-                self._drain(target), name=f"check {target}"
-            )
-            self._drainers[target] = task
+    async def start(self) -> None:
+        replayed = await self.store.replay_unfinished(now=time.time())
+        if replayed:
+            log.info("replaying unfinished jobs", extra={"queued": replayed})
+        loop = asyncio.get_running_loop()
+        self._workers = [
+            loop.create_task(self._work(), name=f"worker {i}") for i in range(self.workers)
+        ]
 
-    async def _drain(self, target: str) -> None:
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def supersede_running(self, target: str, head_sha: str) -> None:
+        """A newer head arrived: a running check of an older head stops and posts nothing."""
+        running = self._running.get(target)
+        if running is not None and running.job.head_sha != head_sha:
+            running.superseded = True
+            running.task.cancel()
+
+    async def _work(self) -> None:
+        while not self._closing:
+            job = await self.store.claim(busy_targets=frozenset(self._running), now=time.time())
+            if job is None:
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
+                continue
+            await self._run_one(job)
+
+    async def _run_one(self, job: JobRecord) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
+            self.run(job), name=f"job {job.id}"
+        )
+        running = _Running(job, task)
+        self._running[job.target] = running
+        self.stats.jobs_run += 1
+        started = time.monotonic()
         try:
-            while (job := self._pending.pop(target, None)) is not None:
-                async with self._slots:
-                    started = time.monotonic()
-                    try:
-                        await job()
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:
-                        log.exception("check failed", extra={"target": target})
-                    else:
-                        log.info(
-                            "check done",
-                            extra={"target": target, "seconds": time.monotonic() - started},
-                        )
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if not task.done():
+                # The worker itself was cancelled (shutdown past the grace period).
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+                await self.store.release(job.id, now=time.time())
+                self.stats.released += 1
+                raise
+        except GitLabError as exc:
+            await self.store.finish(job.id, FAILED, error=str(exc), now=time.time())
+            self.stats.jobs_failed += 1
+            log.warning("job failed; it will be retried", extra={"job": job.id, "error": str(exc)})
+            return
+        except Exception as exc:
+            await self.store.finish(job.id, FAILED, error=repr(exc), now=time.time())
+            self.stats.jobs_failed += 1
+            log.exception("job crashed", extra={"job": job.id, "target": job.target})
+            return
         finally:
-            self._drainers.pop(target, None)
+            self._running.pop(job.target, None)
+            self._wakeup.set()  # the target is free again: a queued job of it may run
+        if task.cancelled():
+            state = SUPERSEDED if running.superseded else None
+            if state is None:
+                await self.store.release(job.id, now=time.time())
+                self.stats.released += 1
+                return
+            await self.store.finish(job.id, state, error=None, now=time.time())
+            self.stats.superseded += 1
+            return
+        await self.store.finish(job.id, DONE, error=None, now=time.time())
+        self.stats.jobs_done += 1
+        log.info(
+            "job done",
+            extra={"job": job.id, "target": job.target, "seconds": time.monotonic() - started},
+        )
 
-    async def idle(self) -> None:
-        """Wait until no job is pending or running (for tests and graceful shutdown)."""
-        while self._drainers:
-            await asyncio.gather(*list(self._drainers.values()), return_exceptions=True)
+    async def idle(self, *, poll: float = 0.01) -> None:
+        """Wait until nothing is queued or running (tests, benchmarks)."""
+        while True:
+            counts = await self.store.counts()
+            if not self._running and not counts.get("queued") and not counts.get("running"):
+                return
+            await asyncio.sleep(poll)
 
     async def aclose(self) -> None:
+        """Stop taking jobs, let running ones finish within the grace period, requeue the rest."""
         self._closing = True
-        tasks = list(self._drainers.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._wakeup.set()
+        running = [r.task for r in self._running.values()]
+        if running:
+            await asyncio.wait(running, timeout=self.grace_seconds)
+        for worker in self._workers:
+            worker.cancel()
+        await asyncio.gather(*self._workers, return_exceptions=True)

@@ -6,8 +6,11 @@ tested with values written in the test itself.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 
 class Severity(StrEnum):
@@ -23,6 +26,8 @@ class Commit:
     author_name: str = ""
     author_email: str = ""
     parent_ids: tuple[str, ...] = ()
+    committer_name: str = ""
+    committer_email: str = ""
 
     @property
     def title(self) -> str:
@@ -43,6 +48,43 @@ class ChangedFile:
     new_file: bool = False
     deleted_file: bool = False
     renamed_file: bool = False
+    diff: str = ""  # the unified diff's hunks, as GitLab's diffs and compare APIs give them
+    # False when GitLab left the diff text out (`collapsed`/`too_large`, or diff limits):
+    # rules that read lines must then say they could not, rather than pass.
+    diff_complete: bool = True
+
+    def added_lines(self) -> list[tuple[int, str]]:
+        """(line number in the new file, text) of every added line."""
+        added: list[tuple[int, str]] = []
+        line_no = 0
+        in_hunk = False
+        for line in self.diff.splitlines():
+            if line.startswith("@@"):
+                # @@ -a,b +c,d @@: the new file's hunk starts at line c.
+                match = _HUNK.match(line)
+                line_no = int(match.group(1)) if match else 0
+                in_hunk = True
+            elif not in_hunk:
+                continue  # `--- a/x` / `+++ b/x` headers come before the first hunk only
+            elif line.startswith("+"):
+                added.append((line_no, line[1:]))
+                line_no += 1
+            elif not line.startswith("-") and not line.startswith("\\"):
+                line_no += 1
+        return added
+
+    def line_counts(self) -> tuple[int, int]:
+        """(added, removed) lines in the diff."""
+        added = removed = 0
+        in_hunk = False
+        for line in self.diff.splitlines():
+            if line.startswith("@@"):
+                in_hunk = True
+            elif in_hunk and line.startswith("+"):
+                added += 1
+            elif in_hunk and line.startswith("-"):
+                removed += 1
+        return added, removed
 
 
 @dataclass(frozen=True)
@@ -84,7 +126,13 @@ class Report:
     head_sha: str
     outcomes: tuple[RuleOutcome, ...] = ()
     error: str | None = None
+    details: tuple[str, ...] = ()  # what the error consists of, e.g. config errors by line
     facts: dict[str, int] = field(default_factory=dict)
+    config_source: str = "defaults"
+    superseded_by: str | None = None  # the MR's head moved on: publish nothing
+    # The error was GitLab's (unreachable, 5xx, rate limit), not the project's: after
+    # publishing "could not complete", the job is marked failed so it runs again later.
+    retryable: bool = False
 
     @property
     def findings(self) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bot import __version__
 from bot.model import Finding, Report, Severity
 
 # The hidden marker by which the bot finds its own note among an MR's notes.
@@ -15,6 +16,15 @@ STATUS_DESCRIPTION_LIMIT = 255
 # each rule lists a bounded number of findings.
 # https://docs.gitlab.com/api/notes/#create-new-merge-request-note
 MAX_FINDINGS_PER_RULE = 25
+
+# Findings of one severity above this count start collapsed.
+COLLAPSE_AFTER = 10
+
+_SECTIONS = (
+    (Severity.ERROR, "Needs fixing"),
+    (Severity.WARNING, "Warnings"),
+    (Severity.INFO, "For information"),
+)
 
 _ICON = {
     Severity.ERROR: ":x:",
@@ -71,10 +81,19 @@ def render_note(report: Report) -> str:
             f"The check of `{short}` could not complete, so it is marked failed: "
             f"{_cell(report.error)}",
             "",
-            "This is not a verdict on the change. Push again, or ask the bot's operator "
-            "to look at GitLab's availability and the bot's logs.",
         ]
-        return "\n".join(lines) + "\n"
+        if report.details:
+            shown = report.details[:MAX_FINDINGS_PER_RULE]
+            lines += ["```", *(_cell(d) for d in shown)]
+            if len(report.details) > len(shown):
+                lines.append(f"…and {len(report.details) - len(shown)} more")
+            lines += ["```", "", "Fix the file on the target branch; this MR cannot change it."]
+        else:
+            lines.append(
+                "This is not a verdict on the change. Push again, or ask the bot's operator "
+                "to look at GitLab's availability and the bot's logs."
+            )
+        return "\n".join([*lines, "", _footer(report)]) + "\n"
 
     if report.error_count:
         heading = (
@@ -93,22 +112,32 @@ def render_note(report: Report) -> str:
         scope.append(_plural(report.facts["files"], "changed file"))
     lines += [heading, "", f"Checked {', '.join(scope)} against {len(report.outcomes)} rules.", ""]
 
-    failing = [o for o in report.outcomes if not o.passed]
-    if failing:
-        lines += ["| | Rule | Where | Problem | How to fix |", "|---|---|---|---|---|"]
-        for outcome in failing:
-            shown = outcome.findings[:MAX_FINDINGS_PER_RULE]
-            lines += [_row(finding) for finding in shown]
-            hidden = len(outcome.findings) - len(shown)
-            if hidden:
-                lines.append(f"| | `{outcome.rule}` | | …and {hidden} more | |")
-        lines.append("")
+    for severity, title in _SECTIONS:
+        findings = [f for f in report.findings if f.severity is severity]
+        if not findings:
+            continue
+        table = ["| | Rule | Where | Problem | How to fix |", "|---|---|---|---|---|"]
+        for rule in dict.fromkeys(f.rule for f in findings):
+            of_rule = [f for f in findings if f.rule == rule]
+            table += [_row(f) for f in of_rule[:MAX_FINDINGS_PER_RULE]]
+            hidden = len(of_rule) - MAX_FINDINGS_PER_RULE
+            if hidden > 0:
+                table.append(f"| | `{rule}` | | …and {hidden} more | |")
+        heading = f"**{title}** ({len(findings)})"
+        if len(findings) > COLLAPSE_AFTER:
+            lines += [f"<details><summary>{heading}</summary>", "", *table, "", "</details>", ""]
+        else:
+            lines += [heading, "", *table, ""]
     passed = [o for o in report.outcomes if o.passed]
     if passed:
         lines += [f"<details><summary>Passed ({len(passed)})</summary>", ""]
         lines += [f"- :white_check_mark: {o.title} (`{o.rule}`)" for o in passed]
-        lines += ["", "</details>"]
-    return "\n".join(lines) + "\n"
+        lines += ["", "</details>", ""]
+    return "\n".join([*lines, _footer(report)]) + "\n"
+
+
+def _footer(report: Report) -> str:
+    return f"<sub>Rules from {_code(report.config_source)} · compliance-bot {__version__}</sub>"
 
 
 def _row(finding: Finding) -> str:

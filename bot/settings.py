@@ -56,6 +56,32 @@ class Settings(BaseSettings):
     retry_base_delay: float = Field(
         default=0.5, ge=0, description="First backoff delay; doubles per attempt, with jitter."
     )
+    compliance_config: Path | None = Field(
+        default=None,
+        description="Instance-wide defaults file (YAML, the .gitlab/compliance.yml schema), "
+        "merged under each project's own config.",
+    )
+    compliance_db: Path = Field(
+        default=Path("compliance-bot.db"),
+        description="SQLite journal of accepted deliveries and jobs (WAL).",
+    )
+    shutdown_grace_seconds: float = Field(
+        default=20.0, ge=0, description="Time running checks get to finish on SIGTERM."
+    )
+    catchup_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How often open MRs of known projects are checked for missed events.",
+    )
+    retry_failed_after_seconds: float = Field(
+        default=60.0, gt=0, description="Wait before a check GitLab failed is run again."
+    )
+    retry_failed_attempts: int = Field(
+        default=5, ge=1, description="Runs of one check before it stays failed."
+    )
+    dedup_ttl_days: float = Field(
+        default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
+    )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
     gitlab_concurrency: int = Field(
         default=16, ge=1, description="GitLab requests in flight at the same time."

@@ -15,6 +15,7 @@ Payloads:    https://docs.gitlab.com/user/project/integrations/webhook_events/
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -32,7 +33,7 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 
 # The MR fields whose change can alter the metadata rules' verdict.
 # https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events
-METADATA_FIELDS = frozenset({"title", "description", "labels", "draft"})
+METADATA_FIELDS = frozenset({"title", "description", "labels", "draft", "assignees", "reviewers"})
 
 
 class WebhookError(Exception):
@@ -67,6 +68,8 @@ class MergeRequestEvent:
     target_branch: str
     web_url: str
     changed_fields: frozenset[str]
+    assignees: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
 
     @property
     def target(self) -> str:
@@ -91,11 +94,6 @@ class PushEvent:
     @property
     def new_branch(self) -> bool:
         return self.before == ZERO_SHA
-
-    @property
-    def commits_complete(self) -> bool:
-        """Whether the payload lists every pushed commit (GitLab sends at most 20)."""
-        return len(self.commits) >= self.total_commits_count and not self.new_branch
 
 
 @dataclass(frozen=True)
@@ -242,7 +240,15 @@ def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
         target_branch=str(attrs["target_branch"]),
         web_url=str(attrs.get("url") or ""),
         changed_fields=changed,
+        assignees=_usernames(payload.get("assignees")),
+        reviewers=_usernames(payload.get("reviewers")),
     )
+
+
+def _usernames(users: object) -> tuple[str, ...]:
+    if not isinstance(users, list):
+        return ()
+    return tuple(str(u.get("username") or u.get("id")) for u in users if isinstance(u, dict))
 
 
 def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
@@ -296,3 +302,64 @@ def _sha(value: object) -> str:
     if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
         raise ValueError(f"not a commit sha: {text[:50]!r}")
     return text
+
+
+# -- events as journal records ------------------------------------------------------------
+
+
+def event_to_json(event: MergeRequestEvent | PushEvent) -> str:
+    """The event as the journal stores it, so a restart can replay it."""
+    data = dataclasses.asdict(event)
+    if isinstance(event, MergeRequestEvent):
+        data["changed_fields"] = sorted(event.changed_fields)
+    return json.dumps(data, sort_keys=True)
+
+
+def event_from_json(kind: str, text: str) -> MergeRequestEvent | PushEvent:
+    data = json.loads(text)
+    if kind == "merge_request":
+        data["changed_fields"] = frozenset(data["changed_fields"])
+        for key in ("labels", "assignees", "reviewers"):
+            data[key] = tuple(data[key])
+        return MergeRequestEvent(**data)
+    data["commits"] = tuple(
+        Commit(**{**c, "parent_ids": tuple(c["parent_ids"])}) for c in data["commits"]
+    )
+    return PushEvent(**data)
+
+
+def event_kind(event: MergeRequestEvent | PushEvent) -> str:
+    return "merge_request" if isinstance(event, MergeRequestEvent) else "push"
+
+
+def event_head(event: MergeRequestEvent | PushEvent) -> str:
+    return event.head_sha if isinstance(event, MergeRequestEvent) else event.after
+
+
+def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent:
+    """An MR as the REST API lists it, as the event the bot would have received for it.
+
+    Catch-up uses this for MRs whose events were missed.
+    https://docs.gitlab.com/api/merge_requests/#list-project-merge-requests
+    """
+    return MergeRequestEvent(
+        project_id=int(mr["project_id"]),
+        source_project_id=int(mr.get("source_project_id") or mr["project_id"]),
+        iid=int(mr["iid"]),
+        action="catch-up",
+        head_sha=_sha(mr["sha"]),
+        oldrev=None,
+        title=str(mr.get("title") or ""),
+        description=str(mr.get("description") or ""),
+        labels=tuple(
+            str(label["name"] if isinstance(label, dict) else label)
+            for label in mr.get("labels") or []
+        ),
+        draft=bool(mr.get("draft", mr.get("work_in_progress", False))),
+        source_branch=str(mr["source_branch"]),
+        target_branch=str(mr["target_branch"]),
+        web_url=str(mr.get("web_url") or ""),
+        changed_fields=frozenset(),
+        assignees=_usernames(mr.get("assignees")),
+        reviewers=_usernames(mr.get("reviewers")),
+    )

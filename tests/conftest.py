@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -73,9 +75,11 @@ class Bot:
 
 @contextlib.asynccontextmanager
 async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
-    app = create_app(bot_settings(fake, **overrides))
-    async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
-        yield Bot(url=url, app=app, client=client)
+    with tempfile.TemporaryDirectory(prefix="compliance-bot-") as tmp:
+        overrides.setdefault("compliance_db", Path(tmp) / "journal.db")
+        app = create_app(bot_settings(fake, **overrides))
+        async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
+            yield Bot(url=url, app=app, client=client)
 
 
 @pytest.fixture

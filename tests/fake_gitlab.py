@@ -33,6 +33,7 @@ import hashlib
 import itertools
 import json
 import math
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -320,6 +321,7 @@ class _Fault:
     remaining: int | None
     retry_after: int | None
     body: str | None
+    probability: float = 1.0  # chance that a matching request is hit (chaos runs)
 
     def matches(self, method: str, path: str) -> bool:
         if self.method not in ("*", method):
@@ -373,6 +375,8 @@ class FakeGitLab:
         self.mr_commits_send_totals: bool = False
         self.requests: list[LoggedRequest] = []
         self.award_emoji: list[JSONDict] = []
+        # sha -> GitLab's verification_status ("verified", "unverified", ...); absent: unsigned
+        self.signed: dict[str, str] = {}
 
         self._projects: dict[int, Project] = {}
         self._commits: dict[str, Commit] = {}
@@ -380,6 +384,7 @@ class FakeGitLab:
         self._pipelines: dict[int, Pipeline] = {}
         self._statuses: list[JSONDict] = []  # internal records, see _status_entity
         self._faults: list[_Fault] = []
+        self._chaos = random.Random(0)
         self._users: dict[str, JSONDict] = {}
         # Global id sequences, one per kind of object, as in GitLab's database tables.
         self._ids: dict[str, itertools.count[int]] = {}
@@ -633,7 +638,14 @@ class FakeGitLab:
             project.objects |= self._ancestors(parent)
         project.objects.add(sha)
         project.branches[branch] = sha
+        self._touch_merge_requests(project_id, branch)
         return sha
+
+    def _touch_merge_requests(self, project_id: int, branch: str) -> None:
+        # A push to an MR's source branch updates the MR (updated_at moves).
+        for mr in self._mrs.values():
+            if mr.source_project_id == project_id and mr.source_branch == branch:
+                mr.updated_at = self._now()
 
     def force_branch(self, project_id: int, branch: str, sha: str) -> None:
         """Move a branch head to any commit (a force-push)."""
@@ -642,6 +654,7 @@ class FakeGitLab:
             raise ValueError(f"unknown commit {sha}")
         project.objects |= self._ancestors(sha)
         project.branches[branch] = sha
+        self._touch_merge_requests(project_id, branch)
 
     def open_mr(
         self,
@@ -766,21 +779,37 @@ class FakeGitLab:
         times: int | None = None,
         retry_after: int | None = None,
         body: str | None = None,
+        probability: float = 1.0,
     ) -> None:
         """Answer the next `times` matching requests (None: all) with `status`.
 
         `method` may be "*" for any method; `path_regex` is `re.search`ed against the
-        raw and the percent-decoded path.
+        raw and the percent-decoded path. With `probability` below 1 each matching request
+        is hit at that rate (seeded: see `seed_chaos`).
         """
         self._faults.append(
-            _Fault(method.upper(), re.compile(path_regex), False, status, times, retry_after, body)
+            _Fault(
+                method.upper(),
+                re.compile(path_regex),
+                False,
+                status,
+                times,
+                retry_after,
+                body,
+                probability,
+            )
         )
 
-    def drop(self, method: str, path_regex: str, *, times: int = 1) -> None:
+    def drop(
+        self, method: str, path_regex: str, *, times: int | None = 1, probability: float = 1.0
+    ) -> None:
         """Close the connection without answering the next `times` matching requests."""
         self._faults.append(
-            _Fault(method.upper(), re.compile(path_regex), True, 0, times, None, None)
+            _Fault(method.upper(), re.compile(path_regex), True, 0, times, None, None, probability)
         )
+
+    def seed_chaos(self, seed: int) -> None:
+        self._chaos = random.Random(seed)
 
     def clear_faults(self) -> None:
         self._faults.clear()
@@ -788,6 +817,8 @@ class FakeGitLab:
     def _take_fault(self, method: str, path: str) -> _Fault | None:
         for fault in self._faults:
             if fault.remaining == 0 or not fault.matches(method, path):
+                continue
+            if fault.probability < 1.0 and self._chaos.random() >= fault.probability:
                 continue
             if fault.remaining is not None:
                 fault.remaining -= 1
@@ -940,6 +971,7 @@ class FakeGitLab:
             ("GET", p + "/repository/commits/{sha}", self._h_commit),
             ("GET", p + "/repository/commits/{sha}/merge_requests", self._h_commit_mrs),
             ("GET", p + "/repository/commits/{sha}/statuses", self._h_list_statuses),
+            ("GET", p + "/repository/commits/{sha}/signature", self._h_signature),
             ("POST", p + "/statuses/{sha}", self._h_post_status),
             ("GET", p + "/pipelines", self._h_pipelines),
             ("GET", p + "/pipelines/{pipeline_id}", self._h_pipeline),
@@ -1472,6 +1504,29 @@ class FakeGitLab:
             headers=self._blob_headers(file_path, ref, sha, data),
         )
 
+    async def _h_signature(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/commits/#get-signature-of-a-commit
+        # An unsigned commit answers 404 "Signature Not Found".
+        project = self._project_from(request)
+        sha = self._resolve(project, request.path_params["sha"])
+        if sha is None:
+            raise _not_found("Commit")
+        status = self.signed.get(sha)
+        if status is None:
+            raise _not_found("Signature")
+        return JSONResponse(
+            {
+                "signature_type": "PGP",
+                "verification_status": status,
+                "gpg_key_id": 1,
+                "gpg_key_primary_keyid": "8254AAB3FBD54AC9",
+                "gpg_key_user_name": "Ada Lovelace",
+                "gpg_key_user_email": "ada@example.com",
+                "gpg_key_subkey_id": None,
+                "commit_source": "gitaly",
+            }
+        )
+
     async def _h_compare(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/repositories/#compare-branches-tags-or-commits
         # straight=false (default) diffs from merge-base(from, to), i.e. `from...to`.
@@ -1814,6 +1869,12 @@ class FakeGitLab:
         if params.get("labels"):
             wanted = {label.strip() for label in params["labels"].split(",")}
             mrs = [mr for mr in mrs if wanted <= set(mr.labels)]
+        if params.get("updated_after"):
+            try:
+                after = datetime.fromisoformat(params["updated_after"])
+            except ValueError:
+                raise _param_error("updated_after is invalid") from None
+            mrs = [mr for mr in mrs if datetime.fromisoformat(mr.updated_at) > after]
         order_by = params.get("order_by") or "created_at"
         if order_by not in ("created_at", "updated_at", "title"):
             raise _param_error("order_by does not have a valid value")

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
+from tests.processes import BotProcess, deliver
 from tests.scenarios import compliant_project, hook_for
 
 SECRET_VALUES = {"GITLAB_TOKEN": "glpat-never-print-me", "WEBHOOK_SECRET": "hook-never-print-me"}
@@ -61,49 +61,27 @@ def test_help_lists_serve() -> None:
     assert "serve" in result.stdout
 
 
-async def test_serve_runs_the_bot_as_a_real_process(fake: FakeGitLab) -> None:
+async def test_serve_runs_the_bot_as_a_real_process(fake: FakeGitLab, tmp_path: Path) -> None:
     """`compliance-bot serve` end to end: a real process, real HTTP both ways."""
     project = compliant_project(fake)
     fake.commit(project.id, "feature", message="Added stuff")
     mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        "GITLAB_URL": fake.base_url,
-        "GITLAB_TOKEN": fake.token,
-        "WEBHOOK_SECRET": WEBHOOK_SECRET,
-    }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "serve", "--port", str(port),
-        env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
+    bot = BotProcess(fake, tmp_path / "journal.db")
+    await bot.start()
     try:
-        url = f"http://127.0.0.1:{port}"
         async with httpx.AsyncClient(timeout=5) as client:
-            for _ in range(200):
-                with contextlib.suppress(httpx.TransportError):
-                    if (await client.get(f"{url}/healthz")).status_code == 200:
-                        break
-                await asyncio.sleep(0.05)
-            response = await client.post(
-                f"{url}/webhook",
-                json=hook_for(mr),
-                headers={"X-Gitlab-Token": WEBHOOK_SECRET, "X-Gitlab-Event": "Merge Request Hook"},
-            )
-            assert response.status_code == 202
-            for _ in range(200):
-                states = [s["status"] for s in fake.statuses(project.id, mr.head_sha)]
-                if states and states[-1] != "running":
-                    break
-                await asyncio.sleep(0.05)
+            response = await deliver(client, bot.url, "Merge Request Hook", hook_for(mr))
+        assert response.status_code == 202
+        for _ in range(200):
+            states = [s["status"] for s in fake.statuses(project.id, mr.head_sha)]
+            if states and states[-1] != "running":
+                break
+            await asyncio.sleep(0.05)
         assert states == ["failed"]
     finally:
-        process.terminate()
-        output, _ = await process.communicate()
-    log = output.decode()
+        log = await bot.stop()
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal (0.29+).
-    assert process.returncode in (0, -signal.SIGTERM), log
+    assert bot.process is not None
+    assert bot.process.returncode in (0, -signal.SIGTERM), log
     assert "Finished server process" in log
     assert fake.token not in log and WEBHOOK_SECRET not in log

@@ -6,7 +6,9 @@ publishes the verdict. Each is documented in the README under its own heading.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from bot.gitlab import GitLab
 
@@ -17,3 +19,5 @@ class Services:
 
     gitlab: GitLab
     status_name: str
+    # The instance-wide defaults (COMPLIANCE_CONFIG), merged under each project's config.
+    base_config: Mapping[str, Any] = field(default_factory=dict)

@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from bot import engine, report
 from bot.checks import Services
-from bot.gitlab import GitLabError
+from bot.gitlab import GitLabError, GitLabUnavailable
 from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status
 from bot.webhook import PushEvent
 
@@ -29,13 +29,16 @@ async def check(services: Services, event: PushEvent) -> None:
             target, pipeline_id=await find_pipeline(gitlab, event.project_id, event.after)
         )
         await set_status(gitlab, target, "running", "checking…")
-        result = await engine.check_push(gitlab, event)
+        result = await engine.check_push(gitlab, event, base_config=services.base_config)
         await set_status(
             gitlab, target, report.status_state(result), report.status_description(result)
         )
     except GitLabError as exc:
         await set_incomplete(gitlab, target, exc)
         raise
+    if result.retryable:
+        # Published as "could not complete"; failing the job makes the sweeper run it again.
+        raise GitLabUnavailable(result.error or "could not complete")
     log.info(
         "push checked",
         extra={"branch": event.branch, "sha": event.after, "state": report.status_state(result)},

@@ -51,11 +51,15 @@ from typing import Final, Literal
 __all__ = [
     "DEFAULT_HEADER_MAX_LENGTH",
     "DEFAULT_TYPES",
+    "JS_LINE_TERMINATOR_RE",
+    "JS_WHITESPACE",
     "Header",
     "Problem",
     "is_ignored",
+    "js_length",
     "lint",
     "parse_header",
+    "parsed_header",
 ]
 
 # config-conventional's `type-enum` list, in its order (config-conventional/src/index.ts).
@@ -134,6 +138,17 @@ def _js_trim(s: str) -> str:
 def _js_len(s: str) -> int:
     """`String.prototype.length`: UTF-16 code units, so astral characters count twice."""
     return sum(2 if ord(ch) > 0xFFFF else 1 for ch in s)
+
+
+# Public names for the other commit rules (bot/rules/commits.py), which follow the same
+# JavaScript semantics where they port JS tools (commitlint, the DCO app).
+JS_WHITESPACE: Final = _JS_WHITESPACE
+JS_LINE_TERMINATOR_RE: Final = _JS_LINE_TERMINATOR_RE
+
+
+def js_length(s: str) -> int:
+    """JavaScript's `String.prototype.length` (UTF-16 code units)."""
+    return _js_len(s)
 
 
 def _to_lines(s: str) -> list[str]:
@@ -346,6 +361,13 @@ def _parse(raw: str) -> _Parsed:
     body = _trim_new_lines("\n".join(body_lines)) if body_lines else None
     footer = _trim_new_lines("\n".join(footer_lines)) if footer_lines else None
     return _Parsed(raw, header, type_, scope, subject, body, footer)
+
+
+def parsed_header(message: str) -> Header | None:
+    """The header of a whole message as the parser finds it (first non-gpg line, leading and
+    trailing newlines trimmed), parsed; None when there is none or it does not match."""
+    header = _parse(message).header
+    return parse_header(header) if header is not None else None
 
 
 def parse_header(header: str) -> Header | None:
@@ -724,14 +746,16 @@ def lint(
     *,
     types: Sequence[str] = DEFAULT_TYPES,
     header_max_length: int = DEFAULT_HEADER_MAX_LENGTH,
+    default_ignores: bool = True,
 ) -> list[Problem]:
     """Lint ``message`` as commitlint + config-conventional would (header limit aside).
 
     Returns [] for ignored messages; otherwise every failing rule, errors first, each group
     in config-conventional's rule order (commitlint reports errors and warnings separately,
-    each in config order).
+    each in config order).  ``default_ignores=False`` is commitlint's ``defaultIgnores:
+    false``: merges, reverts, fixups and version bumps are linted too.
     """
-    if is_ignored(message):
+    if default_ignores and is_ignored(message):
         return []
     # lint.ts skips "" as an empty commit; for whitespace-only input the parser throws
     # "Expected a raw commit" (and the CLI drops such input): nothing to report either way.

@@ -1,49 +1,820 @@
-"""Merge request metadata: title and description.
+"""Merge request metadata: title, draft state, description, checklist, linked issue, labels,
+people, branches and size.
 
-These rules read only what a Merge Request Hook payload carries, so an MR edit that touches
-only the title, description or labels is judged from the payload alone.
+Every rule here but `merge_request.size` reads only what a Merge Request Hook payload carries
+(`context.merge_request`), so an edit that touches only the title, description or labels is
+judged from the payload alone. Outside a merge request (`merge_request` is None) they find
+nothing.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import re
+from collections.abc import Iterable, Iterator
+from functools import lru_cache
+from typing import Any, Literal, Self
 
-from bot.model import Finding, RuleOutcome, Severity
+import re2
+from pydantic import Field, model_validator
 
-# GitLab treats these title prefixes as Draft markers.
-# https://docs.gitlab.com/user/project/merge_requests/drafts/
-_DRAFT_TITLE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:|draft\s-\s)", re.IGNORECASE)
+from bot.patterns import MAX_TEXT_LENGTH, Regex, compile_regex
+from bot.rules import conventional
+from bot.rules.base import (
+    MR_ONLY,
+    Context,
+    MergeRequestFacts,
+    Need,
+    Problem,
+    Rule,
+    RuleConfig,
+    SeverityLevel,
+)
+
+_SEVERITY_HELP = (
+    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
+    "reported only, `off` disables the rule."
+)
+_DRAFTS_DOC = "https://docs.gitlab.com/user/project/merge_requests/drafts/"
+_TASK_LISTS_DOC = "https://docs.gitlab.com/user/markdown/#task-lists"
+_CLOSING_DOC = (
+    "https://docs.gitlab.com/user/project/issues/managing_issues/#default-closing-pattern"
+)
+_PUSH_RULES_DOC = "https://docs.gitlab.com/user/project/repository/push_rules/"
+# A finding quotes user text (a task, a label); it is cut to this many characters.
+_EXCERPT = 80
+# At most this many findings per rule and MR; the rest are summed up in one more finding.
+_MAX_PROBLEMS = 20
 
 
-def is_draft_title(title: str) -> bool:
-    return bool(_DRAFT_TITLE.match(title))
+@lru_cache(maxsize=256)
+def _user_regex(pattern: str) -> Any:
+    """A config's pattern, compiled once with RE2 (already validated when the config loaded)."""
+    return compile_regex(pattern)
 
 
-def not_draft(title: str, draft: bool) -> RuleOutcome:
-    findings: tuple[Finding, ...] = ()
-    if draft or is_draft_title(title):
-        findings = (
-            Finding(
-                rule="merge_request.draft",
-                severity=Severity.WARNING,
-                message="the merge request is a draft",
-                fix="Mark it as ready when the work is done.",
-                location="title",
-            ),
+def _search(pattern: str, text: str) -> bool:
+    return _user_regex(pattern).search(text[:MAX_TEXT_LENGTH]) is not None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _excerpt(text: str, limit: int = _EXCERPT) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _code(text: str) -> str:
+    """`text` as inline Markdown code, whatever backticks it holds."""
+    return f"`{text}`" if "`" not in text else f"`` {text} ``"
+
+
+def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
+    """An enabled rule with nothing to check would pass everything: refuse that config."""
+    if config.severity != "off" and missing:
+        raise ValueError(f"the rule is enabled but {what}")
+
+
+# --------------------------------------------------------------------------------------------
+# Markdown the rules must not read: fenced code blocks and HTML comments
+# --------------------------------------------------------------------------------------------
+
+# A fence may sit in a list item or a blockquote, so any indentation and `>` markers are allowed
+# (CommonMark stops at 3 spaces for top-level fences; a task list is rarely indented code).
+_FENCE_OPEN = re.compile(r"^[ \t]*(?:>[ \t]*)*(`{3,}|~{3,})(.*)$")
+_FENCE_CLOSE = re.compile(r"^[ \t]*(?:>[ \t]*)*(`{3,}|~{3,})[ \t]*$")
+
+
+def _lines(text: str) -> list[str]:
+    return text[:MAX_TEXT_LENGTH].replace("\r\n", "\n").replace("\r", "\n").split("\n")
+
+
+def _visible_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of the Markdown a reader sees as prose.
+
+    Lines in fenced code blocks are left out, and HTML comments are cut out, also across lines:
+    description templates put instructions and examples (`<!-- Closes #123 -->`, `- [ ] ...`)
+    in comments, and code blocks show text rather than state anything.
+    """
+    fence: tuple[str, int] | None = None  # (fence character, fence length) while inside
+    in_comment = False
+    for number, line in enumerate(_lines(text), start=1):
+        if fence is not None:
+            close = _FENCE_CLOSE.match(line)
+            if close and close.group(1)[0] == fence[0] and len(close.group(1)) >= fence[1]:
+                fence = None
+            continue
+        visible: list[str] = []
+        rest = line
+        while rest:
+            if in_comment:
+                end = rest.find("-->")
+                if end < 0:
+                    rest = ""
+                else:
+                    rest = rest[end + 3 :]
+                    in_comment = False
+            else:
+                start = rest.find("<!--")
+                if start < 0:
+                    visible.append(rest)
+                    rest = ""
+                else:
+                    visible.append(rest[:start])
+                    rest = rest[start + 4 :]
+                    in_comment = True
+        shown = "".join(visible)
+        opening = _FENCE_OPEN.match(shown)
+        # A backtick fence's info string cannot hold a backtick (```a``` is inline code).
+        if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
+            fence = (opening.group(1)[0], len(opening.group(1)))
+            continue
+        if shown.strip():
+            yield number, shown
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.title
+# --------------------------------------------------------------------------------------------
+
+
+class TitleConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    pattern: Regex | None = Field(
+        None,
+        description="A regular expression (RE2 syntax, as GitLab push rules) the title must "
+        "contain, e.g. `^[A-Z]+-\\d+` for a leading Jira key. It is searched anywhere in the "
+        "title: anchor it with `^` and `$` to match the whole title.",
+    )
+    conventional: bool = Field(
+        False,
+        description="The title must be a Conventional Commits header that commitlint's "
+        "config-conventional accepts (errors only; header at most "
+        f"{conventional.DEFAULT_HEADER_MAX_LENGTH} characters), since GitLab's default squash "
+        "commit message is the MR title.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        _enabled_without(
+            self,
+            self.pattern is None and not self.conventional,
+            "sets neither `pattern` nor `conventional: true`",
         )
-    return RuleOutcome("merge_request.draft", "Not a draft", findings)
+        return self
 
 
-def description_present(description: str) -> RuleOutcome:
-    findings: tuple[Finding, ...] = ()
-    if not description.strip():
-        findings = (
-            Finding(
-                rule="merge_request.description",
-                severity=Severity.ERROR,
-                message="the merge request has no description",
-                fix="Describe what the change does and why.",
-                location="description",
-            ),
+def _check_title(context: Context, config: TitleConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    if config.pattern is not None and not _search(config.pattern, mr.title):
+        yield Problem(
+            message=f"the title does not match the required pattern {_code(config.pattern)}",
+            location="title",
+            fix=f"Edit the title so that it matches {_code(config.pattern)}.",
         )
-    return RuleOutcome("merge_request.description", "Description present", findings)
+    if config.conventional:
+        for problem in conventional.lint(mr.title):
+            if problem.level == "error":
+                yield Problem(
+                    message=f"the title is not a Conventional Commits header: "
+                    f"{problem.message} ({problem.rule})",
+                    location="title",
+                    fix="Write the title as `type(scope): subject`, e.g. "
+                    "`fix(api): handle empty pages`; types: "
+                    + ", ".join(conventional.DEFAULT_TYPES)
+                    + ".",
+                )
+
+
+TITLE = Rule[TitleConfig](
+    id="merge_request.title",
+    title="MR title format",
+    config=TitleConfig,
+    check=_check_title,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.draft
+# --------------------------------------------------------------------------------------------
+
+# The title prefixes GitLab treats as Draft markers (https://docs.gitlab.com/user/project/
+# merge_requests/drafts/): `[Draft]`, `Draft:`, `(Draft)`, any case. Current GitLab's
+# Gitlab::Regex.merge_request_draft is `\A(?i)(\[draft\]|\(draft\)|draft:)`; the bot judges
+# as current GitLab does, so the old `Draft - ` prefix is not a draft marker any more.
+_DRAFT_TITLE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)", re.IGNORECASE)
+
+
+class DraftConfig(RuleConfig):
+    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+
+
+def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    prefix = _DRAFT_TITLE.match(mr.title)
+    if prefix:
+        yield Problem(
+            message=f"the title starts with the draft marker {_code(prefix.group(1))}",
+            location="title",
+            fix=f"When the work is done, remove {_code(prefix.group(1))} from the title or "
+            f"select **Mark as ready** ({_DRAFTS_DOC}).",
+        )
+    elif mr.draft:
+        yield Problem(
+            message="the merge request is marked as a draft",
+            location="merge request",
+            fix=f"When the work is done, select **Mark as ready** or comment `/ready` "
+            f"({_DRAFTS_DOC}).",
+        )
+
+
+DRAFT = Rule[DraftConfig](
+    id="merge_request.draft",
+    title="Not a draft",
+    config=DraftConfig,
+    check=_check_draft,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.description
+# --------------------------------------------------------------------------------------------
+
+
+class DescriptionConfig(RuleConfig):
+    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    min_length: int = Field(
+        1,
+        ge=1,
+        description="Fewest characters the description must have once leading and trailing "
+        "whitespace is stripped. Only the length is judged: a description template left "
+        "unedited counts like text written by hand.",
+    )
+
+
+def _check_description(context: Context, config: DescriptionConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    length = len(mr.description.strip())
+    if length >= config.min_length:
+        return
+    if length == 0:
+        message = "the merge request has no description"
+    else:
+        message = (
+            f"the description is {_count(length, 'character')} long; "
+            f"at least {config.min_length} expected"
+        )
+    yield Problem(
+        message=message,
+        location="description",
+        fix="Describe what the change does and why, and how a reviewer can check it.",
+    )
+
+
+DESCRIPTION = Rule[DescriptionConfig](
+    id="merge_request.description",
+    title="Description present",
+    config=DescriptionConfig,
+    check=_check_description,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.checklist
+# --------------------------------------------------------------------------------------------
+
+# A GitLab task list item (https://docs.gitlab.com/user/markdown/#task-lists): a list item
+# (`-`, `*`, `+`, `1.`, `1)`), possibly in a blockquote, whose text starts with a checkbox and
+# has some text after it. `[ ]` is incomplete; `[x]`/`[X]` complete; `[~]` inapplicable
+# (GitLab 15.3+), which counts as done here: it is not an open task.
+_TASK = re.compile(r"^[ \t]*(?:>[ \t]*)*(?:[-+*]|\d{1,9}[.)])[ \t]+\[([ \txX~])\][ \t]+(\S.*)$")
+
+
+class ChecklistConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+
+
+def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    open_tasks = [
+        (number, task.group(2))
+        for number, line in _visible_lines(mr.description)
+        if (task := _TASK.match(line)) and task.group(1) in " \t"
+    ]
+    fix = (
+        "Check the item (`- [x]`) once it is done, or mark it not applicable with `- [~]` "
+        f"({_TASK_LISTS_DOC})."
+    )
+    for number, text in open_tasks[:_MAX_PROBLEMS]:
+        yield Problem(
+            message=f"unchecked task: {_excerpt(text)}",
+            location=f"description line {number}",
+            fix=fix,
+        )
+    if len(open_tasks) > _MAX_PROBLEMS:
+        more = len(open_tasks) - _MAX_PROBLEMS
+        yield Problem(
+            message=f"{_count(more, 'more unchecked task')}",
+            location="description",
+            fix=fix,
+        )
+
+
+CHECKLIST = Rule[ChecklistConfig](
+    id="merge_request.checklist",
+    title="Checklist complete",
+    config=ChecklistConfig,
+    check=_check_checklist,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.linked_issue
+# --------------------------------------------------------------------------------------------
+
+# GitLab's default issue closing pattern (config/initializers/1_settings.rb, quoted at
+# https://docs.gitlab.com/user/project/issues/managing_issues/#default-closing-pattern):
+#
+#   \b((?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)|
+#   \b[Ii]mplement(?:s|ed|ing)?)(:?) +(?:(?:issues? +)?%{issue_ref}(?:(?: *,? +and +| *,? *)?)
+#   |([A-Z][A-Z0-9_]+-\d+))+)
+#
+# Translated to RE2. Only whether one closing reference exists matters here, so the trailing
+# `(...)+` list of further references is dropped: a text matches the original iff it matches
+# this. `[A-Z][A-Z0-9_]+-\d+` is the external tracker (Jira) alternative GitLab keeps in it.
+_KEYWORD = (
+    r"\b(?:[Cc]los(?:e[sd]?|ing)|\b[Ff]ix(?:e[sd]|ing)?|\b[Rr]esolv(?:e[sd]?|ing)"
+    r"|\b[Ii]mplement(?:s|ed|ing)?):? +(?:issues? +)?"
+)
+# %{issue_ref}: a local `#123`, a cross-project `group/project#123`, or an issue or work item
+# URL. GitLab only takes URLs of its own host; the host is unknown here, so any host counts.
+# GitLab's lookbehind/lookahead (`(?<!path char)`, `(?=\W|\z)`) become RE2's `\b`.
+_ISSUE_REF = (
+    r"(?:https?://[^\s<>()\[\]]+?/(?:-/)?(?:issues|work_items)/\d+\b"
+    r"|(?:[A-Za-z0-9_.][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.][A-Za-z0-9_.-]*)*)?#\d+\b)"
+)
+# RE2 (linear time) because these scan text the MR author wrote, up to MAX_TEXT_LENGTH.
+_CLOSING_RE = re2.compile(_KEYWORD + r"(?:" + _ISSUE_REF + r"|[A-Z][A-Z0-9_]+-\d+\b)")
+_KEYWORD_RE = re2.compile(_KEYWORD)
+_ISSUE_REF_RE = re2.compile(_ISSUE_REF)
+# GitLab's issue branch names start with the issue number and a dash (`123-fix-thing`): the
+# "Create merge request" button names them so, and MergeRequests::BuildService#issue_iid reads
+# the issue back with `\A(\d+)-`.
+_ISSUE_BRANCH = re.compile(r"^\d+-")
+
+SearchPlace = Literal["title", "description", "branch"]
+_ALL_PLACES: tuple[SearchPlace, ...] = ("title", "description", "branch")
+_PLACE_NAMES: dict[str, str] = {
+    "title": "title",
+    "description": "description",
+    "branch": "source branch",
+}
+
+
+class LinkedIssueConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    require_closing: bool = Field(
+        False,
+        description="Require a closing reference in the description, as GitLab's default "
+        "closing pattern reads it (`Closes #123`, `Fixes group/project#123`, "
+        "`Resolves <issue URL>`; keywords close, fix, resolve, implement in their forms). "
+        "GitLab closes issues from the MR description (and commit messages), never from the "
+        "title or branch name, and only when merging into the default branch.",
+    )
+    pattern: Regex | None = Field(
+        None,
+        description="A regular expression (RE2) for an issue reference, e.g. "
+        "`[A-Z][A-Z0-9]+-\\d+` for Jira keys. When set, it replaces GitLab's references "
+        "(`#123`, `group/project#123`, issue URLs, `123-` branch names); with "
+        "`require_closing`, a closing keyword must be followed directly by a match.",
+    )
+    search_in: list[SearchPlace] = Field(
+        default_factory=lambda: list(_ALL_PLACES),
+        min_length=1,
+        description="Where to look for the reference: `title`, `description` and `branch` "
+        "(the source branch name). Text in HTML comments and fenced code blocks of the "
+        "description is ignored, since templates put example references there.",
+    )
+
+    @model_validator(mode="after")
+    def _closing_needs_description(self) -> Self:
+        if self.require_closing and "description" not in self.search_in:
+            raise ValueError(
+                "`require_closing` needs `description` in `search_in`: GitLab closes issues "
+                "from the merge request description only"
+            )
+        return self
+
+
+def _has_closing_reference(text: str, pattern: str | None) -> bool:
+    if pattern is None:
+        return _CLOSING_RE.search(text) is not None
+    reference = _user_regex(pattern)
+    return any(reference.match(text, keyword.end()) for keyword in _KEYWORD_RE.finditer(text))
+
+
+def _has_reference(place: str, text: str, pattern: str | None) -> bool:
+    if pattern is not None:
+        return _user_regex(pattern).search(text) is not None
+    if place == "branch":
+        return _ISSUE_BRANCH.match(text) is not None
+    return _ISSUE_REF_RE.search(text) is not None
+
+
+def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    texts = _searched_texts(mr, config.search_in)
+    description = texts.get("description", "")
+    closing = "description" in texts and _has_closing_reference(description, config.pattern)
+    where = ", ".join(_PLACE_NAMES[p] for p in dict.fromkeys(config.search_in))
+    what = (
+        f"issue reference matching {_code(config.pattern)}"
+        if config.pattern is not None
+        else "issue reference (`#123`, `group/project#123`, an issue URL"
+        + (", or a branch name starting with `123-`" if "branch" in texts else "")
+        + ")"
+    )
+    example = "Closes #123" if config.pattern is None else "Closes <reference>"
+    if config.require_closing:
+        if closing:
+            return
+        mentioned = any(_has_reference(p, t, config.pattern) for p, t in texts.items())
+        yield Problem(
+            message="the merge request mentions an issue but does not close it"
+            if mentioned
+            else "the description has no closing issue reference",
+            location="description",
+            fix=f"Write `{example}` (or Fixes, Resolves, Implements) in the description, so "
+            f"that the issue is closed when the merge request is merged ({_CLOSING_DOC}).",
+        )
+        return
+    if closing or any(_has_reference(p, t, config.pattern) for p, t in texts.items()):
+        return
+    yield Problem(
+        message=f"no {what} in the {where}",
+        location=where,
+        fix=f"Link the issue this merge request works on, e.g. `{example}` in the "
+        f"description ({_CLOSING_DOC}).",
+    )
+
+
+def _searched_texts(mr: MergeRequestFacts, places: Iterable[str]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for place in places:
+        if place == "title":
+            texts[place] = mr.title[:MAX_TEXT_LENGTH]
+        elif place == "description":
+            texts[place] = "\n".join(line for _, line in _visible_lines(mr.description))
+        else:
+            texts[place] = mr.source_branch
+    return texts
+
+
+LINKED_ISSUE = Rule[LinkedIssueConfig](
+    id="merge_request.linked_issue",
+    title="Linked issue",
+    config=LinkedIssueConfig,
+    check=_check_linked_issue,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.labels
+# --------------------------------------------------------------------------------------------
+
+_LABELS_HELP = (
+    " Label names are compared exactly, case included, as GitLab does: its labels are unique "
+    "by exact title, so `Bug` and `bug` are two labels. Scoped labels are written whole "
+    "(`priority::high`)."
+)
+
+
+class LabelsConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    all_of: list[str] = Field(
+        default_factory=list, description="Labels the MR must all have." + _LABELS_HELP
+    )
+    any_of: list[str] = Field(
+        default_factory=list,
+        description="Labels of which the MR must have at least one." + _LABELS_HELP,
+    )
+    none_of: list[str] = Field(
+        default_factory=list, description="Labels the MR must not have." + _LABELS_HELP
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        _enabled_without(
+            self,
+            not (self.all_of or self.any_of or self.none_of),
+            "`all_of`, `any_of` and `none_of` are all empty",
+        )
+        return self
+
+
+def _case_hint(wanted: str, labels: tuple[str, ...]) -> str:
+    near = [label for label in labels if label.lower() == wanted.lower() and label != wanted]
+    if not near:
+        return ""
+    return f" ({_code(near[0])} is set; label names are case-sensitive)"
+
+
+def _check_labels(context: Context, config: LabelsConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    have = set(mr.labels)
+    for label in config.all_of:
+        if label not in have:
+            yield Problem(
+                message=f"the required label {_code(label)} is missing"
+                + _case_hint(label, mr.labels),
+                location="labels",
+                fix=f"Add the label {_code(label)}, e.g. with the quick action "
+                f'`/label ~"{label}"`.',
+            )
+    if config.any_of and not have.intersection(config.any_of):
+        names = ", ".join(_code(label) for label in config.any_of)
+        hints = "".join(_case_hint(label, mr.labels) for label in config.any_of)
+        yield Problem(
+            message=f"none of the labels {names} is set{hints}",
+            location="labels",
+            fix=f"Add one of the labels {names}.",
+        )
+    for label in config.none_of:
+        if label in have:
+            yield Problem(
+                message=f"the label {_code(label)} must not be set",
+                location="labels",
+                fix=f'Remove the label {_code(label)}, e.g. with `/unlabel ~"{label}"`.',
+            )
+
+
+LABELS = Rule[LabelsConfig](
+    id="merge_request.labels",
+    title="Labels",
+    config=LabelsConfig,
+    check=_check_labels,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.assignee and merge_request.reviewer
+# --------------------------------------------------------------------------------------------
+
+
+class AssigneeConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    min_count: int = Field(1, ge=1, description="Fewest assignees the merge request must have.")
+
+
+class ReviewerConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    min_count: int = Field(1, ge=1, description="Fewest reviewers the merge request must have.")
+
+
+def _people_problem(count: int, minimum: int, role: str, fix: str) -> Iterator[Problem]:
+    if count >= minimum:
+        return
+    if count == 0:
+        message = f"the merge request has no {role}"
+    else:
+        message = f"the merge request has {_count(count, role)}; at least {minimum} expected"
+    yield Problem(message=message, location=f"{role}s", fix=fix)
+
+
+def _check_assignee(context: Context, config: AssigneeConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    yield from _people_problem(
+        len(mr.assignees),
+        config.min_count,
+        "assignee",
+        "Assign the merge request to who carries it to the merge (sidebar **Assignee**, or "
+        "`/assign @user`).",
+    )
+
+
+def _check_reviewer(context: Context, config: ReviewerConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    yield from _people_problem(
+        len(mr.reviewers),
+        config.min_count,
+        "reviewer",
+        "Request a review (sidebar **Reviewers**, or `/assign_reviewer @user`).",
+    )
+
+
+ASSIGNEE = Rule[AssigneeConfig](
+    id="merge_request.assignee",
+    title="Assignee",
+    config=AssigneeConfig,
+    check=_check_assignee,
+    scopes=MR_ONLY,
+)
+REVIEWER = Rule[ReviewerConfig](
+    id="merge_request.reviewer",
+    title="Reviewer",
+    config=ReviewerConfig,
+    check=_check_reviewer,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.target_branch and merge_request.source_branch
+# --------------------------------------------------------------------------------------------
+
+
+class TargetBranchConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    allowed: list[str] = Field(
+        default_factory=list,
+        description="Branches a merge request may target: shell-style glob patterns as in "
+        "`branches` (`main`, `release/*`; `*` also matches `/`), compared case-sensitively.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        _enabled_without(self, not self.allowed, "`allowed` is empty")
+        return self
+
+
+def _check_target_branch(context: Context, config: TargetBranchConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None:
+        return
+    target = mr.target_branch or context.target_branch
+    if any(fnmatch.fnmatchcase(target, pattern) for pattern in config.allowed):
+        return
+    allowed = ", ".join(_code(p) for p in config.allowed)
+    yield Problem(
+        message=f"the merge request targets {_code(target)}, which is not one of {allowed}",
+        location="target branch",
+        fix=f"Edit the merge request and choose a target branch matching {allowed}.",
+    )
+
+
+class SourceBranchConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    pattern: Regex | None = Field(
+        None,
+        description="A regular expression (RE2) the source branch name must contain, like "
+        "GitLab's `Branch name` push rule, e.g. `^(feature|fix)/[a-z0-9-]+$`. It is searched "
+        "anywhere in the name: anchor it with `^` and `$`. (The push rule always allows the "
+        "default branch; an MR's source branch is judged whatever it is called.)",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        _enabled_without(self, self.pattern is None, "`pattern` is not set")
+        return self
+
+
+def _check_source_branch(context: Context, config: SourceBranchConfig) -> Iterator[Problem]:
+    mr = context.merge_request
+    if mr is None or config.pattern is None:
+        return
+    source = mr.source_branch or context.branch
+    if _search(config.pattern, source):
+        return
+    yield Problem(
+        message=f"the source branch {_code(source)} does not match {_code(config.pattern)}",
+        location="source branch",
+        fix=f"Push the work to a branch whose name matches {_code(config.pattern)} and open "
+        f"the merge request from it (a branch cannot be renamed in GitLab; see "
+        f"{_PUSH_RULES_DOC}).",
+    )
+
+
+TARGET_BRANCH = Rule[TargetBranchConfig](
+    id="merge_request.target_branch",
+    title="Target branch",
+    config=TargetBranchConfig,
+    check=_check_target_branch,
+    scopes=MR_ONLY,
+)
+SOURCE_BRANCH = Rule[SourceBranchConfig](
+    id="merge_request.source_branch",
+    title="Source branch name",
+    config=SourceBranchConfig,
+    check=_check_source_branch,
+    scopes=MR_ONLY,
+)
+
+
+# --------------------------------------------------------------------------------------------
+# merge_request.size
+# --------------------------------------------------------------------------------------------
+
+
+class SizeConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    max_files: int | None = Field(
+        None, ge=1, description="Most changed files (added, modified, renamed, deleted)."
+    )
+    max_lines: int | None = Field(
+        None,
+        ge=1,
+        description="Most changed lines: added plus removed, over all diffs. When GitLab "
+        "leaves a file's diff out (too large, collapsed), its lines cannot be counted: the "
+        "count is then a lower bound, and if it is within the limit the rule still reports "
+        "that it could not count them instead of passing.",
+    )
+
+    @model_validator(mode="after")
+    def _something_to_check(self) -> Self:
+        _enabled_without(
+            self,
+            self.max_files is None and self.max_lines is None,
+            "sets neither `max_files` nor `max_lines`",
+        )
+        return self
+
+
+_SPLIT_FIX = "Split the merge request into smaller ones that can be reviewed on their own."
+
+
+def _check_size(context: Context, config: SizeConfig) -> Iterator[Problem]:
+    if context.merge_request is None:
+        return
+    files = len(context.changes)
+    if config.max_files is not None and files > config.max_files:
+        yield Problem(
+            message=f"{files} files changed; at most {config.max_files} expected",
+            location="changes",
+            fix=_SPLIT_FIX,
+        )
+    if config.max_lines is None:
+        return
+    unknown = [c.new_path or c.old_path for c in context.changes if not c.diff_complete]
+    lines = sum(sum(c.line_counts()) for c in context.changes if c.diff_complete)
+    named = ", ".join(_excerpt(path, 60) for path in unknown[:3]) + (
+        ", …" if len(unknown) > 3 else ""
+    )
+    uncounted = f"GitLab did not return the diff of {_count(len(unknown), 'file')} ({named})"
+    if lines > config.max_lines:
+        yield Problem(
+            message=(f"at least {lines}" if unknown else f"{lines}")
+            + f" lines changed (added + removed); at most {config.max_lines} expected"
+            + (f"; {uncounted}, so the real count is higher" if unknown else ""),
+            location="changes",
+            fix=_SPLIT_FIX,
+        )
+    elif unknown:
+        # Within the limit as far as is known, but the uncounted diffs may hold any number of
+        # lines: saying "passed" would be a guess, so say what could not be checked.
+        yield Problem(
+            message=f"could not count the changed lines of {_count(len(unknown), 'file')}: "
+            f"{uncounted}; the other diffs have {lines} changed lines of at most "
+            f"{config.max_lines}",
+            location="changes",
+            fix="Check the size of those files' changes by hand, or split the merge request "
+            "so that GitLab can show every diff.",
+        )
+
+
+SIZE = Rule[SizeConfig](
+    id="merge_request.size",
+    title="Merge request size",
+    config=SizeConfig,
+    check=_check_size,
+    needs=frozenset({Need.CHANGES}),
+    scopes=MR_ONLY,
+)
+
+
+RULES: tuple[Rule[Any], ...] = (
+    TITLE,
+    DRAFT,
+    DESCRIPTION,
+    CHECKLIST,
+    LINKED_ISSUE,
+    LABELS,
+    ASSIGNEE,
+    REVIEWER,
+    TARGET_BRANCH,
+    SOURCE_BRANCH,
+    SIZE,
+)

@@ -1,0 +1,181 @@
+"""What every rule is made of: its config model, the context it judges, and what it returns.
+
+A rule is a pure function `check(context, config) -> Iterable[Problem]`. It declares which
+inputs it `needs`, so the engine reads from GitLab (or git) only what the enabled rules use,
+and which scopes (merge request, push) it applies to. Its config is a pydantic model: the
+defaults are the quiet defaults, and the same model validates `.gitlab/compliance.yml` and
+produces its JSON Schema.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bot.model import ChangedFile, Commit, Severity
+
+SeverityLevel = Literal["error", "warning", "info", "off"]
+
+
+class Need(StrEnum):
+    """Inputs a rule can ask for; each costs GitLab calls, so only enabled rules ask."""
+
+    COMMITS = "commits"  # the commits under review, oldest first
+    CHANGES = "changes"  # the changed files, with their diffs
+    TREE = "tree"  # file paths at the root and under .gitlab/ of the judged tree
+    PROJECT = "project"  # the project's description and topics
+    FILE_SIZES = "file_sizes"  # byte sizes of added and modified files
+    SIGNATURES = "signatures"  # whether each commit's signature is verified
+    CODEOWNERS = "codeowners"  # the CODEOWNERS file, when there is one
+
+
+class Scope(StrEnum):
+    MERGE_REQUEST = "merge_request"
+    PUSH = "push"
+
+
+BOTH_SCOPES = frozenset({Scope.MERGE_REQUEST, Scope.PUSH})
+MR_ONLY = frozenset({Scope.MERGE_REQUEST})
+
+
+@dataclass(frozen=True)
+class ProjectFacts:
+    description: str = ""
+    topics: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MergeRequestFacts:
+    """What the Merge Request Hook payload says about the MR; no API call needed."""
+
+    title: str
+    description: str = ""
+    labels: tuple[str, ...] = ()
+    draft: bool = False
+    source_branch: str = ""
+    target_branch: str = ""
+    squash: bool = False
+    assignees: tuple[str, ...] = ()
+    reviewers: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CodeOwnersFile:
+    path: str
+    text: str
+
+
+class SquashPolicy(StrEnum):
+    TITLE = "title"  # judge the MR title, GitLab's default squash commit message
+    COMMITS = "commits"  # judge each commit anyway
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a rule may look at. Fields a rule did not `need` keep their defaults."""
+
+    scope: Scope
+    branch: str  # the MR's source branch, or the pushed branch
+    target_branch: str  # the MR's target branch, or the pushed branch
+    commits: tuple[Commit, ...] = ()
+    changes: tuple[ChangedFile, ...] = ()
+    paths: frozenset[str] = frozenset()
+    project: ProjectFacts = ProjectFacts()
+    merge_request: MergeRequestFacts | None = None
+    file_sizes: Mapping[str, int] = field(default_factory=dict)
+    signatures: Mapping[str, bool] = field(default_factory=dict)
+    codeowners: CodeOwnersFile | None = None
+    squash_policy: SquashPolicy = SquashPolicy.TITLE
+
+
+@dataclass(frozen=True)
+class Message:
+    """A commit message to judge, and how a finding names it."""
+
+    text: str
+    location: str
+    commit: Commit | None  # None for the MR title standing in for a squash commit
+
+
+def messages_to_judge(context: Context) -> list[Message]:
+    """The commit messages the message rules judge.
+
+    When an MR will be squashed, GitLab's default squash commit message is the MR title
+    (https://docs.gitlab.com/user/project/merge_requests/commit_templates/), so that is what
+    lands on the target branch and what is judged, unless the config says `commits`.
+    """
+    mr = context.merge_request
+    if mr is not None and mr.squash and context.squash_policy is SquashPolicy.TITLE:
+        return [Message(mr.title, "squash commit (MR title)", None)]
+    return [Message(c.message, commit_location(c), c) for c in context.commits]
+
+
+def commit_location(commit: Commit) -> str:
+    title = commit.title.replace("\r", " ")
+    if len(title) > 72:
+        title = title[:71] + "…"
+    return f"commit {commit.short_sha}: {title}"
+
+
+class RuleConfig(BaseModel):
+    """Options every rule has. A rule's own model adds its parameters, with defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    severity: SeverityLevel = "off"
+    branches: list[str] = Field(
+        default_factory=list,
+        description="Only judge MRs targeting (or pushes to) these branches: glob patterns. "
+        "Empty: every branch.",
+    )
+
+    def applies_to_branch(self, branch: str) -> bool:
+        return not self.branches or any(fnmatch.fnmatchcase(branch, p) for p in self.branches)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing a rule found wrong. The engine turns it into a Finding with the rule's id
+    and configured severity; `severity` is set only by rules whose parts differ in weight."""
+
+    message: str
+    location: str = ""
+    fix: str = ""
+    severity: Severity | None = None
+
+
+C = TypeVar("C", bound=RuleConfig)
+
+
+@dataclass(frozen=True)
+class Rule(Generic[C]):
+    id: str
+    title: str
+    config: type[C]
+    check: Callable[[Context, C], Iterable[Problem]]
+    needs: frozenset[Need] = frozenset()
+    scopes: frozenset[Scope] = BOTH_SCOPES
+    fix: str = ""  # how to fix, when a Problem does not say
+
+    def default_config(self) -> C:
+        return self.config()
+
+    def run(self, context: Context, config: Any) -> list[Problem]:
+        return list(self.check(context, config))
+
+
+_FAMILY_AND_NAME = re.compile(r"^[a-z_]+\.[a-z_]+$")
+
+
+def check_rule_ids(rules: Iterable[Rule[Any]]) -> None:
+    seen: set[str] = set()
+    for rule in rules:
+        if not _FAMILY_AND_NAME.match(rule.id) or rule.id in seen:
+            raise ValueError(f"bad or duplicate rule id {rule.id!r}")
+        seen.add(rule.id)

@@ -1,0 +1,151 @@
+"""`.gitlab/compliance.yml`: validation with line numbers, merging, and the JSON Schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bot import config
+from bot.config import ConfigError
+
+EXAMPLE = Path(__file__).resolve().parents[1] / ".gitlab" / "compliance.yml"
+
+
+def _problems(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        config.load(text, "c.yml")
+    return [str(p) for p in caught.value.problems]
+
+
+def test_empty_file_means_the_quiet_defaults() -> None:
+    loaded = config.load("", "c.yml")
+    assert loaded.rule("commit.conventional").severity == "error"
+    assert loaded.rule("commit.dco").severity == "off"
+    assert loaded.rule("merge_request.draft").severity == "warning"
+    assert loaded.fingerprint() == config.default_config().fingerprint()
+
+
+def test_options_are_applied() -> None:
+    loaded = config.load(
+        "rules:\n  commit.dco:\n    severity: error\n"
+        "  commit.subject_length:\n    max_length: 50\n",
+        "c.yml",
+    )
+    assert loaded.rule("commit.dco").severity == "error"
+    assert loaded.rule("commit.subject_length").max_length == 50  # type: ignore[attr-defined]
+    assert loaded.source == "c.yml"
+
+
+def test_unknown_keys_point_at_their_line_and_column() -> None:
+    text = "rules:\n  commit.dco:\n    severity: error\n    sevrity: warning\n"
+    assert _problems(text) == ["c.yml:4:5: rules.commit.dco.sevrity: unknown key 'sevrity'"]
+
+
+def test_unknown_rule_id_is_named() -> None:
+    [problem] = _problems("rules:\n  commit.nonsense: {}\n")
+    assert problem.startswith("c.yml:2:3:") and "not a rule id" in problem
+
+
+def test_wrong_type_points_at_the_value_key() -> None:
+    [problem] = _problems("version: 1\nrules:\n  commit.subject_length:\n    max_length: many\n")
+    assert problem.startswith("c.yml:4:5: rules.commit.subject_length.max_length")
+
+
+def test_bad_severity() -> None:
+    [problem] = _problems("rules:\n  commit.dco:\n    severity: fatal\n")
+    assert problem.startswith("c.yml:3:5:") and "'error'" in problem
+
+
+def test_regex_rejected_by_re2_is_an_error_naming_it() -> None:
+    [problem] = _problems(
+        "rules:\n  merge_request.title:\n    severity: error\n    pattern: '(?<=x)y'\n"
+    )
+    assert problem.startswith("c.yml:4:5:") and "(?<=x)y" in problem and "RE2" in problem
+
+
+def test_yaml_syntax_error_has_a_line() -> None:
+    [problem] = _problems("rules:\n  commit.dco: [\n")
+    assert problem.startswith("c.yml:3:")
+
+
+def test_not_a_mapping() -> None:
+    assert _problems("- a\n- b\n") == ["c.yml:1:1: the file must be a mapping of options"]
+
+
+def test_anchors_and_aliases_are_refused() -> None:
+    [problem] = _problems("a: &x [1]\nb: *x\n")
+    assert "aliases are not allowed" in problem
+
+
+def test_oversized_file_is_refused() -> None:
+    [problem] = _problems("# " + "x" * config.MAX_CONFIG_BYTES)
+    assert "larger than" in problem
+
+
+def test_project_config_is_merged_over_instance_defaults() -> None:
+    base = config.load_instance_defaults(
+        "rules:\n  commit.dco:\n    severity: error\n  commit.subject_length:\n"
+        "    max_length: 60\n",
+        "instance.yml",
+    )
+    loaded = config.load(
+        "rules:\n  commit.subject_length:\n    severity: warning\n", "p", base=base
+    )
+    assert loaded.rule("commit.dco").severity == "error"
+    length = loaded.rule("commit.subject_length")
+    assert (length.severity, length.max_length) == ("warning", 60)  # type: ignore[attr-defined]
+
+
+def test_json_schema_names_every_rule_with_descriptions() -> None:
+    schema = config.json_schema()
+    text = json.dumps(schema)
+    for rule_id in ("commit.conventional", "files.secrets", "merge_request.labels"):
+        assert f'"{rule_id}"' in text
+    assert schema["additionalProperties"] is False
+
+
+def test_the_example_config_in_the_repository_validates() -> None:
+    loaded = config.load(EXAMPLE.read_text(), str(EXAMPLE))
+    assert loaded.rule("commit.conventional").severity == "error"
+
+
+def test_catastrophic_pattern_runs_in_linear_time() -> None:
+    from bot.patterns import search
+
+    started = time.monotonic()
+    assert not search("(a+)+$", "a" * 100_000 + "!")
+    assert time.monotonic() - started < 1.0
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "config", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_cli_validate_prints_file_line_col_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "compliance.yml"
+    bad.write_text("rules:\n  commit.dco:\n    severity: loud\n  merge_request.nope: {}\n")
+    result = _cli("validate", str(bad))
+    assert result.returncode == 1
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith(f"{bad}:3:5: ")
+    assert lines[1].startswith(f"{bad}:4:3: ")
+    good = tmp_path / "good.yml"
+    good.write_text("rules: {}\n")
+    assert _cli("validate", str(good)).returncode == 0
+
+
+def test_cli_schema_is_json() -> None:
+    result = _cli("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "compliance-bot configuration"

@@ -1,0 +1,169 @@
+"""The engine with configuration, end to end: config read from the target branch, broken
+configs reported loudly, and every rule family judged through GitLab's own data."""
+
+from __future__ import annotations
+
+from bot.report import NOTE_MARKER
+from tests.conftest import Bot
+from tests.fake_gitlab import FakeGitLab
+from tests.scenarios import compliant_project, hook_for
+
+MR_HOOK = "Merge Request Hook"
+STRICT = """\
+rules:
+  commit.dco:
+    severity: error
+  merge_request.labels:
+    severity: error
+    any_of: [bug, feature]
+"""
+
+
+def _note(fake: FakeGitLab, project_id: int, iid: int) -> str:
+    [note] = [n for n in fake.notes(project_id, iid) if NOTE_MARKER in str(n["body"])]
+    return str(note["body"])
+
+
+def _state(fake: FakeGitLab, project_id: int, sha: str) -> tuple[str, str]:
+    status = fake.statuses(project_id, sha)[-1]
+    return str(status["status"]), str(status["description"])
+
+
+async def test_an_mr_cannot_loosen_the_rules_that_judge_it(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    fake.commit(
+        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": STRICT}
+    )
+    # The MR's own branch switches every rule off...
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: relax the rules",
+        files={".gitlab/compliance.yml": "rules:\n  commit.dco: {severity: 'off'}\n"},
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", description="Relax.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    # ...but the target branch's rules judge it.
+    assert _state(fake, project.id, mr.head_sha)[0] == "failed"
+    note = _note(fake, project.id, mr.iid)
+    assert "`commit.dco`" in note and "`merge_request.labels`" in note
+    assert "Rules from `.gitlab/compliance.yml`" in note
+
+
+async def test_a_broken_config_fails_loudly_with_line_numbers(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    broken = "rules:\n  commit.dco:\n    severity: loud\n  merge_request.titel: {}\n"
+    fake.commit(
+        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": broken}
+    )
+    fake.commit(project.id, "feature", message="feat: x")
+    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    state, description = _state(fake, project.id, mr.head_sha)
+    assert state == "failed"
+    assert description == "could not complete: invalid .gitlab/compliance.yml"
+    note = _note(fake, project.id, mr.iid)
+    assert ".gitlab/compliance.yml:3:5: rules.commit.dco.severity" in note
+    assert ".gitlab/compliance.yml:4:3: " in note and "merge_request.titel" in note
+
+
+async def test_root_config_is_accepted_and_gitlab_dir_wins(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: rules",
+        files={".compliance.yml": "rules:\n  merge_request.description: {severity: 'off'}\n"},
+    )
+    fake.commit(project.id, "feature", message="feat: x")
+    mr = fake.open_mr(project.id, source_branch="feature", description="")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _state(fake, project.id, mr.head_sha)[0] == "success"
+    assert "Rules from `.compliance.yml`" in _note(fake, project.id, mr.iid)
+
+
+async def test_every_rule_family_is_judged_end_to_end(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    every_family = """\
+rules:
+  commit.dco: {severity: error}
+  merge_request.linked_issue: {severity: error}
+  files.prohibited: {severity: error}
+  files.secrets: {severity: error}
+  files.max_size: {severity: warning, max_bytes: 100}
+  repository.codeowners: {severity: warning}
+  commit.signed: {severity: warning}
+"""
+    fake.commit(
+        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": every_family}
+    )
+    token = "glpat-" + "Ab3dEf6hIj9kLmN0pQ2s"
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: add settings",
+        files={"id_rsa": "not really a key\n", "settings.py": f"TOKEN = '{token}'\n" + "#" * 200},
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", description="Settings.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    note = _note(fake, project.id, mr.iid)
+    for rule in (
+        "commit.dco",
+        "merge_request.linked_issue",
+        "files.prohibited",
+        "files.secrets",
+        "files.max_size",
+        "repository.codeowners",
+        "commit.signed",
+    ):
+        assert f"`{rule}`" in note, rule
+    assert token not in note and token[8:] not in note  # a secret is never echoed
+    assert _state(fake, project.id, mr.head_sha)[0] == "failed"
+    # The enabled rules needed more reads, and only those: sizes and signatures.
+    assert fake.calls("HEAD", "/repository/files/")
+    assert fake.calls("GET", "/signature")
+
+
+async def test_signed_commits_pass_the_signature_rule(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: rules",
+        files={".gitlab/compliance.yml": "rules:\n  commit.signed: {severity: error}\n"},
+    )
+    sha = fake.commit(project.id, "feature", message="feat: x")
+    fake.signed[sha] = "verified"
+    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _state(fake, project.id, mr.head_sha)[0] == "success"
+
+
+async def test_squashed_mr_is_judged_by_its_title(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="wip")
+    fake.commit(project.id, "feature", message="more wip")
+    mr = fake.open_mr(
+        project.id, source_branch="feature", description="x", title="feat: squash me", squash=True
+    )
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _state(fake, project.id, mr.head_sha)[0] == "success"
+    note = _note(fake, project.id, mr.iid)
+    assert "more wip" not in note
+
+
+async def test_default_rules_read_no_sizes_or_signatures(fake: FakeGitLab, bot: Bot) -> None:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: x")
+    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert fake.calls("HEAD") == []
+    assert fake.calls("GET", "/signature") == []
+    assert fake.calls("GET", "/repository/files/") == []  # no config file: nothing fetched
