@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from bot.catchup import catch_up
 from bot.checks import Services
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
-from bot.gitlab import GitLab, RetryPolicy
+from bot.gitlab import open_gitlab
 from bot.jobs import JobRunner
 from bot.settings import Settings
 from bot.store import JobRecord, NewJob, SqliteStore, Store
@@ -52,35 +51,6 @@ class Runtime:
     http: httpx.AsyncClient
 
 
-def _tls(settings: Settings) -> ssl.SSLContext | bool:
-    if not settings.gitlab_verify_tls:
-        return False
-    if settings.gitlab_ca_bundle is not None:
-        return ssl.create_default_context(cafile=str(settings.gitlab_ca_bundle))
-    return True
-
-
-def open_http_client(
-    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
-) -> httpx.AsyncClient:
-    """The one pooled client per process; its pool size is the cap on TCP connections."""
-    return httpx.AsyncClient(
-        base_url=settings.api_url,
-        headers={
-            # https://docs.gitlab.com/api/rest/authentication/#personalprojectgroup-access-tokens
-            "PRIVATE-TOKEN": settings.gitlab_token.get_secret_value(),
-            "User-Agent": "compliance-bot",
-        },
-        limits=httpx.Limits(
-            max_connections=settings.http_pool_size,
-            max_keepalive_connections=settings.http_pool_size,
-        ),
-        timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
-        verify=_tls(settings),
-        transport=transport,
-    )
-
-
 def read_instance_defaults(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -100,16 +70,8 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = SqliteStore(settings.compliance_db)
         try:
-            async with open_http_client(settings, transport) as http:
-                gitlab = GitLab(
-                    http,
-                    retry=RetryPolicy(
-                        attempts=settings.retry_attempts,
-                        total_seconds=settings.retry_total_seconds,
-                        base_delay=settings.retry_base_delay,
-                    ),
-                    concurrency=settings.gitlab_concurrency,
-                )
+            async with open_gitlab(settings, transport=transport) as gitlab:
+                http = gitlab.http
                 services = Services(
                     gitlab=gitlab,
                     status_name=settings.compliance_status_name,

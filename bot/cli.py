@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -11,6 +12,9 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+
+# Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -27,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    serve.set_defaults(run=lambda args: serve_command(args.host, args.port, args.log_level))
 
     config = commands.add_parser("config", help="validate a config file or print its schema")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -34,7 +39,15 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a .gitlab/compliance.yml; errors as FILE:LINE:COL: message"
     )
     validate.add_argument("file", help="the YAML file to check")
-    config_commands.add_parser("schema", help="print the config's JSON Schema")
+    validate.set_defaults(run=lambda args: config_validate(args.file))
+    schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
+    schema.set_defaults(run=lambda args: config_schema())
+
+    # Each further command lives in its own module, which adds its parser with
+    # `register(commands)` and sets `run` to a function of the parsed args returning the exit
+    # code. Imports stay inside `register` callers' modules, so `--help` stays fast.
+    for module in COMMAND_MODULES:
+        importlib.import_module(module).register(commands)
     return parser
 
 
@@ -64,7 +77,7 @@ def config_schema() -> int:
     return 0
 
 
-def serve(host: str, port: int, log_level: str) -> int:
+def serve_command(host: str, port: int, log_level: str) -> int:
     import uvicorn
 
     from bot.app import create_app
@@ -104,13 +117,8 @@ def serve(host: str, port: int, log_level: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args.host, args.port, args.log_level)
-    if args.command == "config" and args.config_command == "validate":
-        return config_validate(args.file)
-    if args.command == "config" and args.config_command == "schema":
-        return config_schema()
-    return EXIT_USAGE
+    code: int = args.run(args)
+    return code
 
 
 if __name__ == "__main__":

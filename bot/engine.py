@@ -152,7 +152,7 @@ class Repository:
         return None
 
 
-async def _project_facts(gitlab: GitLab, project_id: int) -> ProjectFacts:
+async def project_facts(gitlab: GitLab, project_id: int) -> ProjectFacts:
     project = await gitlab.project(project_id)
     # `tag_list` is the pre-14.0 name of `topics`.
     # https://docs.gitlab.com/api/projects/#get-a-single-project
@@ -225,7 +225,7 @@ async def _check_merge_request(
         else _nothing([]),
         gitlab.merge_request_diffs(event.project_id, event.iid) if wants_changes else _nothing([]),
         target.paths() if Need.TREE in needs else _nothing(frozenset()),
-        _project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
+        project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
         target.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
     )
     current_head = str(details.get("sha") or event.head_sha)
@@ -318,7 +318,7 @@ async def _check_push(
         commits, changes = await gitlab.compare(event.project_id, base, event.after)
     paths, project, codeowners, sizes, signatures = await _together(
         pushed.paths() if Need.TREE in needs else _nothing(frozenset()),
-        _project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
+        project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
         pushed.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
         _file_sizes(gitlab, event.project_id, event.after, changes)
         if Need.FILE_SIZES in needs

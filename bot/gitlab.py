@@ -18,18 +18,23 @@ REST API overview: https://docs.gitlab.com/api/rest/
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import logging
 import random
+import ssl
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from bot.model import ChangedFile, Commit
+
+if TYPE_CHECKING:
+    from bot.settings import GitLabSettings
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +137,10 @@ class GitLab:
         self._sleep = sleep
         self._user: dict[str, Any] | None = None
         self._api_prefix = str(http.base_url).rstrip("/")
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        return self._http
 
     # -- transport -------------------------------------------------------------------------
 
@@ -388,6 +397,50 @@ class GitLab:
         )
         result: dict[str, Any] = response.json()
         return result
+
+
+def _tls(settings: GitLabSettings) -> ssl.SSLContext | bool:
+    if not settings.gitlab_verify_tls:
+        return False
+    if settings.gitlab_ca_bundle is not None:
+        return ssl.create_default_context(cafile=str(settings.gitlab_ca_bundle))
+    return True
+
+
+@contextlib.asynccontextmanager
+async def open_gitlab(
+    settings: GitLabSettings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[GitLab]:
+    """The process's one pooled client, wrapped in the API; closed when the block ends.
+
+    The server's lifespan and each CLI run open it exactly once. The pool size is the cap on
+    TCP connections to GitLab; `transport` replaces the network (tests).
+    """
+    http = httpx.AsyncClient(
+        base_url=settings.api_url,
+        headers={
+            # https://docs.gitlab.com/api/rest/authentication/#personalprojectgroup-access-tokens
+            "PRIVATE-TOKEN": settings.gitlab_token.get_secret_value(),
+            "User-Agent": "compliance-bot",
+        },
+        limits=httpx.Limits(
+            max_connections=settings.http_pool_size,
+            max_keepalive_connections=settings.http_pool_size,
+        ),
+        timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
+        verify=_tls(settings),
+        transport=transport,
+    )
+    async with http:
+        yield GitLab(
+            http,
+            retry=RetryPolicy(
+                attempts=settings.retry_attempts,
+                total_seconds=settings.retry_total_seconds,
+                base_delay=settings.retry_base_delay,
+            ),
+            concurrency=settings.gitlab_concurrency,
+        )
 
 
 def encode_path(path: str) -> str:

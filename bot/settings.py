@@ -14,23 +14,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 MiB = 1024 * 1024
 
 
-class Settings(BaseSettings):
+class GitLabSettings(BaseSettings):
+    """How to reach GitLab: what the server and the CLI commands that call GitLab share."""
+
     model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
 
     gitlab_url: AnyHttpUrl = Field(description="Base URL of the GitLab instance.")
     gitlab_token: SecretStr = Field(
         description="Token the bot uses for the API (api scope; Developer role or higher)."
-    )
-    webhook_secret: SecretStr = Field(
-        description="Secret token set on the GitLab webhook; compared with X-Gitlab-Token."
-    )
-    webhook_signing_token: SecretStr | None = Field(
-        default=None,
-        description="Optional Standard Webhooks signing token (whsec_...) to verify "
-        "webhook-signature as well.",
-    )
-    compliance_status_name: str = Field(
-        default="compliance", description="Name of the commit status the bot posts."
     )
     http_pool_size: int = Field(
         default=16, ge=1, le=256, description="Maximum TCP connections to GitLab."
@@ -44,9 +35,6 @@ class Settings(BaseSettings):
     gitlab_verify_tls: bool = Field(
         default=True, description="Verify GitLab's TLS certificate. Turn off only for testing."
     )
-    max_body_bytes: int = Field(
-        default=25 * MiB, ge=1, description="Largest webhook body accepted (GitLab's own cap)."
-    )
     retry_attempts: int = Field(
         default=5, ge=1, description="Attempts per GitLab request, the first included."
     )
@@ -55,6 +43,39 @@ class Settings(BaseSettings):
     )
     retry_base_delay: float = Field(
         default=0.5, ge=0, description="First backoff delay; doubles per attempt, with jitter."
+    )
+    gitlab_concurrency: int = Field(
+        default=16, ge=1, description="GitLab requests in flight at the same time."
+    )
+
+    @field_validator("gitlab_url")
+    @classmethod
+    def _no_trailing_api(cls, value: AnyHttpUrl) -> AnyHttpUrl:
+        if str(value).rstrip("/").endswith("/api/v4"):
+            raise ValueError("give the instance URL, without /api/v4")
+        return value
+
+    @property
+    def api_url(self) -> str:
+        return str(self.gitlab_url).rstrip("/") + "/api/v4"
+
+
+class Settings(GitLabSettings):
+    """The webhook server's settings."""
+
+    webhook_secret: SecretStr = Field(
+        description="Secret token set on the GitLab webhook; compared with X-Gitlab-Token."
+    )
+    webhook_signing_token: SecretStr | None = Field(
+        default=None,
+        description="Optional Standard Webhooks signing token (whsec_...) to verify "
+        "webhook-signature as well.",
+    )
+    compliance_status_name: str = Field(
+        default="compliance", description="Name of the commit status the bot posts."
+    )
+    max_body_bytes: int = Field(
+        default=25 * MiB, ge=1, description="Largest webhook body accepted (GitLab's own cap)."
     )
     compliance_config: Path | None = Field(
         default=None,
@@ -83,20 +104,6 @@ class Settings(BaseSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
-    gitlab_concurrency: int = Field(
-        default=16, ge=1, description="GitLab requests in flight at the same time."
-    )
-
-    @field_validator("gitlab_url")
-    @classmethod
-    def _no_trailing_api(cls, value: AnyHttpUrl) -> AnyHttpUrl:
-        if str(value).rstrip("/").endswith("/api/v4"):
-            raise ValueError("give the instance URL, without /api/v4")
-        return value
-
-    @property
-    def api_url(self) -> str:
-        return str(self.gitlab_url).rstrip("/") + "/api/v4"
 
 
 def settings_error_line(error: ValidationError) -> str:

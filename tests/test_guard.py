@@ -79,7 +79,7 @@ def test_httpx_client_is_created_in_one_place_only() -> None:
         for line, name in _calls(ast.parse(path.read_text()))
         if name in {"AsyncClient", "Client"}
     ]
-    assert creators == ["app.py"]
+    assert creators == ["gitlab.py"]
 
 
 def test_guard_catches_a_violation(tmp_path: Path) -> None:
