@@ -18,16 +18,18 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import config, webhook
+from bot import commands, config, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
+from bot.checks import command as command_check
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
-from bot.gitlab import open_gitlab
+from bot.gitlab import current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
+from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.store import JobRecord, NewJob, SqliteStore, Store
 
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 # How often the sweeper prunes old keys and retries failed jobs.
 SWEEP_SECONDS = 30.0
+# Event names that get their own metrics label; anything else is counted as "other".
+KNOWN_EVENTS = frozenset(
+    {"Merge Request Hook", "Push Hook", "Note Hook", "System Hook", "Tag Push Hook"}
+)
 
 
 class BodyTooLarge(Exception):
@@ -65,12 +71,13 @@ def create_app(
     Raises ConfigError when the instance defaults file (COMPLIANCE_CONFIG) is invalid.
     """
     base_config = read_instance_defaults(settings.compliance_config)
+    metrics = Metrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = SqliteStore(settings.compliance_db)
         try:
-            async with open_gitlab(settings, transport=transport) as gitlab:
+            async with open_gitlab(settings, transport=transport, observer=metrics) as gitlab:
                 http = gitlab.http
                 services = Services(
                     gitlab=gitlab,
@@ -79,17 +86,25 @@ def create_app(
                 )
 
                 async def run(job: JobRecord) -> None:
-                    event = webhook.event_from_json(job.kind, job.payload)
-                    if isinstance(event, webhook.MergeRequestEvent):
-                        await merge_request_check.check(services, event)
-                    else:
-                        await push_check.check(services, event)
+                    # Calls made for this delivery carry its X-Gitlab-Event-UUID.
+                    token = current_event_uuid.set(job.event_uuid)
+                    try:
+                        event = webhook.event_from_json(job.kind, job.payload)
+                        if isinstance(event, webhook.MergeRequestEvent):
+                            await merge_request_check.check(services, event)
+                        elif isinstance(event, webhook.PushEvent):
+                            await push_check.check(services, event)
+                        else:
+                            await command_check.run(services, event)
+                    finally:
+                        current_event_uuid.reset(token)
 
                 runner = JobRunner(
                     store,
                     run,
                     workers=settings.workers,
                     grace_seconds=settings.shutdown_grace_seconds,
+                    metrics=metrics,
                 )
                 app.state.runtime = Runtime(services, runner, store, http)
                 await runner.start()
@@ -106,20 +121,35 @@ def create_app(
             await store.close()
 
     async def receive_webhook(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
+        started = time.monotonic()
         event_name = request.headers.get("x-gitlab-event", "")
+        fields: dict[str, object] = {
+            "delivery": request.headers.get("x-gitlab-webhook-uuid"),
+            "event": event_name,
+        }
+
+        def answer(outcome: str, status: int, body: dict[str, str]) -> JSONResponse:
+            label = event_name if event_name in KNOWN_EVENTS else "other"
+            metrics.deliveries.labels(label, outcome).inc()
+            duration_ms = round((time.monotonic() - started) * 1e3, 2)
+            level = logging.WARNING if status >= 400 else logging.INFO
+            log.log(
+                level, "delivery", extra={**fields, "outcome": outcome, "duration_ms": duration_ms}
+            )
+            return JSONResponse(body, status_code=status)
+
+        runtime: Runtime = request.app.state.runtime
         try:
             webhook.verify_token(
                 settings.webhook_secret.get_secret_value(), request.headers.get("x-gitlab-token")
             )
         except webhook.InvalidToken:
-            log.warning("webhook refused: wrong or missing token", extra={"event": event_name})
-            return JSONResponse({"error": "invalid token"}, status_code=401)
+            return answer("invalid token", 401, {"error": "invalid token"})
         try:
             body = await _read_capped(request, settings.max_body_bytes)
         except BodyTooLarge:
-            return JSONResponse(
-                {"error": f"body larger than {settings.max_body_bytes} bytes"}, status_code=413
+            return answer(
+                "too large", 413, {"error": f"body larger than {settings.max_body_bytes} bytes"}
             )
         try:
             if settings.webhook_signing_token is not None:
@@ -131,44 +161,47 @@ def create_app(
                 )
             payload = webhook.decode_body(body)
         except webhook.InvalidSignature as exc:
-            log.warning("webhook refused: %s", exc, extra={"event": event_name})
-            return JSONResponse({"error": str(exc)}, status_code=401)
+            return answer("invalid signature", 401, {"error": str(exc)})
         except webhook.MalformedBody as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
+            return answer("malformed", 400, {"error": str(exc)})
 
         event = webhook.parse_event(event_name, payload)
         if isinstance(event, webhook.Ignored):
-            if event.malformed:
-                log.warning("webhook ignored: %s", event.reason, extra={"event": event_name})
-            return JSONResponse({"status": "ignored", "reason": event.reason}, status_code=202)
+            fields["reason"] = event.reason
+            outcome = "ignored: missing fields" if event.malformed else "ignored"
+            return answer(outcome, 202, {"status": "ignored", "reason": event.reason})
+        fields["project"] = event.project_id
+        if isinstance(event, webhook.NoteEvent):
+            fields["mr"] = event.mr_iid
+            if event.mr_iid is None or commands.parse(event.body) is None:
+                return answer("ignored", 202, {"status": "ignored", "reason": "no command"})
+        elif isinstance(event, webhook.MergeRequestEvent):
+            fields["mr"] = event.iid
         if runtime.runner.closing:
             # Shutting down: GitLab will not retry, but the catch-up on the next start will.
-            return JSONResponse({"error": "shutting down"}, status_code=503)
+            return answer("shutting down", 503, {"error": "shutting down"})
 
         key = webhook.idempotency_key(request.headers, event_name, body)
-        job = None
-        if not isinstance(event, webhook.NoteEvent):
-            job = NewJob(
-                target=event.target,
-                kind=webhook.event_kind(event),
-                head_sha=webhook.event_head(event),
-                payload=webhook.event_to_json(event),
-            )
+        job = NewJob(
+            target=webhook.event_target(event),
+            kind=webhook.event_kind(event),
+            head_sha=webhook.event_head(event),
+            payload=webhook.event_to_json(event),
+            event_uuid=request.headers.get("x-gitlab-event-uuid"),
+        )
         # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
         accepted = await runtime.store.accept(
             key, job, project_id=event.project_id, now=time.time()
         )
         if accepted.duplicate:
             runtime.runner.stats.duplicates += 1
-            return JSONResponse({"status": "duplicate"}, status_code=200)
+            return answer("duplicate", 200, {"status": "duplicate"})
         runtime.runner.stats.accepted += 1
         runtime.runner.stats.superseded += len(accepted.superseded)
-        if job is None:
-            # Note Hook: accepted; MR commands arrive in a later change.
-            return JSONResponse({"status": "ignored", "reason": "no command"}, status_code=202)
+        metrics.superseded.inc(len(accepted.superseded))
         runtime.runner.supersede_running(job.target, job.head_sha)
         runtime.runner.wake()
-        return JSONResponse({"status": "accepted"}, status_code=202)
+        return answer("accepted", 202, {"status": "accepted"})
 
     async def healthz(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
@@ -181,11 +214,17 @@ def create_app(
             return JSONResponse({"status": "store not writable"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
+    async def metrics_endpoint(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        metrics.queue_depth.set(await runtime.runner.queue_depth())
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/webhook", receive_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/readyz", readyz, methods=["GET"]),
+            Route("/metrics", metrics_endpoint, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

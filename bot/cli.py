@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -31,7 +30,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=int, default=8080, help="port to listen on")
     serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    serve.set_defaults(run=lambda args: serve_command(args.host, args.port, args.log_level))
+    serve.add_argument(
+        "--log-format", default="json", choices=["json", "text"], help="log line format"
+    )
+    serve.set_defaults(
+        run=lambda args: serve_command(args.host, args.port, args.log_level, args.log_format)
+    )
 
     config = commands.add_parser("config", help="validate a config file or print its schema")
     config_commands = config.add_subparsers(dest="config_command", required=True)
@@ -77,9 +81,10 @@ def config_schema() -> int:
     return 0
 
 
-def serve_command(host: str, port: int, log_level: str) -> int:
+def serve_command(host: str, port: int, log_level: str, log_format: str = "json") -> int:
     import uvicorn
 
+    from bot import logs
     from bot.app import create_app
     from bot.config import ConfigError
     from bot.settings import Settings, settings_error_line
@@ -89,11 +94,10 @@ def serve_command(host: str, port: int, log_level: str) -> int:
     except ValidationError as exc:
         print(f"compliance-bot: {settings_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    # httpx logs every request at INFO; the bot logs what matters about its calls itself.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    secrets = [settings.gitlab_token.get_secret_value(), settings.webhook_secret.get_secret_value()]
+    if settings.webhook_signing_token is not None:
+        secrets.append(settings.webhook_signing_token.get_secret_value())
+    logs.configure(level=log_level, json_lines=log_format == "json", secrets=secrets)
     try:
         app = create_app(settings)
     except ConfigError as exc:
@@ -111,6 +115,10 @@ def serve_command(host: str, port: int, log_level: str) -> int:
         log_level=log_level,
         proxy_headers=True,
         server_header=False,
+        # The root logger set up above formats uvicorn's lines too; the bot logs one line
+        # per delivery itself, so uvicorn's access log would only repeat it.
+        log_config=None,
+        access_log=False,
     )
     return 0
 

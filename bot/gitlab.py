@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import email.utils
 import logging
 import random
@@ -26,7 +27,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 import httpx
@@ -120,6 +121,22 @@ def _describe(response: httpx.Response) -> str:
     return f"{response.status_code} {message}".strip()
 
 
+class CallObserver(Protocol):
+    """Told of every attempt and retry, for metrics."""
+
+    def observe_call(self, method: str, path: str, status: int) -> None: ...
+
+    def observe_retry(self, status: int, wait: float) -> None: ...
+
+
+# The delivery a job works for. Calls made for it carry its X-Gitlab-Event-UUID, so GitLab's
+# recursion detection stops hook loops (a hook firing on the bot's own note, and so on).
+# https://docs.gitlab.com/user/project/integrations/webhooks/#delivery-headers
+current_event_uuid: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "current_event_uuid", default=None
+)
+
+
 class GitLab:
     """GitLab's REST API v4, over a client whose base URL is `<GITLAB_URL>/api/v4`."""
 
@@ -130,8 +147,10 @@ class GitLab:
         retry: RetryPolicy | None = None,
         concurrency: int = 16,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observer: CallObserver | None = None,
     ) -> None:
         self._http = http
+        self._observer = observer
         self._retry = retry or RetryPolicy()
         self._slots = asyncio.Semaphore(concurrency)
         self._sleep = sleep
@@ -157,17 +176,26 @@ class GitLab:
         policy = self._retry
         started = time.monotonic()
         attempt = 0
+        event_uuid = current_event_uuid.get()
+        if event_uuid:
+            headers = {**(headers or {}), "X-Gitlab-Event-UUID": event_uuid}
         while True:
             attempt += 1
+            status = 0
             try:
                 async with self._slots:
                     response = await self._http.request(
                         method, path, params=params, json=json, headers=headers
                     )
+                status = response.status_code
             except httpx.TransportError as exc:
                 failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
                 wait = policy.backoff(attempt)
+                if self._observer is not None:
+                    self._observer.observe_call(method, path, 0)
             else:
+                if self._observer is not None:
+                    self._observer.observe_call(method, path, status)
                 if response.is_success:
                     return response
                 failure = _describe(response)
@@ -189,6 +217,8 @@ class GitLab:
                     method=method,
                     path=path,
                 )
+            if self._observer is not None:
+                self._observer.observe_retry(status, wait)
             log.info(
                 "retrying GitLab call",
                 extra={"method": method, "path": path, "attempt": attempt, "wait": wait},
@@ -380,6 +410,14 @@ class GitLab:
             {"sort": "asc", "order_by": "created_at"},
         )
 
+    async def award_emoji(self, project_id: int, iid: int, note_id: int, name: str) -> None:
+        # https://docs.gitlab.com/api/emoji_reactions/#add-a-new-emoji-reaction-to-a-comment
+        await self.request(
+            "POST",
+            f"/projects/{project_id}/merge_requests/{iid}/notes/{note_id}/award_emoji",
+            json={"name": name},
+        )
+
     async def create_note(self, project_id: int, iid: int, body: str) -> dict[str, Any]:
         # https://docs.gitlab.com/api/notes/#create-new-merge-request-note
         response = await self.request(
@@ -409,7 +447,10 @@ def _tls(settings: GitLabSettings) -> ssl.SSLContext | bool:
 
 @contextlib.asynccontextmanager
 async def open_gitlab(
-    settings: GitLabSettings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: GitLabSettings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    observer: CallObserver | None = None,
 ) -> AsyncIterator[GitLab]:
     """The process's one pooled client, wrapped in the API; closed when the block ends.
 
@@ -440,6 +481,7 @@ async def open_gitlab(
                 base_delay=settings.retry_base_delay,
             ),
             concurrency=settings.gitlab_concurrency,
+            observer=observer,
         )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.gitlab import GitLabError
+from bot.metrics import Metrics
 from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, Store
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class JobRunner:
     run: RunJob
     workers: int = 8
     grace_seconds: float = 20.0
+    metrics: Metrics | None = None
     stats: Stats = field(default_factory=Stats)
     _running: dict[str, _Running] = field(default_factory=dict, init=False)
     _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
@@ -81,7 +83,7 @@ class JobRunner:
     def supersede_running(self, target: str, head_sha: str) -> None:
         """A newer head arrived: a running check of an older head stops and posts nothing."""
         running = self._running.get(target)
-        if running is not None and running.job.head_sha != head_sha:
+        if running is not None and head_sha and running.job.head_sha != head_sha:
             running.superseded = True
             running.task.cancel()
 
@@ -117,12 +119,17 @@ class JobRunner:
         except GitLabError as exc:
             await self.store.finish(job.id, FAILED, error=str(exc), now=time.time())
             self.stats.jobs_failed += 1
-            log.warning("job failed; it will be retried", extra={"job": job.id, "error": str(exc)})
+            self._observe(job, "failed", started)
+            log.warning(
+                "job failed; it will run again",
+                extra={**_job_fields(job), "outcome": "failed", "error": str(exc)},
+            )
             return
         except Exception as exc:
             await self.store.finish(job.id, FAILED, error=repr(exc), now=time.time())
             self.stats.jobs_failed += 1
-            log.exception("job crashed", extra={"job": job.id, "target": job.target})
+            self._observe(job, "crashed", started)
+            log.exception("job crashed", extra={**_job_fields(job), "outcome": "crashed"})
             return
         finally:
             self._running.pop(job.target, None)
@@ -135,13 +142,26 @@ class JobRunner:
                 return
             await self.store.finish(job.id, state, error=None, now=time.time())
             self.stats.superseded += 1
+            if self.metrics is not None:
+                self.metrics.superseded.inc()
+            self._observe(job, "superseded", started)
+            log.info("job superseded", extra={**_job_fields(job), "outcome": "superseded"})
             return
         await self.store.finish(job.id, DONE, error=None, now=time.time())
         self.stats.jobs_done += 1
+        seconds = self._observe(job, "done", started)
         log.info(
-            "job done",
-            extra={"job": job.id, "target": job.target, "seconds": time.monotonic() - started},
+            "job done", extra={**_job_fields(job), "outcome": "done", "duration_ms": seconds * 1e3}
         )
+
+    def _observe(self, job: JobRecord, outcome: str, started: float) -> float:
+        seconds = time.monotonic() - started
+        if self.metrics is not None:
+            self.metrics.check_duration.labels(job.kind, outcome).observe(seconds)
+        return seconds
+
+    async def queue_depth(self) -> int:
+        return (await self.store.counts()).get("queued", 0)
 
     async def idle(self, *, poll: float = 0.01) -> None:
         """Wait until nothing is queued or running (tests, benchmarks)."""
@@ -161,3 +181,18 @@ class JobRunner:
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+
+
+def _job_fields(job: JobRecord) -> dict[str, object]:
+    """What a job's log line says about it: the job, its delivery, its project and MR."""
+    project, _, rest = job.target.partition("!")
+    fields: dict[str, object] = {
+        "job": job.id,
+        "kind": job.kind,
+        "delivery": job.event_uuid,
+        "project": project.split(":", 1)[0],
+        "sha": job.head_sha[:12],
+    }
+    if rest:
+        fields["mr"] = rest.split("#", 1)[0]
+    return fields

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     kind TEXT NOT NULL,
     head_sha TEXT NOT NULL,
     payload TEXT NOT NULL,
+    event_uuid TEXT,
     state TEXT NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -64,6 +65,7 @@ class JobRecord:
     head_sha: str
     payload: str
     attempts: int
+    event_uuid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class NewJob:
     kind: str
     head_sha: str
     payload: str
+    event_uuid: str | None = None  # the delivery's X-Gitlab-Event-UUID, sent back on calls
 
 
 @dataclass(frozen=True)
@@ -166,9 +169,9 @@ class SqliteStore:
             (SUPERSEDED, now, job.target, QUEUED),
         ).fetchall()
         cursor = db.execute(
-            "INSERT INTO jobs(target, kind, head_sha, payload, state, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (job.target, job.kind, job.head_sha, job.payload, QUEUED, now, now),
+            "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now),
         )
         return tuple(int(r["id"]) for r in rows), int(cursor.lastrowid or 0)
 
@@ -190,7 +193,7 @@ class SqliteStore:
         """The oldest queued job whose target is not being checked, now marked running."""
         with self._transaction() as db:
             for row in db.execute(
-                "SELECT id, target, kind, head_sha, payload, attempts FROM jobs "
+                "SELECT id, target, kind, head_sha, payload, attempts, event_uuid FROM jobs "
                 "WHERE state = ? ORDER BY id LIMIT 64",
                 (QUEUED,),
             ).fetchall():
@@ -208,6 +211,7 @@ class SqliteStore:
                     head_sha=str(row["head_sha"]),
                     payload=str(row["payload"]),
                     attempts=int(row["attempts"]) + 1,
+                    event_uuid=row["event_uuid"],
                 )
         return None
 

@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bot import commands
 from bot.model import Commit
 
 ZERO_SHA = "0" * 40
@@ -307,7 +308,7 @@ def _sha(value: object) -> str:
 # -- events as journal records ------------------------------------------------------------
 
 
-def event_to_json(event: MergeRequestEvent | PushEvent) -> str:
+def event_to_json(event: Event) -> str:
     """The event as the journal stores it, so a restart can replay it."""
     data = dataclasses.asdict(event)
     if isinstance(event, MergeRequestEvent):
@@ -315,8 +316,10 @@ def event_to_json(event: MergeRequestEvent | PushEvent) -> str:
     return json.dumps(data, sort_keys=True)
 
 
-def event_from_json(kind: str, text: str) -> MergeRequestEvent | PushEvent:
+def event_from_json(kind: str, text: str) -> Event:
     data = json.loads(text)
+    if kind == "command":
+        return NoteEvent(**data)
     if kind == "merge_request":
         data["changed_fields"] = frozenset(data["changed_fields"])
         for key in ("labels", "assignees", "reviewers"):
@@ -328,12 +331,28 @@ def event_from_json(kind: str, text: str) -> MergeRequestEvent | PushEvent:
     return PushEvent(**data)
 
 
-def event_kind(event: MergeRequestEvent | PushEvent) -> str:
+def event_kind(event: Event) -> str:
+    if isinstance(event, NoteEvent):
+        return "command"
     return "merge_request" if isinstance(event, MergeRequestEvent) else "push"
 
 
-def event_head(event: MergeRequestEvent | PushEvent) -> str:
-    return event.head_sha if isinstance(event, MergeRequestEvent) else event.after
+def event_head(event: Event) -> str:
+    """The head a job checks; empty for commands, which read the MR's current head."""
+    if isinstance(event, MergeRequestEvent):
+        return event.head_sha
+    return event.after if isinstance(event, PushEvent) else ""
+
+
+def event_target(event: Event) -> str:
+    """What a job is about; one job per target runs at a time.
+
+    A recheck shares its MR's target (it replaces a waiting check of the same MR); other
+    commands get their own, so a help reply never replaces a check."""
+    if isinstance(event, NoteEvent):
+        recheck = commands.parse(event.body) is commands.Command.RECHECK
+        return f"{event.project_id}!{event.mr_iid}" + ("" if recheck else "#command")
+    return event.target
 
 
 def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent:
