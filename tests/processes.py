@@ -41,12 +41,15 @@ class BotProcess:
         }
         self.process: asyncio.subprocess.Process | None = None
         self.output = b""
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port),
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
+        # Read the logs as they come: a full pipe would block the bot's writes, and its loop.
+        self._reader = asyncio.get_running_loop().create_task(self._read(self.process))
         async with httpx.AsyncClient(timeout=2) as client:
             for _ in range(300):
                 with contextlib.suppress(httpx.TransportError):
@@ -57,10 +60,14 @@ class BotProcess:
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"bot did not start: {await self._drain()}")
 
+    async def _read(self, process: asyncio.subprocess.Process) -> None:
+        assert process.stdout is not None
+        while chunk := await process.stdout.read(65536):
+            self.output += chunk
+
     async def _drain(self) -> str:
-        assert self.process is not None
-        if self.process.stdout is not None:
-            self.output += await self.process.stdout.read()
+        if self._reader is not None:
+            await self._reader
         return self.output.decode(errors="replace")
 
     async def kill(self) -> None:
