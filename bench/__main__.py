@@ -11,15 +11,28 @@ import asyncio
 import json
 from pathlib import Path
 
-from bench import calls
+from bench import calls, server
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("--output", type=Path, default=Path(__file__).with_name("results.json"))
+    parser.add_argument(
+        "--quick", action="store_true", help="a few events only (the smoke test's size)"
+    )
     args = parser.parse_args()
-    results = {"calls_per_event": asyncio.run(calls.measure())}
+    sizes = (
+        {"senders": 10, "latency_requests": 50, "events": 20, "mrs": 5, "rss_events": 100}
+        if args.quick
+        else {}
+    )
+    results = {
+        "calls_per_event": asyncio.run(calls.measure()),
+        "server": asyncio.run(server.measure(**sizes)),
+    }
     print(calls.table(results["calls_per_event"]))
+    print()
+    print(server.table(results["server"]))
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
 

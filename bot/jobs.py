@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -51,6 +52,27 @@ class _Running:
     superseded: bool = False
 
 
+class Superseded(Exception):
+    """Raised at a checkpoint of a job whose target got a newer head meanwhile."""
+
+
+# The job the current task works for, so a check can ask whether it is still wanted.
+_current: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
+    "current_job", default=None
+)
+
+
+def ensure_current() -> None:
+    """A checkpoint: stop here, posting nothing more, if a newer head superseded this job.
+
+    Superseding is cooperative: cancelling a task in the middle of a GitLab call would also
+    throw away that call's pooled connection, and a burst of pushes would open connections
+    past the pool size. Checks call this before each write instead."""
+    running = _current.get()
+    if running is not None and running.superseded:
+        raise Superseded(running.job.head_sha)
+
+
 @dataclass
 class JobRunner:
     store: Store
@@ -81,11 +103,11 @@ class JobRunner:
         self._wakeup.set()
 
     def supersede_running(self, target: str, head_sha: str) -> None:
-        """A newer head arrived: a running check of an older head stops and posts nothing."""
+        """A newer head arrived: a running check of an older head stops at its next
+        checkpoint (`ensure_current`) and posts nothing after it."""
         running = self._running.get(target)
         if running is not None and head_sha and running.job.head_sha != head_sha:
             running.superseded = True
-            running.task.cancel()
 
     async def _work(self) -> None:
         while not self._closing:
@@ -98,13 +120,16 @@ class JobRunner:
             await self._run_one(job)
 
     async def _run_one(self, job: JobRecord) -> None:
+        context = contextvars.copy_context()
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(
-            self.run(job), name=f"job {job.id}"
+            self.run(job), name=f"job {job.id}", context=context
         )
         running = _Running(job, task)
+        context.run(_current.set, running)
         self._running[job.target] = running
         self.stats.jobs_run += 1
         started = time.monotonic()
+        task_superseded = False
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -116,6 +141,8 @@ class JobRunner:
                 await self.store.release(job.id, now=time.time())
                 self.stats.released += 1
                 raise
+        except Superseded:
+            task_superseded = True
         except GitLabError as exc:
             await self.store.finish(job.id, FAILED, error=str(exc), now=time.time())
             self.stats.jobs_failed += 1
@@ -134,13 +161,12 @@ class JobRunner:
         finally:
             self._running.pop(job.target, None)
             self._wakeup.set()  # the target is free again: a queued job of it may run
-        if task.cancelled():
-            state = SUPERSEDED if running.superseded else None
-            if state is None:
+        if task_superseded or task.cancelled():
+            if not running.superseded:
                 await self.store.release(job.id, now=time.time())
                 self.stats.released += 1
                 return
-            await self.store.finish(job.id, state, error=None, now=time.time())
+            await self.store.finish(job.id, SUPERSEDED, error=None, now=time.time())
             self.stats.superseded += 1
             if self.metrics is not None:
                 self.metrics.superseded.inc()

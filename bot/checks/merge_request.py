@@ -8,6 +8,7 @@ from dataclasses import replace
 from bot import engine, report
 from bot.checks import Services
 from bot.gitlab import GitLabError, GitLabUnavailable
+from bot.jobs import ensure_current
 from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status, upsert_note
 from bot.webhook import MergeRequestEvent
 
@@ -22,6 +23,7 @@ async def check(services: Services, event: MergeRequestEvent) -> None:
     try:
         pipeline_id = await find_pipeline(gitlab, target.project_id, target.sha)
         target = replace(target, pipeline_id=pipeline_id)
+        ensure_current()
         await set_status(gitlab, target, "running", "checking…")
         result = await engine.check_merge_request(gitlab, event, base_config=services.base_config)
         if result.superseded_by is not None:
@@ -33,7 +35,9 @@ async def check(services: Services, event: MergeRequestEvent) -> None:
             log.info("head moved on", extra={"mr": event.target, "sha": event.head_sha})
             return
         note = report.render_note(result)
+        ensure_current()
         note_id = await upsert_note(gitlab, event.project_id, event.iid, note)
+        ensure_current()
         await set_status(
             gitlab,
             target,

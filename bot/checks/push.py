@@ -12,6 +12,7 @@ from dataclasses import replace
 from bot import engine, report
 from bot.checks import Services
 from bot.gitlab import GitLabError, GitLabUnavailable
+from bot.jobs import ensure_current
 from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status
 from bot.webhook import PushEvent
 
@@ -28,8 +29,10 @@ async def check(services: Services, event: PushEvent) -> None:
         target = replace(
             target, pipeline_id=await find_pipeline(gitlab, event.project_id, event.after)
         )
+        ensure_current()
         await set_status(gitlab, target, "running", "checking…")
         result = await engine.check_push(gitlab, event, base_config=services.base_config)
+        ensure_current()
         await set_status(
             gitlab, target, report.status_state(result), report.status_description(result)
         )

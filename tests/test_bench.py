@@ -1,0 +1,23 @@
+"""The benchmark runs, at a small size, so that it cannot rot. Its figures are not judged."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_bench_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--output", str(output)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "webhook answer" in result.stdout and "TCP connections" in result.stdout
+    figures = json.loads(output.read_text())
+    assert figures["server"]["end_to_end"]["all_final"] is True
