@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+T = TypeVar("T")
 
 # Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("bot.audit",)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -121,6 +124,13 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
         access_log=False,
     )
     return 0
+
+
+def run_event_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The CLI's one event loop, for the commands that call GitLab (`serve` has uvicorn's).
+
+    Commands call this rather than `asyncio.run`, so the loop starts in this module only."""
+    return asyncio.run(coroutine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

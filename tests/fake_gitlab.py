@@ -73,6 +73,10 @@ COMMIT_STATUS_FIELD_MAX = 255
 NOTE_BODY_MAX = 1_000_000
 
 ZERO_SHA = "0" * 40
+
+# https://docs.gitlab.com/api/groups/#list-projects: with `simple=true` the listing uses
+# Entities::BasicProjectDetails, which lacks these fields of Entities::Project.
+_NOT_IN_SIMPLE = frozenset({"empty_repo", "archived", "visibility"})
 FILE_MODE = "100644"
 TREE_MODE = "040000"
 
@@ -203,6 +207,8 @@ class Project:
     topics: list[str]
     created_at: str
     visibility: str = "private"
+    # https://docs.gitlab.com/user/project/working_with_projects/#archive-a-project
+    archived: bool = False
     branches: dict[str, str] = field(default_factory=dict)  # branch -> head sha
     objects: set[str] = field(default_factory=set, repr=False)  # shas this repo holds
     _fake: FakeGitLab | None = field(default=None, repr=False, compare=False)
@@ -219,6 +225,31 @@ class Project:
     def web_url(self) -> str:
         assert self._fake is not None
         return f"{self._fake.base_url}/{self.path_with_namespace}"
+
+
+@dataclass
+class Group:
+    """A group or subgroup. Its projects are those whose namespace is its full path.
+
+    https://docs.gitlab.com/user/group/
+    """
+
+    id: int
+    full_path: str
+    name: str
+    description: str
+    visibility: str
+    created_at: str
+    parent_id: int | None = None
+    # username -> access level (https://docs.gitlab.com/api/members/#roles)
+    members: dict[str, int] = field(default_factory=dict)
+    # Projects of other namespaces shared with this group ("Invite a group" on a project).
+    # https://docs.gitlab.com/user/project/members/sharing_projects_groups/
+    shared_project_ids: list[int] = field(default_factory=list)
+
+    @property
+    def path(self) -> str:
+        return self.full_path.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -386,6 +417,7 @@ class FakeGitLab:
         self._faults: list[_Fault] = []
         self._chaos = random.Random(0)
         self._users: dict[str, JSONDict] = {}
+        self._groups: dict[int, Group] = {}
         # Global id sequences, one per kind of object, as in GitLab's database tables.
         self._ids: dict[str, itertools.count[int]] = {}
         self._seq = itertools.count(1)
@@ -565,6 +597,8 @@ class FakeGitLab:
         description: str = "",
         topics: list[str] | None = None,
         id: int | None = None,
+        archived: bool = False,
+        visibility: str = "private",
     ) -> Project:
         if id is None:
             # Skip ids taken by projects created with an explicit id.
@@ -582,12 +616,71 @@ class FakeGitLab:
             description=description,
             topics=list(topics or []),
             created_at=self._now(),
+            visibility=visibility,
+            archived=archived,
             _fake=self,
         )
         self._projects[project_id] = project
         self._mr_iids[project_id] = itertools.count(1)
         self._pipeline_iids[project_id] = itertools.count(1)
         return project
+
+    def add_group(
+        self,
+        full_path: str,
+        *,
+        description: str = "",
+        visibility: str = "private",
+        id: int | None = None,
+    ) -> Group:
+        """A group, or a subgroup when `full_path` has slashes (missing ancestors are created).
+
+        Projects join it by namespace: `add_project(path_with_namespace=f"{full_path}/app")`.
+        """
+        existing = self._group_by_path(full_path)
+        if existing is not None:
+            return existing
+        parent = self.add_group(full_path.rsplit("/", 1)[0]) if "/" in full_path else None
+        group_id = id if id is not None else self._next_id("group")
+        while id is None and group_id in self._groups:
+            group_id = self._next_id("group")
+        if group_id in self._groups:
+            raise ValueError(f"group id {group_id} already exists")
+        group = Group(
+            id=group_id,
+            full_path=full_path,
+            name=full_path.rsplit("/", 1)[-1].replace("-", " ").title(),
+            description=description,
+            visibility=visibility,
+            created_at=self._now(),
+            parent_id=parent.id if parent else None,
+        )
+        self._groups[group_id] = group
+        return group
+
+    def add_group_member(
+        self, group_id: int, username: str, *, access_level: int = 30, state: str = "active"
+    ) -> JSONDict:
+        """Make a user a direct member of a group; `state` is the user's (active, blocked...)."""
+        group = self._groups[group_id]
+        user = self._user(username)
+        self._users[username]["state"] = state
+        group.members[username] = access_level
+        return user
+
+    def share_project_with_group(self, project_id: int, group_id: int) -> None:
+        """Invite a group to a project of another namespace: it then appears in the group's
+        project listing unless `with_shared=false`."""
+        self._get_project(project_id)
+        self._groups[group_id].shared_project_ids.append(project_id)
+
+    def archive_project(self, project_id: int) -> None:
+        self._get_project(project_id).archived = True
+
+    def _group_by_path(self, full_path: str) -> Group | None:
+        # Paths are matched case-insensitively, as GitLab routes them.
+        wanted = full_path.lower()
+        return next((g for g in self._groups.values() if g.full_path.lower() == wanted), None)
 
     def commit(
         self,
@@ -985,6 +1078,9 @@ class FakeGitLab:
             ("PUT", mr + "/notes/{note_id}", self._h_put_note),
             ("GET", mr + "/notes/{note_id}/award_emoji", self._h_awards),
             ("POST", mr + "/notes/{note_id}/award_emoji", self._h_post_award),
+            ("GET", "/api/v4/groups/{gid}", self._h_group),
+            ("GET", "/api/v4/groups/{gid}/projects", self._h_group_projects),
+            ("GET", "/api/v4/groups/{gid}/members/all", self._h_group_members_all),
         ]
 
         def endpoint(handler: Handler) -> Handler:
@@ -1197,7 +1293,17 @@ class FakeGitLab:
             "forks_count": 0,
             "star_count": 0,
             "last_activity_at": project.created_at,
-            "namespace": {
+            "namespace": self._namespace_entity(namespace),
+            "empty_repo": not project.branches,
+            "archived": project.archived,
+            "visibility": project.visibility,
+        }
+
+    def _namespace_entity(self, namespace: str) -> JSONDict:
+        # https://docs.gitlab.com/api/projects/#get-a-single-project (`namespace`)
+        group = self._group_by_path(namespace)
+        if group is None:
+            return {
                 "id": 1,
                 "name": namespace.rsplit("/", 1)[-1],
                 "path": namespace.rsplit("/", 1)[-1],
@@ -1206,10 +1312,50 @@ class FakeGitLab:
                 "parent_id": None,
                 "avatar_url": None,
                 "web_url": f"{self.base_url}/groups/{namespace}",
-            },
-            "empty_repo": not project.branches,
-            "archived": False,
-            "visibility": project.visibility,
+            }
+        return {
+            "id": group.id,
+            "name": group.name,
+            "path": group.path,
+            "kind": "group",
+            "full_path": group.full_path,
+            "parent_id": group.parent_id,
+            "avatar_url": None,
+            "web_url": f"{self.base_url}/groups/{group.full_path}",
+        }
+
+    def _group_entity(self, group: Group) -> JSONDict:
+        # https://docs.gitlab.com/api/groups/#get-a-single-group (without `projects`)
+        return {
+            "id": group.id,
+            "web_url": f"{self.base_url}/groups/{group.full_path}",
+            "name": group.name,
+            "path": group.path,
+            "description": group.description,
+            "visibility": group.visibility,
+            "full_name": group.full_path.replace("/", " / "),
+            "full_path": group.full_path,
+            "created_at": group.created_at,
+            "parent_id": group.parent_id,
+            "avatar_url": None,
+        }
+
+    def _member_entity(self, username: str, access_level: int, since: str) -> JSONDict:
+        # https://docs.gitlab.com/api/members/#list-all-members-of-a-group-or-project-including-inherited-and-invited-members
+        user = self._user(username)
+        return {
+            "id": user["id"],
+            "username": user["username"],
+            "name": user["name"],
+            "state": user["state"],
+            "locked": user["locked"],
+            "avatar_url": user["avatar_url"],
+            "web_url": user["web_url"],
+            "access_level": access_level,
+            "created_at": since,
+            "created_by": None,
+            "expires_at": None,
+            "membership_state": "active",
         }
 
     def _commit_entity(self, project: Project, commit: Commit) -> JSONDict:
@@ -1379,6 +1525,98 @@ class FakeGitLab:
 
     async def _h_project(self, request: Request) -> Response:
         return JSONResponse(self._project_entity(self._project_from(request)))
+
+    # ---- groups: https://docs.gitlab.com/api/groups/
+
+    def _group_from(self, request: Request) -> Group:
+        # https://docs.gitlab.com/api/rest/#namespaced-paths
+        # `:id` is the numeric id or the URL-encoded full path of the group.
+        key = unquote(request.path_params["gid"])
+        group = self._groups.get(int(key)) if key.isdigit() else self._group_by_path(key)
+        if group is None:
+            raise _not_found("Group")
+        return group
+
+    def _in_group(self, project: Project, group: Group, *, subgroups: bool) -> bool:
+        namespace = project.namespace.lower()
+        own = group.full_path.lower()
+        return namespace == own or (subgroups and namespace.startswith(own + "/"))
+
+    async def _h_group(self, request: Request) -> Response:
+        return JSONResponse(self._group_entity(self._group_from(request)))
+
+    async def _h_group_projects(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/groups/#list-projects
+        # include_subgroups (default false), with_shared (default true), archived (unset: both),
+        # order_by (default created_at), sort (default desc), simple.
+        # Offset pagination only: lib/api/groups.rb answers with `paginate(projects)`, and the
+        # keyset table (https://docs.gitlab.com/api/rest/#supported-resources) does not list
+        # this endpoint, so `pagination=keyset` is ignored here exactly as GitLab ignores it.
+        group = self._group_from(request)
+        params = request.query_params
+        subgroups = _as_bool(params.get("include_subgroups", "false"))
+        projects = [
+            p for p in self._projects.values() if self._in_group(p, group, subgroups=subgroups)
+        ]
+        if _as_bool(params.get("with_shared", "true")):
+            groups = [group]
+            if subgroups:
+                groups += [
+                    g
+                    for g in self._groups.values()
+                    if g.full_path.lower().startswith(group.full_path.lower() + "/")
+                ]
+            listed = {p.id for p in projects}
+            for member_group in groups:
+                for project_id in member_group.shared_project_ids:
+                    if project_id not in listed:
+                        listed.add(project_id)
+                        projects.append(self._projects[project_id])
+        if params.get("archived") not in (None, ""):
+            archived = _as_bool(params["archived"])
+            projects = [p for p in projects if p.archived == archived]
+        order_by = params.get("order_by") or "created_at"
+        key_of: dict[str, Callable[[Project], Any]] = {
+            "id": lambda p: p.id,
+            "name": lambda p: (p.path.lower(), p.id),
+            "path": lambda p: (p.path, p.id),
+            "created_at": lambda p: (p.created_at, p.id),
+            "updated_at": lambda p: (p.created_at, p.id),
+            "last_activity_at": lambda p: (p.created_at, p.id),
+        }
+        if order_by not in key_of:
+            raise _param_error("order_by does not have a valid value")
+        sort = params.get("sort") or "desc"
+        if sort not in ("asc", "desc"):
+            raise _param_error("sort does not have a valid value")
+        projects.sort(key=key_of[order_by], reverse=sort == "desc")
+        simple = _as_bool(params.get("simple", "false"))
+
+        def render(project: Project) -> JSONDict:
+            full = self._project_entity(project)
+            return {k: v for k, v in full.items() if not simple or k not in _NOT_IN_SIMPLE}
+
+        return self._paged_json(request, projects, render)
+
+    async def _h_group_members_all(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/members/#list-all-members-of-a-group-or-project-including-inherited-and-invited-members
+        # Direct members and those inherited from ancestor groups; a user who is a member at
+        # several levels is listed once, with the highest access level.
+        group = self._group_from(request)
+        chain: list[Group] = []
+        current: Group | None = group
+        while current is not None:
+            chain.append(current)
+            current = self._groups.get(current.parent_id) if current.parent_id else None
+        best: dict[str, tuple[int, str]] = {}
+        for level in chain:
+            for username, access in level.members.items():
+                if username not in best or access > best[username][0]:
+                    best[username] = (access, level.created_at)
+        members = sorted(best, key=lambda name: self._users[name]["id"])
+        return self._paged_json(
+            request, members, lambda name: self._member_entity(name, *best[name])
+        )
 
     async def _h_tree(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/repositories/#list-repository-tree
@@ -2030,4 +2268,12 @@ class FakeGitLab:
         return JSONResponse(award, status_code=201)
 
 
-__all__ = ["Commit", "FakeGitLab", "LoggedRequest", "MergeRequest", "Pipeline", "Project"]
+__all__ = [
+    "Commit",
+    "FakeGitLab",
+    "Group",
+    "LoggedRequest",
+    "MergeRequest",
+    "Pipeline",
+    "Project",
+]
