@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
 from bot import __version__
 from bot.model import Finding, Report, Severity
 
@@ -145,3 +152,354 @@ def _row(finding: Finding) -> str:
         f"| {_ICON[finding.severity]} | `{finding.rule}` | {_code(finding.location)} | "
         f"{_cell(finding.message)} | {_cell(finding.fix)} |"
     )
+
+
+# -- the command line's formats: text, rich, JSON, JUnit XML, Code Quality ----------------
+#
+# `compliance-bot check` renders the same Report the server turns into a note, plus what the
+# check could not judge where it ran (NotJudged): offline, nothing tells the project's topics
+# or the MR's title, and such rules are listed as not judged, never as passed.
+
+
+@dataclass(frozen=True)
+class NotJudged:
+    """A rule a check could not judge where it ran, or judged on part of its input only.
+
+    `partial`: the rule ran and its outcome stands, but `reason` names what it could not see.
+    """
+
+    rule: str
+    title: str
+    reason: str
+    partial: bool = False
+
+
+def failing(fail_on: Severity) -> frozenset[Severity]:
+    """The severities that fail a check run with `--fail-on` (errors always do)."""
+    if fail_on is Severity.WARNING:
+        return frozenset({Severity.ERROR, Severity.WARNING})
+    return frozenset({Severity.ERROR})
+
+
+def summary_line(report: Report) -> str:
+    """`Compliance: 2 errors, 1 warning`, as the note's heading says it, without Markdown."""
+    if report.error is not None:
+        return f"Compliance check could not complete: {report.error}"
+    if report.error_count:
+        errors = _plural(report.error_count, "error")
+        return f"Compliance: {errors}, {_plural(report.warning_count, 'warning')}"
+    if report.warning_count:
+        return f"Compliance: passed with {_plural(report.warning_count, 'warning')}"
+    return "Compliance: all checks passed"
+
+
+def _scope_line(report: Report) -> str:
+    scope = [report.head_sha[:8]]
+    if "commits" in report.facts:
+        scope.append(_plural(report.facts["commits"], "commit"))
+    if "files" in report.facts:
+        scope.append(_plural(report.facts["files"], "changed file"))
+    return (
+        f"Checked {', '.join(scope)} against {_plural(len(report.outcomes), 'rule')}; "
+        f"rules from {report.config_source}."
+    )
+
+
+def _indented(text: str, prefix: str) -> str:
+    return text.replace("\r\n", "\n").replace("\n", "\n" + prefix)
+
+
+def render_text(report: Report, *, not_judged: Sequence[NotJudged] = ()) -> str:
+    """Plain text for a log or a pipe: the verdict, each finding with its fix, what was not
+    judged, and what passed."""
+    lines = [summary_line(report)]
+    if report.error is not None:
+        lines += [f"  {d}" for d in report.details]
+        return _printable("\n".join(lines) + "\n")
+    lines += [_scope_line(report), ""]
+    pad = " " * 9
+    for severity, _ in _SECTIONS:
+        for finding in (f for f in report.findings if f.severity is severity):
+            where = f"  {finding.location}" if finding.location else ""
+            lines.append(f"{severity.value:<8} {finding.rule}{_indented(where, pad)}")
+            lines.append(pad + _indented(finding.message, pad))
+            if finding.fix:
+                lines.append(pad + "fix: " + _indented(finding.fix, pad))
+            lines.append("")
+    if not_judged:
+        lines.append(f"Not judged here ({len(not_judged)}):")
+        for item in not_judged:
+            part = " (in part)" if item.partial else ""
+            lines.append(f"  {item.rule}{part}: {_indented(item.reason, '    ')}")
+        lines.append("")
+    passed = [o.rule for o in report.outcomes if o.passed]
+    if passed:
+        lines.append(f"Passed ({len(passed)}): {', '.join(passed)}")
+    return _printable("\n".join(lines).rstrip("\n") + "\n")
+
+
+# Control characters (an escape sequence in a commit title) would restyle or rewrite a
+# terminal or a CI job log, which renders ANSI codes; newlines and tabs stay.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("\ufffd", text)
+
+
+def render_rich(report: Report, *, not_judged: Sequence[NotJudged] = ()) -> Any:
+    """render_text's content as `rich` renderables for a terminal: the same blocks, in
+    colour. User text (messages, commit titles) goes in as `Text`, never as markup, so it
+    cannot restyle the output."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
+    style = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "blue"}
+    if report.error is not None:
+        return Group(
+            Text(summary_line(report), style="bold red"),
+            *(Padding(Text(d), (0, 0, 0, 2)) for d in report.details),
+        )
+    heading_style = "bold red" if report.error_count else "bold green"
+    parts: list[Any] = [
+        Text(summary_line(report), style=heading_style),
+        Text(_scope_line(report), style="dim"),
+        Text(""),
+    ]
+    for severity, _ in _SECTIONS:
+        for finding in (f for f in report.findings if f.severity is severity):
+            parts.append(
+                Text.assemble(
+                    (f"{severity.value:<8} ", style[severity]),
+                    (finding.rule, "bold"),
+                    (f"  {finding.location}" if finding.location else "", "cyan"),
+                )
+            )
+            body = Text(finding.message)
+            if finding.fix:
+                body.append("\nfix: " + finding.fix, style="dim")
+            parts += [Padding(body, (0, 0, 1, 9))]
+    if not_judged:
+        parts.append(Text(f"Not judged here ({len(not_judged)}):", style="bold"))
+        for item in not_judged:
+            line = Text.assemble(
+                ("  " + item.rule, "bold"), (" (in part)" if item.partial else "", "bold")
+            )
+            line.append(": " + item.reason, style="dim")
+            parts.append(line)
+        parts.append(Text(""))
+    passed = [o.rule for o in report.outcomes if o.passed]
+    if passed:
+        parts.append(Text(f"Passed ({len(passed)}): {', '.join(passed)}", style="green"))
+    return Group(*parts)
+
+
+JSON_FORMAT_VERSION = 1
+
+
+def render_json(
+    report: Report,
+    *,
+    not_judged: Sequence[NotJudged] = (),
+    extra: Mapping[str, Any] | None = None,
+) -> str:
+    """A stable JSON document for scripts: the verdict, every rule's outcome and finding."""
+    skipped = {item.rule for item in not_judged if not item.partial}
+    document: dict[str, Any] = {
+        "version": JSON_FORMAT_VERSION,
+        "head_sha": report.head_sha,
+        **dict(extra or {}),
+        "config_source": report.config_source,
+        "passed": report.passed,
+        "summary": summary_line(report),
+        "error": report.error,
+        "details": list(report.details),
+        "counts": {
+            severity.value: sum(1 for f in report.findings if f.severity is severity)
+            for severity in Severity
+        },
+        "facts": dict(report.facts),
+        "rules": [
+            {
+                "rule": o.rule,
+                "title": o.title,
+                "status": "passed" if o.passed else "failed",
+                "findings": len(o.findings),
+            }
+            for o in report.outcomes
+        ]
+        + [
+            {"rule": item.rule, "title": item.title, "status": "not_judged", "findings": 0}
+            for item in not_judged
+            if item.rule in skipped
+        ],
+        "findings": [
+            {
+                "rule": f.rule,
+                "severity": f.severity.value,
+                "location": f.location,
+                "message": f.message,
+                "fix": f.fix,
+            }
+            for f in report.findings
+        ],
+        "not_judged": [
+            {"rule": i.rule, "title": i.title, "reason": i.reason, "partial": i.partial}
+            for i in not_judged
+        ],
+    }
+    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
+
+
+# XML 1.0 allows no control characters but tab, newline and carriage return; a commit message
+# may hold any of them, and one such byte would make GitLab reject the whole report.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    return _NOT_XML.sub("\ufffd", text)
+
+
+def _finding_text(finding: Finding) -> str:
+    lines = [
+        f"[{finding.severity.value}] {finding.location}: {finding.message}".replace("] : ", "] ")
+    ]
+    if finding.fix:
+        lines.append(f"  fix: {finding.fix}")
+    return "\n".join(lines)
+
+
+JUNIT_SUITE = "compliance-bot"
+
+
+def render_junit(
+    report: Report,
+    *,
+    not_judged: Sequence[NotJudged] = (),
+    fail_on: Severity = Severity.ERROR,
+) -> str:
+    """JUnit XML as GitLab reads it (https://docs.gitlab.com/ci/testing/unit_test_reports/).
+
+    One testsuite; one testcase per rule, named by the rule id (GitLab pairs tests across
+    branches by name, and keeps only the first of equal names), with `classname` the suite
+    name GitLab shows. A rule with findings that fail the run (errors, and warnings under
+    `--fail-on warning`) has a `<failure>` holding them; other findings and caveats go in
+    `<system-out>` of a passed test, as a warning does not fail the pipeline. A rule that
+    could not be judged is `<skipped>` with the reason. A check that could not complete (an
+    invalid config) is one test with an `<error>`.
+    """
+    import xml.etree.ElementTree as ET
+
+    fails = failing(fail_on)
+    suite = ET.Element("testsuite", name=JUNIT_SUITE)
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+
+    def case(name: str) -> ET.Element:
+        counts["tests"] += 1
+        return ET.SubElement(suite, "testcase", classname=JUNIT_SUITE, name=name, time="0")
+
+    if report.error is not None:
+        element = ET.SubElement(
+            case("compliance-bot"), "error", message=_xml_text(summary_line(report))
+        )
+        element.text = _xml_text("\n".join([summary_line(report), *report.details]))
+        counts["errors"] += 1
+    caveats = {item.rule: item.reason for item in not_judged if item.partial}
+    for outcome in report.outcomes:
+        testcase = case(outcome.rule)
+        failed = [f for f in outcome.findings if f.severity in fails]
+        other = [f for f in outcome.findings if f.severity not in fails]
+        if failed:
+            failure = ET.SubElement(
+                testcase,
+                "failure",
+                message=_xml_text(f"{outcome.title}: {_plural(len(failed), 'finding')}"),
+                type=failed[0].severity.value,
+            )
+            failure.text = _xml_text("\n".join(_finding_text(f) for f in failed))
+            counts["failures"] += 1
+        out = [_finding_text(f) for f in other]
+        if outcome.rule in caveats:
+            out.append(f"not judged in part: {caveats[outcome.rule]}")
+        if out:
+            ET.SubElement(testcase, "system-out").text = _xml_text("\n".join(out))
+    for item in not_judged:
+        if item.partial:
+            continue
+        skipped = ET.SubElement(case(item.rule), "skipped", message=_xml_text(item.reason))
+        skipped.text = _xml_text(item.reason)
+        counts["skipped"] += 1
+    for key, value in counts.items():
+        suite.set(key, str(value))
+    root = ET.Element("testsuites", {"name": JUNIT_SUITE, **{k: str(v) for k, v in counts.items()}})
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+# Code Quality severities: info, minor, major, critical, blocker.
+# https://docs.gitlab.com/ci/testing/code_quality/#code-quality-report-format
+CODEQUALITY_SEVERITY = {
+    Severity.ERROR: "major",
+    Severity.WARNING: "minor",
+    Severity.INFO: "info",
+}
+# Findings about no file (a commit message, the MR's title, the project's settings) point at
+# the file that makes them findings: the config. GitLab needs a path for every entry.
+DEFAULT_CONFIG_PATH = ".gitlab/compliance.yml"
+_PATH_AND_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+)$")
+_CONFIG_PROBLEM = re.compile(r"^(?P<path>.+?):(?P<line>\d+):\d+: ")
+
+
+def fingerprint(rule: str, location: str, message: str) -> str:
+    """Stable across runs: the same finding of the same rule at the same place."""
+    return hashlib.sha256(f"{rule}\0{location}\0{message}".encode()).hexdigest()
+
+
+def render_codequality(report: Report, *, known_paths: Collection[str] = frozenset()) -> str:
+    """A Code Quality report: one JSON array, an object per finding, with exactly the fields
+    GitLab reads (https://docs.gitlab.com/ci/testing/code_quality/#code-quality-report-format).
+
+    A finding located at a file the check saw (`known_paths`), or at `file:line`, points
+    there; any other points at the config file, line 1, and its description names where.
+    """
+    config_path = (
+        report.config_source
+        if report.config_source not in ("defaults", "instance defaults")
+        else DEFAULT_CONFIG_PATH
+    )
+    entries: list[dict[str, Any]] = []
+
+    def entry(check: str, severity: str, description: str, path: str, line: int, key: str) -> None:
+        entries.append(
+            {
+                "description": description,
+                "check_name": check,
+                "fingerprint": key,
+                "severity": severity,
+                "location": {"path": path, "lines": {"begin": line}},
+            }
+        )
+
+    if report.error is not None:
+        for detail in report.details or (report.error,):
+            match = _CONFIG_PROBLEM.match(detail)
+            path, line = (match["path"], int(match["line"])) if match else (config_path, 1)
+            description = f"{report.error}: {detail}"
+            key = fingerprint("compliance-bot", "", description)
+            entry("compliance-bot", "critical", description, path, line, key)
+    for finding in report.findings:
+        location = finding.location
+        match = _PATH_AND_LINE.match(location)
+        if location in known_paths:
+            path, line, description = location, 1, finding.message
+        elif match and match["path"] in known_paths:
+            path, line, description = match["path"], int(match["line"]), finding.message
+        else:
+            path, line = config_path, 1
+            description = f"{location}: {finding.message}" if location else finding.message
+        severity = CODEQUALITY_SEVERITY[finding.severity]
+        key = fingerprint(finding.rule, location, finding.message)
+        entry(finding.rule, severity, description, path, line, key)
+    return json.dumps(entries, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,755 @@
+"""`compliance-bot check` and `compliance-bot commit-msg`: the server's rules, run on git.
+
+    compliance-bot check [PATH] [--base REV] [--head REV] [--config PATH]
+                         [--format text|json|junit|codequality [--output FILE]]...
+                         [--fail-on error|warning] [--post-note]
+    compliance-bot commit-msg FILE
+
+Both build the engine's plan from the same config the server reads and judge a `Context`
+read from git (bot/local.py). `check` needs no network and no token; in a GitLab CI job
+(`GITLAB_CI=true`) it takes the range and the MR's title, description and labels from CI's
+predefined variables, and reads the rest from GitLab's API only when COMPLIANCE_TOKEN is set:
+https://docs.gitlab.com/ci/variables/predefined_variables/#predefined-variables-for-merge-request-pipelines
+
+Exit codes: 0 no finding that fails (errors; warnings too with `--fail-on warning`), 1 such
+findings, 2 a usage error, an invalid config, or a check that could not complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bot.model import Commit, Report, Severity
+from bot.report import (
+    failing,
+    render_codequality,
+    render_json,
+    render_junit,
+    render_note,
+    render_rich,
+    render_text,
+)
+from bot.rules.base import MergeRequestFacts, Need, ProjectFacts, Scope
+
+if TYPE_CHECKING:
+    # bot.local reads the config (pydantic models of every rule) and bot.engine the GitLab
+    # client: imported where a command runs, so that `compliance-bot --help` stays fast.
+    from bot.engine import Plan
+    from bot.gitlab import GitLab
+    from bot.local import Git, GitInputs, LocalResult, Revisions
+    from bot.settings import GitLabSettings
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+FORMATS = ("text", "json", "junit", "codequality")
+# Written in CI when no --format asks for these reports elsewhere; the CI template names them.
+CI_JUNIT_FILE = "compliance-junit.xml"
+CI_CODEQUALITY_FILE = "gl-code-quality-report.json"
+
+# A project or group access token (api scope). CI_JOB_TOKEN cannot post notes, set statuses
+# or read an MR's diffs, so it is never used:
+# https://docs.gitlab.com/ci/jobs/ci_job_token/#job-token-access
+TOKEN_VARIABLE = "COMPLIANCE_TOKEN"  # noqa: S105 (the variable's name, not a token)
+
+# GitLab cuts CI_MERGE_REQUEST_DESCRIPTION at 2,700 characters (16.7+) and says so in
+# CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED (16.8+); these rules read the description.
+DESCRIPTION_RULES = (
+    "merge_request.description",
+    "merge_request.checklist",
+    "merge_request.linked_issue",
+)
+
+
+class UsageError(Exception):
+    pass
+
+
+def register(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="check a git checkout (or a GitLab CI job) with the server's rules",
+        description="Judge the commits base..head, the changed files and the repository's "
+        "files with the rules of the config at the base revision. Locally it needs no "
+        "network and no token. In GitLab CI (GITLAB_CI=true) the range and the merge "
+        "request come from the predefined variables, and JUnit and Code Quality reports are "
+        "written. Exit code: 0 passed, 1 findings that fail, 2 usage or config error.",
+    )
+    check.add_argument("path", nargs="?", default=".", help="the checkout (default: .)")
+    check.add_argument(
+        "--base",
+        help="judge the commits after this revision (default: the merge-base with the "
+        "default branch; in CI the MR's diff base, or the commit before the push)",
+    )
+    check.add_argument("--head", help="the last commit to judge (default: HEAD)")
+    check.add_argument(
+        "--config",
+        default="",
+        help="config file path in the repository, read at the base revision (default: "
+        ".gitlab/compliance.yml, then .compliance.yml)",
+    )
+    check.add_argument(
+        "--format",
+        action=_FormatAction,
+        dest="outputs",
+        metavar="{" + ",".join(FORMATS) + "}",
+        help="an output format; repeat it for several. Each goes to stdout, or to the "
+        "--output FILE that follows it (default: text)",
+    )
+    check.add_argument(
+        "--output",
+        action=_OutputAction,
+        dest="outputs",
+        metavar="FILE",
+        help="write the preceding --format to FILE",
+    )
+    check.add_argument(
+        "--fail-on",
+        choices=["error", "warning"],
+        default="error",
+        help="the lowest severity that makes the exit code 1 (default: error)",
+    )
+    check.add_argument(
+        "--post-note",
+        action="store_true",
+        help=f"in an MR pipeline, create or update the MR note the server writes "
+        f"(needs {TOKEN_VARIABLE})",
+    )
+    check.set_defaults(run=run_check, outputs=None)
+
+    commit_msg = commands.add_parser(
+        "commit-msg",
+        help="check one commit message with the commit rules (a commit-msg hook)",
+        description="Judge the commit message in FILE with the commit message rules of the "
+        "config on the default branch. Findings go to stderr; exit code 1 when one is an "
+        "error, else 0.",
+    )
+    commit_msg.add_argument("file", help="the commit message file git passes to the hook")
+    commit_msg.add_argument("--config", default="", help="config file path in the repository")
+    commit_msg.set_defaults(run=run_commit_msg)
+
+
+class _FormatAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        if values not in FORMATS:
+            parser.error(f"--format: choose from {', '.join(FORMATS)}")
+        outputs = list(getattr(namespace, self.dest) or [])
+        outputs.append([values, None])
+        setattr(namespace, self.dest, outputs)
+
+
+class _OutputAction(argparse.Action):
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        outputs = list(getattr(namespace, self.dest) or [])
+        if not outputs or outputs[-1][1] is not None:
+            parser.error("--output FILE must follow the --format it is for")
+        outputs[-1][1] = values
+        setattr(namespace, self.dest, outputs)
+
+
+# -- what to check -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The range, and what the environment says that git does not."""
+
+    revisions: Revisions
+    merge_request: MergeRequestFacts | None = None
+    unjudgeable: Mapping[str, str] = field(default_factory=dict)
+    partial: Mapping[str, str] = field(default_factory=dict)
+    in_ci: bool = False
+    mr_iid: int | None = None
+    mr_project_id: int | None = None  # the target project: the MR, its note, the project facts
+    source_project_id: int | None = None  # where the commits are (signatures)
+
+
+def _merge_base(git: Git, a: str, b: str) -> str:
+    from bot.local import GitError
+
+    result = git.run("merge-base", a, b, check=False)
+    if result.returncode != 0:
+        raise GitError(f"{a[:12]} and {b[:12]} have no common history: pass --base")
+    return result.stdout.decode().strip()
+
+
+def local_target(git: Git, base: str | None, head: str | None) -> Target:
+    """A check before pushing, judged as the merge request it will become."""
+    from bot.local import Revisions, branch_name, current_branch, default_branch
+
+    head_sha = git.commit_sha(head or "HEAD", "--head")
+    branch = current_branch(git) if head is None else (branch_name(git, head) or "")
+    default = default_branch(git)
+    if base:
+        base_sha = git.commit_sha(base, "--base")
+        target_branch = branch_name(git, base) or (default[1] if default else "")
+    else:
+        if default is None:
+            raise UsageError(
+                "cannot tell the default branch (no origin/HEAD, main or master): pass --base"
+            )
+        base_sha = _merge_base(git, default[0], head_sha)
+        target_branch = default[1]
+    return Target(
+        Revisions(
+            scope=Scope.MERGE_REQUEST,
+            base=base_sha,
+            head=head_sha,
+            config_rev=base_sha,
+            branch=branch,
+            target_branch=target_branch,
+        )
+    )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool | None:
+    value = env.get(name)
+    return None if value is None or value == "" else value.strip().lower() == "true"
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    value = env.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | None) -> Target:
+    """The range of a GitLab CI job, from the predefined variables.
+
+    An MR pipeline judges CI_MERGE_REQUEST_DIFF_BASE_SHA..head, head being the MR's head:
+    CI_COMMIT_SHA, except in merged-results and merge-train pipelines, where CI_COMMIT_SHA is
+    the merge GitLab made and CI_MERGE_REQUEST_SOURCE_BRANCH_SHA the MR's head. A branch
+    pipeline judges CI_COMMIT_BEFORE_SHA..CI_COMMIT_SHA, or the default branch..head when
+    the before sha is all zeros (a new branch; GitLab also sends zeros for the first
+    pipeline of a branch and for manual runs). Its rules come from the default branch, as
+    on the server; on the default branch itself, from the commit before the push.
+    """
+    from bot.local import ZERO_SHA, Revisions, default_branch
+
+    iid = _int(env, "CI_MERGE_REQUEST_IID")
+    project_id = _int(env, "CI_PROJECT_ID")
+    if iid is not None:
+        head_rev = head or env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_SHA") or env.get("CI_COMMIT_SHA")
+        head_sha = git.commit_sha(head_rev or "HEAD", "the head")
+        base_rev = base or env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
+        if not base_rev:
+            raise UsageError("CI_MERGE_REQUEST_DIFF_BASE_SHA is not set: pass --base")
+        base_sha = git.commit_sha(base_rev, "the MR's diff base")
+        source = env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "")
+        target = env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "")
+        title = env.get("CI_MERGE_REQUEST_TITLE", "")
+        draft = _flag(env, "CI_MERGE_REQUEST_DRAFT")  # GitLab 17.10+
+        squash = _flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")  # GitLab 16.4+
+        partial = {}
+        if _flag(env, "CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED"):
+            partial = dict.fromkeys(
+                DESCRIPTION_RULES,
+                "GitLab gives CI only the first 2,700 characters of the description; set "
+                f"{TOKEN_VARIABLE} to judge all of it",
+            )
+        return Target(
+            Revisions(
+                scope=Scope.MERGE_REQUEST,
+                base=base_sha,
+                head=head_sha,
+                config_rev=base_sha,
+                branch=source,
+                target_branch=target,
+            ),
+            merge_request=MergeRequestFacts(
+                title=title,
+                description=env.get("CI_MERGE_REQUEST_DESCRIPTION", ""),
+                labels=_names(env.get("CI_MERGE_REQUEST_LABELS", "")),
+                # Without the variable (before 17.10), the draft rule still sees the title's
+                # `Draft:` prefix, which is how GitLab marks a draft.
+                draft=bool(draft),
+                source_branch=source,
+                target_branch=target,
+                squash=bool(squash),
+                assignees=_names(env.get("CI_MERGE_REQUEST_ASSIGNEES", "")),
+            ),
+            unjudgeable={
+                "merge_request.reviewer": "GitLab CI does not tell an MR's reviewers; set "
+                f"{TOKEN_VARIABLE} to read them"
+            },
+            partial=partial,
+            in_ci=True,
+            mr_iid=iid,
+            mr_project_id=_int(env, "CI_MERGE_REQUEST_PROJECT_ID") or project_id,
+            source_project_id=_int(env, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID") or project_id,
+        )
+    head_sha = git.commit_sha(head or env.get("CI_COMMIT_SHA") or "HEAD", "the head")
+    branch = env.get("CI_COMMIT_BRANCH") or env.get("CI_COMMIT_REF_NAME", "")
+    default_name = env.get("CI_DEFAULT_BRANCH", "")
+    default = default_branch(git, default_name or None)
+    before = env.get("CI_COMMIT_BEFORE_SHA", "")
+    if base:
+        base_sha = git.commit_sha(base, "--base")
+    elif before and before != ZERO_SHA:
+        base_sha = git.commit_sha(before, "CI_COMMIT_BEFORE_SHA")
+    elif default is not None:
+        base_sha = git.commit_sha(default[0], "the default branch")
+    else:
+        raise UsageError(
+            f"a new branch is compared with the default branch, but {default_name or 'it'} "
+            "is not in this clone: fetch it, or pass --base"
+        )
+    on_default = not branch or branch == (default_name or (default[1] if default else ""))
+    if on_default:
+        config_rev = base_sha
+    elif default is not None:
+        config_rev = git.commit_sha(default[0], "the default branch")
+    else:
+        raise UsageError(
+            f"the rules come from the default branch, but {default_name or 'it'} is not in "
+            "this clone: fetch it, or pass --base"
+        )
+    return Target(
+        Revisions(
+            scope=Scope.PUSH,
+            base=base_sha,
+            head=head_sha,
+            config_rev=config_rev,
+            branch=branch,
+            target_branch=branch,
+        ),
+        in_ci=True,
+        source_project_id=project_id,
+        mr_project_id=project_id,
+    )
+
+
+# -- reading GitLab, when a token is given -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A check with its config and git inputs read, waiting for GitLab's part."""
+
+    checks: Plan
+    target: Target
+    inputs: GitInputs
+
+
+async def _gitlab_session(
+    settings: GitLabSettings, target: Target, work: Prepared | LocalResult, post_note: bool
+) -> tuple[LocalResult, str | None]:
+    """One client for the whole run (DESIGN.md, invariant 1): read, judge, post the note."""
+    from bot.gitlab import GitLabError, open_gitlab
+    from bot.local import LocalResult
+    from bot.publish import upsert_note
+
+    async with open_gitlab(settings) as gitlab:
+        if isinstance(work, LocalResult):
+            result = work
+        else:
+            try:
+                result = await _judge_with_gitlab(gitlab, work)
+            except GitLabError as exc:
+                result = LocalResult(
+                    report=Report(head_sha=target.revisions.head, error=str(exc)),
+                    not_judged=(),
+                    revisions=target.revisions,
+                )
+        if not post_note or target.mr_iid is None or target.mr_project_id is None:
+            return result, None
+        try:
+            await upsert_note(
+                gitlab, target.mr_project_id, target.mr_iid, render_note(result.report)
+            )
+        except GitLabError as exc:
+            return result, f"could not post the MR note: {exc}"
+        return result, None
+
+
+async def _judge_with_gitlab(gitlab: GitLab, work: Prepared) -> LocalResult:
+    from bot.engine import MAX_SIGNATURE_READS, project_facts
+    from bot.local import judge
+
+    target, needs = work.target, work.checks.needs
+    project: ProjectFacts | None = None
+    if Need.PROJECT in needs and target.mr_project_id is not None:
+        project = await project_facts(gitlab, target.mr_project_id)
+    merge_request = target.merge_request
+    unjudgeable, partial = dict(target.unjudgeable), dict(target.partial)
+    if target.mr_iid is not None and target.mr_project_id is not None:
+        # The whole MR, not the CI variables' cut of it: full description, reviewers, squash.
+        details = await gitlab.merge_request(target.mr_project_id, target.mr_iid)
+        merge_request = _merge_request_facts(details)
+        unjudgeable.pop("merge_request.reviewer", None)
+        partial = {k: v for k, v in partial.items() if k not in DESCRIPTION_RULES}
+    signatures: dict[str, bool] | None = None
+    if Need.SIGNATURES in needs and target.source_project_id is not None:
+        wanted = [c.sha for c in work.inputs.commits][:MAX_SIGNATURE_READS]
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(gitlab.commit_signature_verified(target.source_project_id, sha))
+                for sha in wanted
+            ]
+        signatures = dict(zip(wanted, (t.result() for t in tasks), strict=True))
+    return judge(
+        work.checks,
+        target.revisions,
+        work.inputs,
+        merge_request=merge_request,
+        project=project,
+        signatures=signatures,
+        unjudgeable=unjudgeable,
+        partial=partial,
+    )
+
+
+def _merge_request_facts(details: Mapping[str, Any]) -> MergeRequestFacts:
+    # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+    def usernames(users: Any) -> tuple[str, ...]:
+        return tuple(str(u.get("username")) for u in users or () if isinstance(u, dict))
+
+    return MergeRequestFacts(
+        title=str(details.get("title") or ""),
+        description=str(details.get("description") or ""),
+        labels=tuple(str(label) for label in details.get("labels") or ()),
+        draft=bool(details.get("draft", details.get("work_in_progress", False))),
+        source_branch=str(details.get("source_branch") or ""),
+        target_branch=str(details.get("target_branch") or ""),
+        squash=bool(details.get("squash_on_merge", details.get("squash", False))),
+        assignees=usernames(details.get("assignees")),
+        reviewers=usernames(details.get("reviewers")),
+    )
+
+
+# -- check ---------------------------------------------------------------------------------
+
+
+def _error(message: str) -> int:
+    print(f"compliance-bot: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def run_check(args: argparse.Namespace) -> int:
+    return check(args, os.environ)
+
+
+def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bot.config import ConfigError
+    from bot.engine import plan
+    from bot.local import (
+        GitError,
+        LocalResult,
+        config_failure,
+        judge,
+        open_repository,
+        read_config,
+        read_inputs,
+    )
+
+    in_ci = env.get("GITLAB_CI") == "true"
+    outputs: list[tuple[str, str | None]] = [(f, o) for f, o in (args.outputs or [])]
+    if sum(1 for _, o in outputs if o is None) > 1:
+        return _error("only one --format can go to stdout; give the others an --output FILE")
+    if in_ci:
+        asked = {f for f, _ in outputs}
+        if "junit" not in asked:
+            outputs.append(("junit", CI_JUNIT_FILE))
+        if "codequality" not in asked:
+            outputs.append(("codequality", CI_CODEQUALITY_FILE))
+    if all(o is not None for _, o in outputs):
+        outputs.insert(0, ("text", None))
+    if args.post_note and not in_ci:
+        return _error("--post-note works in a GitLab CI merge request pipeline only")
+
+    try:
+        git = open_repository(args.path)
+        target = (
+            ci_target(git, env, args.base, args.head)
+            if in_ci
+            else local_target(git, args.base, args.head)
+        )
+    except (GitError, UsageError) as exc:
+        return _error(str(exc))
+    revisions = target.revisions
+
+    # A note belongs to a merge request; on a branch pipeline (the template runs on the
+    # default branch too) there is none, and that is not a failure.
+    post_note = bool(args.post_note and target.mr_iid is not None)
+    if args.post_note and not post_note:
+        print("compliance-bot: no merge request in this pipeline: no note to post", file=sys.stderr)
+    token = env.get(TOKEN_VARIABLE, "").strip() if in_ci else ""
+    settings = None
+    if token:
+        from pydantic import ValidationError
+
+        from bot.settings import GitLabSettings, settings_error_line
+
+        if not env.get("CI_SERVER_URL"):
+            return _error(f"{TOKEN_VARIABLE} is set but CI_SERVER_URL is not")
+        try:
+            settings = GitLabSettings(gitlab_url=env["CI_SERVER_URL"], gitlab_token=token)
+        except ValidationError as exc:
+            return _error(settings_error_line(exc))
+    elif post_note:
+        print(
+            f"compliance-bot: --post-note needs {TOKEN_VARIABLE} (a project or group access "
+            "token; CI_JOB_TOKEN cannot post notes): reporting through the job's artifacts only",
+            file=sys.stderr,
+        )
+
+    work: Prepared | LocalResult
+    try:
+        config = read_config(git, revisions.config_rev, args.config or None)
+    except ConfigError as exc:
+        work = LocalResult(config_failure(revisions.head, exc), (), revisions)
+    except GitError as exc:
+        return _error(str(exc))
+    else:
+        checks = plan(config, revisions.scope, revisions.target_branch)
+        try:
+            work = Prepared(checks, target, read_inputs(git, revisions, checks.needs))
+        except GitError as exc:
+            work = LocalResult(
+                Report(head_sha=revisions.head, error=str(exc), config_source=config.source),
+                (),
+                revisions,
+            )
+
+    note_problem = None
+    if settings is not None:
+        # The process's one event loop, started where the CLI starts loops (bot/cli.py).
+        from bot.cli import run_event_loop
+
+        result, note_problem = run_event_loop(_gitlab_session(settings, target, work, post_note))
+    elif isinstance(work, LocalResult):
+        result = work
+    else:
+        result = judge(
+            work.checks,
+            revisions,
+            work.inputs,
+            merge_request=target.merge_request,
+            unjudgeable=target.unjudgeable,
+            partial=target.partial,
+        )
+
+    fail_on = Severity(args.fail_on)
+    try:
+        _write(outputs, result, fail_on)
+    except OSError as exc:
+        return _error(f"cannot write {exc.filename}: {exc.strerror}")
+    if note_problem:
+        print(f"compliance-bot: {note_problem}", file=sys.stderr)
+    return exit_code(result.report, fail_on, note_failed=note_problem is not None)
+
+
+def exit_code(report: Report, fail_on: Severity, *, note_failed: bool = False) -> int:
+    if report.error is not None:
+        return EXIT_USAGE
+    if any(f.severity in failing(fail_on) for f in report.findings):
+        return EXIT_FINDINGS
+    return EXIT_USAGE if note_failed else EXIT_OK
+
+
+def render(format_name: str, result: LocalResult, fail_on: Severity) -> str:
+    report, not_judged = result.report, result.not_judged
+    if format_name == "json":
+        revisions = result.revisions
+        extra = {
+            "base_sha": revisions.base,
+            "scope": revisions.scope.value,
+            "branch": revisions.branch,
+            "target_branch": revisions.target_branch,
+        }
+        return render_json(report, not_judged=not_judged, extra=extra)
+    if format_name == "junit":
+        return render_junit(report, not_judged=not_judged, fail_on=fail_on)
+    if format_name == "codequality":
+        return render_codequality(report, known_paths=result.known_paths)
+    return render_text(report, not_judged=not_judged)
+
+
+def _write(
+    outputs: Sequence[tuple[str, str | None]], result: LocalResult, fail_on: Severity
+) -> None:
+    for format_name, path in outputs:
+        if path is not None:
+            # UTF-8 without a BOM, which GitLab's Code Quality parser rejects.
+            Path(path).write_text(render(format_name, result, fail_on), encoding="utf-8")
+        elif format_name == "text" and sys.stdout.isatty():
+            from rich.console import Console
+
+            Console().print(render_rich(result.report, not_judged=result.not_judged))
+        else:
+            sys.stdout.write(render(format_name, result, fail_on))
+    sys.stdout.flush()
+
+
+# -- commit-msg ----------------------------------------------------------------------------
+
+# `git commit --verbose` puts the diff below this line; git drops it and all that follows.
+# https://git-scm.com/docs/git-commit#Documentation/git-commit.txt---cleanupltmodegt
+_SCISSORS = re.compile(r"^. -{24} >8 -{24}\n", re.MULTILINE)
+
+
+def clean_message(text: str, comment_char: str = "#") -> str:
+    """The message as git will store it: what `git commit`'s default cleanup leaves.
+
+    The commit-msg hook sees the file before git cleans it up (builtin/commit.c runs the hook,
+    then strips): comments, the scissors line and what follows it, trailing whitespace, and
+    repeated or surrounding blank lines go, as `git stripspace --strip-comments` does.
+    """
+    text = text.replace("\r\n", "\n")
+    scissors = _SCISSORS.search(text)
+    if scissors and text[scissors.start()] == comment_char:
+        text = text[: scissors.start()]
+    lines = [line.rstrip() for line in text.split("\n") if not line.startswith(comment_char)]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+_IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
+
+
+def _ident(git: Git | None, which: str) -> tuple[str, str]:
+    if git is None:
+        return "", ""
+    result = git.run("var", which, check=False)
+    match = _IDENT.match(result.stdout.decode("utf-8", "replace"))
+    return (match["name"], match["email"]) if match else ("", "")
+
+
+def _parents(git: Git | None) -> tuple[str, ...]:
+    """HEAD, plus MERGE_HEAD's commits while a merge is being concluded."""
+    if git is None:
+        return ()
+    parents = [sha for sha in (git.rev("HEAD"),) if sha]
+    merge_head = git.run("rev-parse", "--git-path", "MERGE_HEAD", check=False)
+    path = Path(merge_head.stdout.decode().strip())
+    if merge_head.returncode == 0 and not path.is_absolute():
+        path = git.root / path
+    if path.is_file():
+        parents += path.read_text(encoding="utf-8", errors="replace").split()
+    return tuple(parents)
+
+
+def run_commit_msg(args: argparse.Namespace) -> int:
+    from bot.config import ConfigError, default_config
+    from bot.engine import Plan, evaluate, plan
+    from bot.local import (
+        ZERO_SHA,
+        GitError,
+        current_branch,
+        default_branch,
+        open_repository,
+        read_config,
+    )
+    from bot.rules.base import Context
+    from bot.rules.catalog import rule_by_id
+
+    try:
+        raw = Path(args.file).read_bytes()
+    except OSError as exc:
+        return _error(f"{args.file}: cannot read: {exc.strerror}")
+    git: Git | None
+    try:
+        git = open_repository(".")
+    except GitError:
+        git = None  # not in a repository: the default rules, and no author to judge
+    comment_char = "#"
+    if git is not None:
+        configured = git.run("config", "--get", "core.commentChar", check=False)
+        value = configured.stdout.decode().strip()
+        if len(value) == 1:  # "auto" picks a character git does not tell; "#" then
+            comment_char = value
+    message = clean_message(raw.decode("utf-8", "replace"), comment_char)
+
+    # The rules of the default branch (at the merge-base, as `check` reads them), so the hook
+    # judges as the merge request will be judged. No commit yet: the default rules.
+    default = default_branch(git) if git is not None else None
+    branch = current_branch(git) if git is not None else ""
+    try:
+        head = git.rev("HEAD") if git is not None else None
+        rules_from = head
+        if git is not None and default is not None:
+            rules_from = _merge_base(git, default[0], head) if head else git.rev(default[0])
+        if git is not None and rules_from:
+            config = read_config(git, rules_from, args.config or None)
+        else:
+            config = default_config()
+    except ConfigError as exc:
+        print(f"compliance-bot: invalid {exc.source}:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return EXIT_FINDINGS
+    except GitError as exc:
+        return _error(str(exc))
+
+    target_branch = default[1] if default else branch
+    checks = plan(config, Scope.PUSH, target_branch)
+    commit_rules = tuple(
+        (rule, options)
+        for rule, options in checks.rules
+        if rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
+    )
+    author_name, author_email = _ident(git, "GIT_AUTHOR_IDENT")
+    committer_name, committer_email = _ident(git, "GIT_COMMITTER_IDENT")
+    commit = Commit(
+        sha=ZERO_SHA,
+        message=message,
+        author_name=author_name,
+        author_email=author_email,
+        parent_ids=_parents(git),
+        committer_name=committer_name,
+        committer_email=committer_email,
+    )
+    context = Context(
+        scope=Scope.PUSH,
+        branch=branch,
+        target_branch=target_branch,
+        commits=(commit,),
+        squash_policy=config.squash_policy,
+    )
+    outcomes = evaluate(Plan(config=config, rules=commit_rules), context)
+    findings = [f for o in outcomes for f in o.findings]
+    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
+    for finding in findings:
+        # The rule's own advice: a finding's fix speaks of rewording an existing commit,
+        # and this one does not exist yet.
+        fix = rule_by_id(finding.rule).fix or finding.fix
+        print(f"{finding.severity.value}: {finding.rule}: {finding.message}", file=sys.stderr)
+        if fix:
+            print(f"  fix: {fix}", file=sys.stderr)
+    if errors:
+        print(
+            f"compliance-bot: the commit message has {errors} error(s) "
+            f"(rules from {config.source})",
+            file=sys.stderr,
+        )
+        return EXIT_FINDINGS
+    return EXIT_OK

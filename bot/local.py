@@ -1,0 +1,672 @@
+"""The git Source: what the rules need, read from a local git checkout instead of GitLab.
+
+`compliance-bot check` (on a laptop or in a GitLab CI job) and `compliance-bot commit-msg`
+judge with the same engine as the server: the config decides the plan (`engine.plan`), this
+module reads the inputs the plan needs from git, and `engine.evaluate` runs the rules. No rule
+logic lives here. What git cannot tell (the project's description and topics, the merge
+request's title and labels, whether GitLab verified a signature) is either given by the caller
+(from CI's predefined variables or GitLab's API) or reported as *not judged*: never as passed.
+
+Revisions, as GitLab reads them for a merge request or a compare:
+
+- commits: `git log base..head`, oldest first (GitLab lists an MR's commits as those of the
+  head that the target branch does not have);
+- changes: `git diff base...head`, i.e. from the merge-base, as the MR's diffs are
+  (https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs) and as the compare API
+  does by default (`straight=false`, https://docs.gitlab.com/api/repositories/#compare-branches-tags-or-commits);
+- repository files: the root and `.gitlab/` of the tree at head (the server applies an MR's
+  changes to the target branch's tree; for a branch based on the target both are the same);
+- the config: the tree at the base revision, never the code under review (DESIGN.md,
+  invariant 9).
+
+Git runs as a synchronous subprocess; the CLI has no event loop unless it needs GitLab.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.config import (
+    CONFIG_PATHS,
+    MAX_CONFIG_BYTES,
+    Config,
+    ConfigError,
+    ConfigProblem,
+    default_config,
+    load,
+)
+from bot.engine import (
+    CODEOWNERS_PATHS,
+    GITLAB_DIR,
+    MAX_CODEOWNERS_BYTES,
+    MAX_SIZE_READS,
+    Plan,
+    evaluate,
+)
+from bot.model import ChangedFile, Commit, Report
+from bot.report import NotJudged
+from bot.rules import merge_request as merge_request_rules
+from bot.rules.base import (
+    CodeOwnersFile,
+    Context,
+    MergeRequestFacts,
+    Need,
+    ProjectFacts,
+    Rule,
+    RuleConfig,
+    Scope,
+)
+
+ZERO_SHA = "0" * 40
+
+# The same bound the GitLab client puts on a listing (bot/gitlab.py DEFAULT_MAX_ITEMS).
+MAX_COMMITS = 10_000
+
+# GitLab leaves a file's diff out of the API (`too_large`) past the instance's "maximum diff
+# patch size", 200 KiB by default (https://docs.gitlab.com/administration/diff_limits/). The
+# server then reports the file as not scanned; so does the git Source, so that a check gives
+# the same verdict here as on the server, and so that memory stays bounded per file.
+MAX_FILE_DIFF_BYTES = 200 * 1024
+
+# Merge request rules judge `context.merge_request`, which git does not have: its title,
+# description, labels and people come from GitLab. These three read only what git knows (the
+# branch names and the changes), so a local check judges them; the others are not judged.
+MR_RULES = frozenset(rule.id for rule in merge_request_rules.RULES)
+MR_RULES_FROM_GIT = frozenset(
+    {"merge_request.size", "merge_request.target_branch", "merge_request.source_branch"}
+)
+
+_NO_PROJECT = (
+    "needs the project's description and topics, which only GitLab's API gives: run it in "
+    "GitLab CI with COMPLIANCE_TOKEN set, or let the server judge it"
+)
+_NO_MERGE_REQUEST = (
+    "needs the merge request's title, description, labels or people, which only GitLab has: "
+    "it is judged in a merge request pipeline and by the server"
+)
+_NO_BRANCH = "HEAD is detached, so there is no source branch name to judge"
+
+
+class GitError(Exception):
+    """Git could not give what was asked: not a repository, an unknown revision, a failure."""
+
+
+# -- running git ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Git:
+    """One repository's `git`, run synchronously with a clean, predictable output format."""
+
+    root: Path
+
+    def run(
+        self, *args: str, input: bytes | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[bytes]:
+        # A user's config must not change what is parsed: paths unquoted, no colour, no
+        # pager. (The diff's own options, `_DIFF_OPTIONS`, pin the rest.)
+        command = [
+            "git",
+            "-C",
+            str(self.root),
+            "-c",
+            "core.quotePath=false",
+            "-c",
+            "color.ui=never",
+            "--no-pager",
+            *args,
+        ]
+        try:
+            result = subprocess.run(  # noqa: S603 (fixed argv, no shell)
+                command, input=input, capture_output=True, check=False
+            )
+        except FileNotFoundError:
+            raise GitError("git is not installed (or not on PATH)") from None
+        if check and result.returncode != 0:
+            message = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            raise GitError(f"git {args[0]} failed: {message[-1] if message else result}")
+        return result
+
+    def text(self, *args: str) -> str:
+        return self.run(*args).stdout.decode("utf-8", "replace")
+
+    def rev(self, revision: str) -> str | None:
+        """The full sha of a commit, or None when the revision names no commit here."""
+        result = self.run(
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            f"{revision}^{{commit}}",
+            check=False,
+        )
+        if result.returncode != 0:
+            return None
+        return result.stdout.decode().strip() or None
+
+    def commit_sha(self, revision: str, what: str) -> str:
+        sha = self.rev(revision)
+        if sha is None:
+            raise GitError(
+                f"{what} {revision!r} is not a commit in this clone (a shallow clone may lack "
+                "it: fetch it, or in GitLab CI set GIT_DEPTH: 0)"
+            )
+        return sha
+
+
+def open_repository(path: str | Path) -> Git:
+    """The repository containing `path` (its top level)."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise GitError(f"{path}: not a directory")
+    try:
+        top = Git(directory).text("rev-parse", "--show-toplevel").strip()
+    except GitError as exc:
+        raise GitError(f"{path}: not a git repository ({exc})") from None
+    return Git(Path(top))
+
+
+def default_branch(git: Git, preferred: str | None = None) -> tuple[str, str] | None:
+    """The default branch, as (a ref to read it from, its branch name), or None.
+
+    `preferred` is the name CI gives (`CI_DEFAULT_BRANCH`). Otherwise the remote's HEAD (what
+    `git clone` records), then the usual names. A remote-tracking branch comes first: it is
+    what GitLab has, where a local branch may be stale.
+    """
+    names: list[str] = []
+    if preferred:
+        names.append(preferred)
+    head = git.run("symbolic-ref", "--quiet", "refs/remotes/origin/HEAD", check=False)
+    if head.returncode == 0:
+        names.append(head.stdout.decode().strip().removeprefix("refs/remotes/origin/"))
+    configured = git.run("config", "--get", "init.defaultBranch", check=False)
+    names += [configured.stdout.decode().strip(), "main", "master"]
+    for name in dict.fromkeys(n for n in names if n):
+        for ref in (f"refs/remotes/origin/{name}", f"refs/heads/{name}"):
+            if git.rev(ref) is not None:
+                return ref, name
+    return None
+
+
+def current_branch(git: Git) -> str:
+    """The checked-out branch's name; empty when HEAD is detached."""
+    result = git.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)
+    return result.stdout.decode().strip() if result.returncode == 0 else ""
+
+
+def branch_name(git: Git, revision: str) -> str | None:
+    """The branch a revision names (`main`, `origin/main`, `refs/heads/main`), if it does."""
+    result = git.run("rev-parse", "--symbolic-full-name", "--end-of-options", revision, check=False)
+    full = result.stdout.decode().strip()
+    if result.returncode != 0:
+        return None
+    if full.startswith("refs/heads/"):
+        return full.removeprefix("refs/heads/")
+    if full.startswith("refs/remotes/"):
+        remote_and_name = full.removeprefix("refs/remotes/")
+        return remote_and_name.split("/", 1)[1] if "/" in remote_and_name else None
+    return None
+
+
+# -- what one check looks at ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Revisions:
+    """The range one check judges, and where its rules come from."""
+
+    scope: Scope
+    base: str  # full sha: commits are base..head, changes base...head
+    head: str  # full sha
+    config_rev: str  # full sha of the tree the config is read from
+    branch: str  # the source (or pushed) branch; empty when unknown
+    target_branch: str  # the branch the work goes to (the pushed branch for a push)
+
+
+def read_config(
+    git: Git, revision: str, path: str | None = None, *, base: Mapping[str, Any] | None = None
+) -> Config:
+    """The config in the tree at `revision`: `path`, or the first of CONFIG_PATHS found.
+
+    A `path` that does not exist there is an error, not a silent fall back to the defaults.
+    """
+    candidates = (path,) if path else CONFIG_PATHS
+    sizes = object_sizes(git, revision, candidates)
+    for candidate in candidates:
+        size = sizes.get(candidate)
+        if size is None:
+            continue
+        if size > MAX_CONFIG_BYTES:
+            # parse_yaml would say the same after reading it; this avoids reading it.
+            raise ConfigError(
+                candidate,
+                [ConfigProblem(candidate, 1, 1, f"file is larger than {MAX_CONFIG_BYTES} bytes")],
+            )
+        raw = blob(git, revision, candidate)
+        return load(raw.decode("utf-8", "replace"), candidate, base=base)
+    if path:
+        raise GitError(f"the config file {path} is not in the tree at {revision[:8]}")
+    if base:
+        return load("{}", "instance defaults", base=base)
+    return default_config()
+
+
+# -- reading the inputs --------------------------------------------------------------------
+
+
+def object_sizes(git: Git, revision: str, paths: Iterable[str]) -> dict[str, int]:
+    """Byte sizes of the blobs at `revision:path`; paths that are not blobs are left out."""
+    wanted = [p for p in dict.fromkeys(paths) if p and "\n" not in p]
+    if not wanted:
+        return {}
+    batch = "".join(f"{revision}:{p}\n" for p in wanted).encode()
+    out = git.run(
+        "cat-file", "--batch-check=%(objecttype) %(objectsize)", input=batch
+    ).stdout.decode()
+    sizes: dict[str, int] = {}
+    for path, line in zip(wanted, out.splitlines(), strict=True):
+        kind, _, size = line.partition(" ")
+        if kind == "blob" and size.isdigit():
+            sizes[path] = int(size)
+    return sizes
+
+
+def blob(git: Git, revision: str, path: str) -> bytes:
+    return git.run("cat-file", "blob", f"{revision}:{path}").stdout
+
+
+_LOG_FIELDS = ("%H", "%P", "%an", "%ae", "%cn", "%ce", "%B")
+
+
+def commits(git: Git, base: str, head: str) -> tuple[Commit, ...]:
+    """`base..head`, oldest first, with parents, author, committer and the full message."""
+    # NUL-separated fields, NUL-terminated records (`-z`): a message may hold any other byte.
+    fmt = "%x00".join(_LOG_FIELDS)
+    out = git.run(
+        "log",
+        "-z",
+        "--topo-order",
+        "--reverse",
+        "--no-show-signature",
+        f"--max-count={MAX_COMMITS + 1}",
+        f"--format={fmt}",
+        f"{base}..{head}",
+        "--",
+    ).stdout
+    fields = out.split(b"\0")
+    if fields and fields[-1] == b"":
+        fields.pop()
+    width = len(_LOG_FIELDS)
+    if len(fields) % width:
+        raise GitError("git log gave output in an unexpected shape")
+    found = []
+    for i in range(0, len(fields), width):
+        sha, parents, an, ae, cn, ce, message = (
+            f.decode("utf-8", "replace") for f in fields[i : i + width]
+        )
+        found.append(
+            Commit(
+                sha=sha,
+                message=message,
+                author_name=an,
+                author_email=ae,
+                parent_ids=tuple(parents.split()),
+                committer_name=cn,
+                committer_email=ce,
+            )
+        )
+    if len(found) > MAX_COMMITS:
+        raise GitError(f"{base[:8]}..{head[:8]} has more than {MAX_COMMITS} commits")
+    # `--max-count` with `--reverse` limits before reversing, so the bound is exact.
+    return tuple(found)
+
+
+_DIFF_OPTIONS = (
+    "--no-color",
+    "--no-ext-diff",
+    "--no-textconv",
+    "--no-relative",
+    "-M",
+    "--unified=3",
+    "--diff-algorithm=myers",
+)
+
+
+def changes(git: Git, base: str, head: str) -> tuple[ChangedFile, ...]:
+    """The files changed from the merge-base of base and head to head, with their hunks."""
+    listing = git.run("diff", "--name-status", "-z", *_DIFF_OPTIONS, f"{base}...{head}", "--")
+    entries = _name_status(listing.stdout)
+    diffs = _file_diffs(git, base, head)
+    if len(diffs) != len(entries):
+        raise GitError(
+            f"git diff listed {len(entries)} files but gave {len(diffs)} diffs; cannot pair them"
+        )
+    return tuple(
+        ChangedFile(
+            old_path=old,
+            new_path=new,
+            new_file=status == "A",
+            deleted_file=status == "D",
+            renamed_file=status == "R",
+            diff=diff,
+            diff_complete=complete,
+        )
+        for (status, old, new), (diff, complete) in zip(entries, diffs, strict=True)
+    )
+
+
+def _name_status(out: bytes) -> list[tuple[str, str, str]]:
+    """(status letter, old path, new path) from `git diff --name-status -z`."""
+    parts = [p.decode("utf-8", "replace") for p in out.split(b"\0")]
+    if parts and parts[-1] == "":
+        parts.pop()
+    entries = []
+    i = 0
+    while i < len(parts):
+        status = parts[i][:1]
+        if status in ("R", "C"):  # R100 old new
+            old, new = parts[i + 1], parts[i + 2]
+            i += 3
+        else:
+            old = new = parts[i + 1]
+            i += 2
+        entries.append(("R" if status == "R" else "A" if status == "C" else status, old, new))
+    return entries
+
+
+_HUNK_START = b"@@"
+_FILE_START = b"diff --git "
+
+
+def _file_diffs(git: Git, base: str, head: str) -> list[tuple[str, bool]]:
+    """Each file's hunks (GitLab's `diff` field: from the first `@@` on), in git's order.
+
+    Read as a stream, so a huge file costs at most MAX_FILE_DIFF_BYTES of memory; a file
+    past that is returned without its diff and marked incomplete, as GitLab marks it.
+    """
+    command = [
+        "git",
+        "-C",
+        str(git.root),
+        "-c",
+        "core.quotePath=false",
+        "--no-pager",
+        "diff",
+        *_DIFF_OPTIONS,
+        "--src-prefix=a/",
+        "--dst-prefix=b/",
+        f"{base}...{head}",
+        "--",
+    ]
+    files: list[tuple[str, bool]] = []
+    current: list[bytes] | None = None
+    size = 0
+    complete = True
+
+    def finish() -> None:
+        if current is not None:
+            files.append(
+                (b"".join(current).decode("utf-8", "replace") if complete else "", complete)
+            )
+
+    with subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    ) as process:
+        assert process.stdout is not None
+        in_hunks = False
+        for line in process.stdout:
+            if line.startswith(_FILE_START):
+                finish()
+                current, size, complete, in_hunks = [], 0, True, False
+                continue
+            if current is None:
+                continue
+            if not in_hunks:
+                if not line.startswith(_HUNK_START):
+                    continue  # the file's header lines: index, modes, ---/+++ paths
+                in_hunks = True
+            size += len(line)
+            if size > MAX_FILE_DIFF_BYTES:
+                complete = False
+                current.clear()
+            elif complete:
+                current.append(line)
+        finish()
+    if process.returncode != 0:
+        raise GitError(f"git diff {base[:8]}...{head[:8]} failed (exit {process.returncode})")
+    return files
+
+
+def tree_paths(git: Git, revision: str) -> frozenset[str]:
+    """File paths at the root and under `.gitlab/`, as the server's Repository.paths lists
+    them from GitLab's tree API (blobs only: a submodule is a `commit` entry)."""
+    root = git.run("ls-tree", "-z", revision).stdout
+    nested = git.run("ls-tree", "-r", "-z", revision, "--", f"{GITLAB_DIR}/").stdout
+    paths = set()
+    for entry in (root + nested).split(b"\0"):
+        if not entry:
+            continue
+        meta, _, path = entry.partition(b"\t")
+        if meta.split(b" ")[1:2] == [b"blob"]:
+            paths.add(path.decode("utf-8", "replace"))
+    return frozenset(paths)
+
+
+def file_sizes(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[str, int]:
+    """Sizes of added and modified files at head, bounded as the server bounds its reads."""
+    wanted = [c.new_path for c in changed if not c.deleted_file][:MAX_SIZE_READS]
+    return object_sizes(git, revision, wanted)
+
+
+def codeowners(git: Git, revision: str) -> CodeOwnersFile | None:
+    """The CODEOWNERS file GitLab would use: the first of its three places that exists."""
+    sizes = object_sizes(git, revision, CODEOWNERS_PATHS)
+    for candidate in CODEOWNERS_PATHS:
+        if candidate in sizes:
+            if sizes[candidate] > MAX_CODEOWNERS_BYTES:
+                raise GitError(f"{candidate} is larger than {MAX_CODEOWNERS_BYTES} bytes")
+            return CodeOwnersFile(
+                candidate, blob(git, revision, candidate).decode("utf-8", "replace")
+            )
+    return None
+
+
+_SIGNATURE_HEADERS = (b"gpgsig ", b"gpgsig-sha256 ")
+
+
+def carries_signature(git: Git, shas: Sequence[str]) -> dict[str, bool]:
+    """Whether each commit object holds a signature (GPG, SSH or X.509) at all.
+
+    This does not verify anything: GitLab verifies a signature against the keys on the
+    author's GitLab profile, which only its API can tell. An unsigned commit, though, can
+    never be verified, so that much is known offline.
+    """
+    if not shas:
+        return {}
+    out = git.run("cat-file", "--batch", input="".join(f"{s}\n" for s in shas).encode()).stdout
+    signed: dict[str, bool] = {}
+    position = 0
+    for sha in shas:
+        newline = out.index(b"\n", position)
+        header = out[position:newline].split()
+        size = int(header[2])
+        body = out[newline + 1 : newline + 1 + size]
+        position = newline + 1 + size + 1
+        headers = body.split(b"\n\n", 1)[0]
+        signed[sha] = any(line.startswith(_SIGNATURE_HEADERS) for line in headers.split(b"\n"))
+    return signed
+
+
+@dataclass(frozen=True)
+class GitInputs:
+    """What the plan needs, read from git. Fields the plan did not need keep their defaults."""
+
+    commits: tuple[Commit, ...] = ()
+    changes: tuple[ChangedFile, ...] = ()
+    paths: frozenset[str] = frozenset()
+    file_sizes: Mapping[str, int] = field(default_factory=dict)
+    signed: Mapping[str, bool] = field(default_factory=dict)  # sha -> carries a signature
+    codeowners: CodeOwnersFile | None = None
+
+
+def reads(needs: Collection[Need], scope: Scope) -> tuple[bool, bool]:
+    """Whether the commits and the changed files are read, as the server decides it.
+
+    For an MR the server reads the diffs for the tree rules too (it applies them to the target
+    tree); for a push it reads commits and diffs together from the compare API. Mirrored here
+    so that the note's "N commits, N changed files" reads the same.
+    """
+    wanted = set(needs)
+    if scope is Scope.MERGE_REQUEST:
+        return (
+            bool(wanted & {Need.COMMITS, Need.SIGNATURES}),
+            bool(wanted & {Need.CHANGES, Need.TREE, Need.FILE_SIZES}),
+        )
+    history = bool(wanted & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
+    return history, history
+
+
+def read_inputs(git: Git, revisions: Revisions, needs: Collection[Need]) -> GitInputs:
+    base, head = revisions.base, revisions.head
+    read_commits, read_changes = reads(needs, revisions.scope)
+    found_commits = commits(git, base, head) if read_commits else ()
+    found_changes = changes(git, base, head) if read_changes else ()
+    return GitInputs(
+        commits=found_commits,
+        changes=found_changes,
+        paths=tree_paths(git, head) if Need.TREE in needs else frozenset(),
+        file_sizes=file_sizes(git, head, found_changes) if Need.FILE_SIZES in needs else {},
+        signed=carries_signature(git, [c.sha for c in found_commits])
+        if Need.SIGNATURES in needs
+        else {},
+        codeowners=codeowners(git, head) if Need.CODEOWNERS in needs else None,
+    )
+
+
+# -- judging -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    report: Report
+    not_judged: tuple[NotJudged, ...]
+    revisions: Revisions
+    known_paths: frozenset[str] = frozenset()  # the files findings may point at
+
+
+def judge(
+    checks: Plan,
+    revisions: Revisions,
+    inputs: GitInputs,
+    *,
+    merge_request: MergeRequestFacts | None = None,
+    project: ProjectFacts | None = None,
+    signatures: Mapping[str, bool] | None = None,
+    unjudgeable: Mapping[str, str] | None = None,
+    partial: Mapping[str, str] | None = None,
+) -> LocalResult:
+    """Run the plan's rules on what git (and, when given, GitLab) said.
+
+    A rule whose inputs nobody could give is left out of the run and listed as not judged,
+    with the reason; a rule judged on part of its input runs and is listed with the caveat.
+    `project`, `merge_request` and `signatures` are GitLab's answers (None: not asked).
+    """
+    skipped: dict[str, str] = dict(unjudgeable or {})
+    caveats: dict[str, str] = dict(partial or {})
+    mr_scope = revisions.scope is Scope.MERGE_REQUEST
+    judged_signatures: Mapping[str, bool] = signatures or {}
+    if signatures is None and inputs.signed:
+        unknown = [c for c in inputs.commits if inputs.signed.get(c.sha)]
+        unverifiable = (
+            f"{_count(len(unknown), 'signed commit')} of {len(inputs.commits)}: only GitLab "
+            "can verify a signature (against the keys on the author's profile), which needs "
+            "COMPLIANCE_TOKEN in CI"
+        )
+        if unknown and len(unknown) == len(inputs.commits):
+            skipped.setdefault("commit.signed", unverifiable)
+        elif unknown:
+            caveats.setdefault("commit.signed", f"{unverifiable}; the unsigned ones were judged")
+        # An unsigned commit fails, as it will on GitLab; a signed one is left to GitLab.
+        judged_signatures = dict(inputs.signed)
+    kept: list[tuple[Rule[Any], RuleConfig]] = []
+    for rule, options in checks.rules:
+        reason = skipped.get(rule.id)
+        if reason is None and Need.PROJECT in rule.needs and project is None:
+            reason = _NO_PROJECT
+        if reason is None and mr_scope and merge_request is None and rule.id in MR_RULES:
+            if rule.id not in MR_RULES_FROM_GIT:
+                reason = _NO_MERGE_REQUEST
+            elif rule.id == "merge_request.source_branch" and not revisions.branch:
+                reason = _NO_BRANCH
+        if reason is not None:
+            skipped[rule.id] = reason
+            continue
+        kept.append((rule, options))
+    ran = Plan(config=checks.config, rules=tuple(kept))
+    titles = {rule.id: rule.title for rule, _ in checks.rules}
+    not_judged = tuple(
+        NotJudged(rule_id, titles[rule_id], reason)
+        for rule_id, reason in skipped.items()
+        if rule_id in titles
+    ) + tuple(
+        NotJudged(rule_id, titles[rule_id], reason, partial=True)
+        for rule_id, reason in caveats.items()
+        if rule_id in titles and rule_id not in skipped
+    )
+    facts = merge_request
+    if mr_scope and facts is None:
+        # Only the branch names: the MR rules that read more were left out above.
+        facts = MergeRequestFacts(
+            title="", source_branch=revisions.branch, target_branch=revisions.target_branch
+        )
+    context = Context(
+        scope=revisions.scope,
+        branch=revisions.branch,
+        target_branch=revisions.target_branch,
+        commits=inputs.commits,
+        changes=inputs.changes,
+        paths=inputs.paths,
+        project=project or ProjectFacts(),
+        merge_request=facts if mr_scope else None,
+        file_sizes=inputs.file_sizes,
+        signatures=judged_signatures,
+        codeowners=inputs.codeowners,
+        squash_policy=checks.config.squash_policy,
+    )
+    read_commits, read_changes = reads(checks.needs, revisions.scope)
+    report_facts: dict[str, int] = {}
+    if read_commits:
+        report_facts["commits"] = len(inputs.commits)
+    if mr_scope and read_changes:
+        report_facts["files"] = len(inputs.changes)
+    known = inputs.paths | {p for c in inputs.changes for p in (c.old_path, c.new_path)}
+    return LocalResult(
+        report=Report(
+            head_sha=revisions.head,
+            outcomes=evaluate(ran, context),
+            facts=report_facts,
+            config_source=checks.config.source,
+        ),
+        not_judged=not_judged,
+        revisions=revisions,
+        known_paths=frozenset(known),
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def config_failure(head: str, exc: ConfigError) -> Report:
+    """The report of a check whose config is invalid: failed, with each error by line, as the
+    server reports it (engine._failure_report)."""
+    return Report(
+        head_sha=head,
+        error=f"invalid {exc.source}",
+        details=tuple(str(p) for p in exc.problems),
+        config_source=exc.source,
+    )

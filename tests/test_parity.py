@@ -1,0 +1,265 @@
+"""Same rules everywhere: one repository state, judged by `check` on a laptop, by `check` in
+a simulated GitLab CI job (with and without a token), and by the server from a webhook.
+
+The state is built twice: as commits in a real git repository (for `check`), and as the same
+commits in the fake GitLab (for the server). Commit shas differ between the two (the fake
+makes its own), so findings are compared with every commit's short sha replaced by its
+position in the MR; everything else (rule, severity, where, the message) must be equal.
+The server's findings are read back from its MR note, the only thing it publishes them in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bot.local import ZERO_SHA
+from bot.report import NOTE_MARKER
+from tests.conftest import Bot
+from tests.fake_gitlab import FakeGitLab, MergeRequest
+from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
+from tests.scenarios import hook_for
+
+RULES = """\
+version: 1
+rules:
+  commit.dco: {severity: warning}
+  commit.subject_trailing_period: {severity: error}
+  files.prohibited: {severity: error}
+  files.secrets: {severity: error}
+  files.max_size: {severity: error, max_bytes: 100}
+  files.co_change:
+    severity: warning
+    pairs: [{when: ['src/**'], require: [CHANGELOG.md], message: 'Add a CHANGELOG entry.'}]
+  merge_request.size: {severity: warning, max_files: 3}
+  merge_request.labels: {severity: warning, any_of: [bug, feature]}
+  repository.codeowners: {severity: warning}
+"""
+
+BASE_FILES: dict[str, str | None] = {
+    **{k: v for k, v in HYGIENE_FILES.items() if isinstance(v, str)},
+    ".gitlab/compliance.yml": RULES,
+}
+# The MR's commits: (message, files). None deletes a file.
+TOKEN = "glpat-" + "Zq8Xw2Lk9Pm4Rt7Vb3Nc"
+MR_COMMITS: list[tuple[str, dict[str, str | None]]] = [
+    ("Added stuff", {"src/feature.py": "x = 1\n", ".env": f"TOKEN={TOKEN}\n"}),
+    (
+        "fix: drop the contributing guide.\n\nSigned-off-by: Ada Lovelace <ada@example.com>",
+        {"CONTRIBUTING.md": None, "data/big.txt": "y" * 150 + "\n"},
+    ),
+]
+TITLE, DESCRIPTION, LABELS = "Add stuff", "Adds the stuff.", ["chore"]
+
+# Rules that read the MR's text and labels: judged in CI and by the server, not offline.
+METADATA_RULES = {"merge_request.labels"}
+
+
+def _git_state(root: Path) -> tuple[Repo, list[str]]:
+    repo = make_repo(root)
+    repo.commit("chore: initial commit", dict(BASE_FILES))
+    repo.checkout("feature", new=True)
+    shas = [repo.commit(message, dict(files)) for message, files in MR_COMMITS]
+    return repo, shas
+
+
+def _fake_state(fake: FakeGitLab) -> tuple[MergeRequest, list[str]]:
+    project = fake.add_project(
+        path_with_namespace="acme/widget", description="A widget", topics=["python"]
+    )
+    fake.commit(project.id, "main", message="chore: initial commit", files=dict(BASE_FILES))
+    shas = [
+        fake.commit(
+            project.id,
+            "feature",
+            message=message,
+            files=dict(files),
+            author_name=AUTHOR[0],
+            author_email=AUTHOR[1],
+        )
+        for message, files in MR_COMMITS
+    ]
+    mr = fake.open_mr(
+        project.id,
+        source_branch="feature",
+        title=TITLE,
+        description=DESCRIPTION,
+        labels=LABELS,
+    )
+    return mr, shas
+
+
+Finding = tuple[str, str, str, str]  # severity, rule, where, message
+
+
+def _normalized(text: str, shas: list[str]) -> str:
+    """One line, as the note shows it, with each commit's short sha named by position."""
+    text = text.replace("`", "'").replace("\r", " ").replace("\n", " ")
+    for position, sha in enumerate(shas, 1):
+        text = text.replace(sha[:8], f"<commit {position}>")
+    return text
+
+
+def _from_json(document: dict[str, Any], shas: list[str]) -> Counter[Finding]:
+    return Counter(
+        (
+            f["severity"],
+            f["rule"],
+            _normalized(f["location"], shas),
+            _normalized(f["message"], shas),
+        )
+        for f in document["findings"]
+    )
+
+
+_ICONS = {":x:": "error", ":warning:": "warning", ":information_source:": "info"}
+_CELL_BREAK = re.compile(r"(?<!\\)\|")
+
+
+def _from_note(body: str, shas: list[str]) -> Counter[Finding]:
+    """The findings of the server's note: each table row is | icon | rule | where | problem |
+    fix |, with `|` escaped and `@` defused in the cells (bot/report.py)."""
+    found: Counter[Finding] = Counter()
+    for line in body.splitlines():
+        if not line.startswith("| :"):
+            continue
+        cells = [c.strip() for c in _CELL_BREAK.split(line)[1:-1]]
+        icon, rule, where, problem = cells[:4]
+
+        def plain(cell: str) -> str:
+            return cell.replace("\\|", "|").replace("@\u200b", "@")
+
+        found[
+            (
+                _ICONS[icon],
+                rule.strip("`"),
+                _normalized(plain(where.removeprefix("`").removesuffix("`")), shas),
+                _normalized(plain(problem), shas),
+            )
+        ] += 1
+    return found
+
+
+async def _cli(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """`python -m bot.cli ...` as a real process, without blocking the loop that serves the
+    fake GitLab and the bot."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _ci_env(repo: Repo, mr: MergeRequest, fake: FakeGitLab, **extra: str) -> dict[str, str]:
+    return {
+        **repo.env,
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_SERVER_URL": fake.base_url,
+        "CI_PROJECT_ID": str(mr.project_id),
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_COMMIT_SHA": repo.head(),
+        "CI_COMMIT_BEFORE_SHA": ZERO_SHA,
+        "CI_MERGE_REQUEST_IID": str(mr.iid),
+        "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch,
+        "CI_MERGE_REQUEST_TITLE": mr.title,
+        "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
+        "CI_MERGE_REQUEST_LABELS": ",".join(mr.labels),
+        "CI_MERGE_REQUEST_SQUASH_ON_MERGE": "false",
+        **extra,
+    }
+
+
+def _bot_notes(fake: FakeGitLab, mr: MergeRequest) -> list[dict[str, Any]]:
+    return [n for n in fake.notes(mr.project_id, mr.iid) if NOTE_MARKER in str(n["body"])]
+
+
+async def test_local_ci_and_server_find_the_same(
+    fake: FakeGitLab, bot: Bot, tmp_path: Path
+) -> None:
+    repo, git_shas = _git_state(tmp_path)
+    mr, fake_shas = _fake_state(fake)
+    build = tmp_path / "build"
+    build.mkdir()
+
+    # Locally and in CI without a token: no network, side by side.
+    (local_code, local_out, local_err), (ci_code, ci_out, ci_err) = await asyncio.gather(
+        _cli("check", "--format", "json", cwd=repo.path, env=repo.env),
+        _cli(
+            "check",
+            str(repo.path),
+            "--format",
+            "json",
+            cwd=build,
+            env=_ci_env(repo, mr, fake),
+        ),
+    )
+    # In CI with a token (pointed at the fake GitLab): reads the rest, posts the note.
+    token_code, token_out, token_err = await _cli(
+        "check",
+        str(repo.path),
+        "--format",
+        "json",
+        "--post-note",
+        cwd=build,
+        env=_ci_env(repo, mr, fake, COMPLIANCE_TOKEN=fake.token),
+    )
+    [ci_note] = _bot_notes(fake, mr)
+    # The server, from the MR's webhook.
+    assert (await bot.send("Merge Request Hook", hook_for(mr))).status_code == 202
+    await bot.settle()
+
+    [note] = _bot_notes(fake, mr)  # the server edited the CI job's note: still one
+    assert note["id"] == ci_note["id"]
+    server = _from_note(str(note["body"]), fake_shas)
+    local = _from_json(json.loads(local_out), git_shas)
+    ci = _from_json(json.loads(ci_out), git_shas)
+    with_token = _from_json(json.loads(token_out), git_shas)
+
+    # The scenario exercises every enabled rule, on every side.
+    assert {rule for _, rule, _, _ in server} == {
+        "commit.conventional",
+        "commit.dco",
+        "commit.subject_trailing_period",
+        "files.prohibited",
+        "files.secrets",
+        "files.max_size",
+        "files.co_change",
+        "merge_request.size",
+        "merge_request.labels",
+        "repository.required_files",
+        "repository.codeowners",
+    }
+    assert ci == server, (ci_err, sorted(ci.elements()), sorted(server.elements()))
+    assert with_token == server, token_err
+    offline_judged = Counter({f: n for f, n in server.items() if f[1] not in METADATA_RULES})
+    assert local == offline_judged, local_err
+    # What the laptop could not see, it says it did not judge.
+    local_document = json.loads(local_out)
+    not_judged = {item["rule"] for item in local_document["not_judged"]}
+    assert METADATA_RULES | {"repository.description", "repository.topics"} <= not_judged
+    # One verdict: errors fail everywhere.
+    assert (local_code, ci_code, token_code) == (1, 1, 1)
+    status = fake.statuses(mr.project_id, mr.head_sha)[-1]
+    assert status["status"] == "failed"
+    errors = sum(n for f, n in server.items() if f[0] == "error")
+    assert json.loads(token_out)["counts"]["error"] == errors
+    assert str(status["description"]).startswith(f"{errors} errors")
