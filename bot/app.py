@@ -83,6 +83,8 @@ def create_app(
                     gitlab=gitlab,
                     status_name=settings.compliance_status_name,
                     base_config=base_config,
+                    memory=store,
+                    running_status_delay=settings.running_status_delay_seconds,
                 )
 
                 async def run(job: JobRecord) -> None:

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, Config, ConfigError, default_config, load
 from bot.gitlab import GitLab, GitLabError, NotFound
+from bot.incremental import (
+    MergeRequestInputs,
+    advanced,
+    compose_changes,
+    config_key,
+    extends_linearly,
+    sorted_changes,
+    touched_paths,
+)
 from bot.model import ChangedFile, Commit, Finding, Report, RuleOutcome, Severity
 from bot.rules.base import (
     CodeOwnersFile,
@@ -46,6 +57,9 @@ MAX_CODEOWNERS_BYTES = 1024 * 1024
 # Bounds on per-file and per-commit reads, so one huge MR cannot flood GitLab.
 MAX_SIZE_READS = 1000
 MAX_SIGNATURE_READS = 500
+# A project's description and topics change without any MR event; an incremental check
+# re-reads them when the copy it has is older than this.
+PROJECT_FACTS_MAX_AGE = 300.0
 
 _SEVERITY = {"error": Severity.ERROR, "warning": Severity.WARNING, "info": Severity.INFO}
 
@@ -95,6 +109,16 @@ def evaluate(checks: Plan, context: Context) -> tuple[RuleOutcome, ...]:
     return tuple(outcomes)
 
 
+def config_from(config_file: tuple[str, str] | None, base: Mapping[str, Any] | None) -> Config:
+    """The rules from a config file's text (None: no file), the instance defaults beneath."""
+    if config_file is not None:
+        path, text = config_file
+        return load(text, path, base=base)
+    if base:
+        return load("{}", "instance defaults", base=base)
+    return default_config()
+
+
 def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
     return frozenset(str(item["path"]) for item in items if item.get("type") == "blob")
 
@@ -128,16 +152,18 @@ class Repository:
             return []
 
     async def config(self, base: Mapping[str, Any] | None) -> Config:
+        return config_from(await self.config_file(), base)
+
+    async def config_file(self) -> tuple[str, str] | None:
+        """(path, text) of the first config file present, or None."""
         paths = await self.paths()
         for candidate in CONFIG_PATHS:
             if candidate in paths:
                 raw = await self.gitlab.raw_file(
                     self.project_id, candidate, self.ref, max_bytes=MAX_CONFIG_BYTES
                 )
-                return load(raw.decode("utf-8", "replace"), candidate, base=base)
-        if base:
-            return load("{}", "instance defaults", base=base)
-        return default_config()
+                return candidate, raw.decode("utf-8", "replace")
+        return None
 
     async def codeowners(self) -> CodeOwnersFile | None:
         paths = set(await self.paths())
@@ -200,18 +226,132 @@ def _failure_report(head_sha: str, exc: Exception) -> Report:
 async def check_merge_request(
     gitlab: GitLab, event: MergeRequestEvent, *, base_config: Mapping[str, Any] | None = None
 ) -> Report:
+    """A from-scratch check of the MR's head."""
+    checked = await check_merge_request_incrementally(
+        gitlab, event, base_config=base_config, previous=None, now=time.time()
+    )
+    return checked.report
+
+
+@dataclass(frozen=True)
+class MergeRequestCheck:
+    report: Report
+    # What to keep for the MR's next event; None when the check did not complete.
+    inputs: MergeRequestInputs | None
+    reuse: Reuse
+
+
+class Reuse(StrEnum):
+    """How much of an earlier check's inputs a check reused."""
+
+    NONE = "none"  # everything read afresh
+    METADATA = "metadata"  # same head: judged from the payload, no GitLab read
+    NEW_COMMITS = "new_commits"  # read only the new commits and the files they changed
+
+
+async def check_merge_request_incrementally(
+    gitlab: GitLab,
+    event: MergeRequestEvent,
+    *,
+    base_config: Mapping[str, Any] | None,
+    previous: MergeRequestInputs | None,
+    now: float,
+) -> MergeRequestCheck:
+    """Check the MR's head, reading from GitLab only what `previous` (the inputs of an
+    earlier check of this MR) cannot stand for. The result equals a from-scratch check."""
+    base = base_config or {}
     try:
-        return await _check_merge_request(gitlab, event, base_config)
+        if previous is not None:
+            reused = await _check_from_previous(gitlab, event, base, previous, now)
+            if reused is not None:
+                return reused
+        return await _check_merge_request(gitlab, event, base, now)
     except (GitLabError, ConfigError) as exc:
-        return _failure_report(event.head_sha, exc)
+        return MergeRequestCheck(_failure_report(event.head_sha, exc), None, Reuse.NONE)
+
+
+async def _check_from_previous(
+    gitlab: GitLab,
+    event: MergeRequestEvent,
+    base: Mapping[str, Any],
+    previous: MergeRequestInputs,
+    now: float,
+) -> MergeRequestCheck | None:
+    """None when the earlier inputs cannot stand in: the caller then reads everything."""
+    if previous.config_key != config_key(previous.config_file, base):
+        return None  # the instance defaults changed since
+    config = config_from(previous.config_file, base)
+    checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
+    if event.head_sha == previous.head_sha and event.oldrev is None:
+        # Title, description, labels, draft, assignees or reviewers changed: the payload
+        # carries them all, and everything else was read for this very head.
+        return MergeRequestCheck(_judge(checks, previous, event), previous, Reuse.METADATA)
+    if event.oldrev != previous.head_sha:
+        return None  # not a push on top of what was judged (or a push the bot missed)
+    needs = checks.needs
+    wants_history = bool(
+        needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.TREE, Need.FILE_SIZES}
+    )
+    project_is_old = now - previous.project_read_at > PROJECT_FACTS_MAX_AGE
+    target_sha, compared, project = await _together(
+        gitlab.branch_head(event.project_id, event.target_branch),
+        # The new commits and only the files they changed, in the project that holds them.
+        gitlab.compare(event.source_project_id, event.oldrev, event.head_sha)
+        if wants_history
+        else _nothing(None),
+        project_facts(gitlab, event.project_id)
+        if Need.PROJECT in needs and project_is_old
+        else _nothing(None),
+    )
+    if target_sha != previous.target_sha:
+        return None  # the config, the tree and the merge-base may all have moved
+    commits, changes = previous.commits, previous.changes
+    sizes, signatures = dict(previous.file_sizes), dict(previous.signatures)
+    if compared is not None:
+        new_commits, new_changes = compared
+        if not extends_linearly(new_commits, event.oldrev, event.head_sha):
+            return None  # a force-push or a merge: the MR's commit list is not old + new
+        composed = compose_changes(previous.changes, new_changes)
+        if composed is None:
+            return None
+        commits, changes = previous.commits + tuple(new_commits), composed
+        if len(commits) > MAX_SIGNATURE_READS or len(changes) > MAX_SIZE_READS:
+            return None  # past the read bounds, which files get read depends on all of them
+        touched = touched_paths(new_changes)
+        kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
+        new_sizes, new_signatures = await _together(
+            _file_sizes(gitlab, event.source_project_id, event.head_sha, new_changes)
+            if Need.FILE_SIZES in needs
+            else _nothing({}),
+            _signatures(gitlab, event.source_project_id, new_commits)
+            if Need.SIGNATURES in needs
+            else _nothing({}),
+        )
+        sizes = {**kept_sizes, **new_sizes}
+        signatures.update(new_signatures)
+    inputs = advanced(
+        previous,
+        head_sha=event.head_sha,
+        commits=commits,
+        changes=changes,
+        file_sizes=sizes,
+        signatures=signatures,
+        project=project or previous.project,
+        project_read_at=now if project is not None else previous.project_read_at,
+    )
+    return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NEW_COMMITS)
 
 
 async def _check_merge_request(
-    gitlab: GitLab, event: MergeRequestEvent, base_config: Mapping[str, Any] | None
-) -> Report:
-    # Rules come from the target project's target branch, never the source branch.
-    target = Repository(gitlab, event.project_id, event.target_branch)
-    config = await target.config(base_config)
+    gitlab: GitLab, event: MergeRequestEvent, base: Mapping[str, Any], now: float
+) -> MergeRequestCheck:
+    # Rules come from the target project's target branch, never the source branch. Read
+    # at the branch's commit, so the config and the tree are of one state, which later
+    # events can recognise.
+    target_sha = await gitlab.branch_head(event.project_id, event.target_branch)
+    target = Repository(gitlab, event.project_id, target_sha)
+    config_file = await target.config_file()
+    config = config_from(config_file, base)
     checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
     needs = checks.needs
     wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
@@ -233,11 +373,14 @@ async def _check_merge_request(
         # The MR moved on while this event waited: what was read describes a newer head than
         # the event's. Its own event (or catch-up) checks that head; this one posts nothing,
         # so the note never describes an older head than the newest.
-        return Report(head_sha=event.head_sha, superseded_by=current_head)
+        report = Report(head_sha=event.head_sha, superseded_by=current_head)
+        return MergeRequestCheck(report, None, Reuse.NONE)
     if wants_commits and not commits:
         # An open MR always has a commit; none means GitLab has not finished preparing it,
         # which is not something to report as a pass.
-        return Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
+        report = Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
+        return MergeRequestCheck(report, None, Reuse.NONE)
+    changes = sorted_changes(changes)
     # Files and signatures live where the head commit lives: the source project.
     sizes, signatures = await _together(
         _file_sizes(gitlab, event.source_project_id, event.head_sha, changes)
@@ -247,14 +390,41 @@ async def _check_merge_request(
         if Need.SIGNATURES in needs
         else _nothing({}),
     )
+    inputs = MergeRequestInputs(
+        head_sha=event.head_sha,
+        target_sha=target_sha,
+        config_file=config_file,
+        config_key=config_key(config_file, base),
+        commits=tuple(commits),
+        changes=changes,
+        target_paths=paths,
+        project=project or ProjectFacts(),
+        project_read_at=now,
+        codeowners=codeowners,
+        file_sizes=sizes,
+        signatures=signatures,
+        # `squash_on_merge` accounts for the project's squash setting ("always").
+        # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+        squash=bool(details.get("squash_on_merge", details.get("squash", False))),
+    )
+    return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
+
+
+def _judge(checks: Plan, inputs: MergeRequestInputs, event: MergeRequestEvent) -> Report:
+    """Run the rules on the inputs read from GitLab and the MR facts from the payload."""
+    needs = checks.needs
+    wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
+    wants_changes = bool(needs & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
     context = Context(
         scope=Scope.MERGE_REQUEST,
         branch=event.source_branch,
         target_branch=event.target_branch,
-        commits=tuple(commits),
-        changes=tuple(changes),
-        paths=apply_changes(paths, changes) if Need.TREE in needs else frozenset(),
-        project=project or ProjectFacts(),
+        commits=inputs.commits,
+        changes=inputs.changes,
+        paths=apply_changes(inputs.target_paths, inputs.changes)
+        if Need.TREE in needs
+        else frozenset(),
+        project=inputs.project,
         merge_request=MergeRequestFacts(
             title=event.title,
             description=event.description,
@@ -262,25 +432,23 @@ async def _check_merge_request(
             draft=event.draft,
             source_branch=event.source_branch,
             target_branch=event.target_branch,
-            # `squash_on_merge` accounts for the project's squash setting ("always").
-            # https://docs.gitlab.com/api/merge_requests/#get-single-mr
-            squash=bool(details.get("squash_on_merge", details.get("squash", False))),
+            squash=inputs.squash,
             assignees=event.assignees,
             reviewers=event.reviewers,
         ),
-        file_sizes=sizes,
-        signatures=signatures,
-        codeowners=codeowners,
-        squash_policy=config.squash_policy,
+        file_sizes=dict(inputs.file_sizes),
+        signatures=dict(inputs.signatures),
+        codeowners=inputs.codeowners,
+        squash_policy=checks.config.squash_policy,
     )
-    facts = {"commits": len(commits)} if wants_commits else {}
+    facts = {"commits": len(inputs.commits)} if wants_commits else {}
     if wants_changes:
-        facts["files"] = len(changes)
+        facts["files"] = len(inputs.changes)
     return Report(
         head_sha=event.head_sha,
         outcomes=evaluate(checks, context),
         facts=facts,
-        config_source=config.source,
+        config_source=checks.config.source,
     )
 
 

@@ -319,6 +319,13 @@ class GitLab:
         files = [_changed_file(d) for d in data.get("diffs") or []]
         return commits, files
 
+    async def branch_head(self, project_id: int, branch: str) -> str:
+        """The sha a branch points at; NotFound when there is no such branch."""
+        # The single-branch endpoint is the cheapest read of a ref (no diff stats).
+        # https://docs.gitlab.com/api/branches/#get-single-repository-branch
+        data = await self.get(f"/projects/{project_id}/repository/branches/{encode_path(branch)}")
+        return str(data["commit"]["id"])
+
     async def merge_request(self, project_id: int, iid: int) -> dict[str, Any]:
         # https://docs.gitlab.com/api/merge_requests/#get-single-mr
         result: dict[str, Any] = await self.get(f"/projects/{project_id}/merge_requests/{iid}")

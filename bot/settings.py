@@ -104,6 +104,12 @@ class Settings(GitLabSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+    running_status_delay_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="A check still running after this long shows a `running` status; "
+        "a quicker one posts only its verdict.",
+    )
 
 
 def settings_error_line(error: ValidationError) -> str:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -52,7 +52,17 @@ CREATE TABLE IF NOT EXISTS projects (
     project_id INTEGER PRIMARY KEY,
     last_event_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    target TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS snapshots_updated_at ON snapshots(updated_at);
 """
+
+# What the last check of each target proved (its inputs and what it published) is kept for
+# the target's next event. Bounded: the oldest beyond this many are dropped by `prune`.
+MAX_SNAPSHOTS = 5000
 
 QUEUED, RUNNING, DONE, FAILED, SUPERSEDED = "queued", "running", "done", "failed", "superseded"
 
@@ -108,6 +118,12 @@ class Store(Protocol):
     async def projects_seen(self) -> list[tuple[int, float]]: ...
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None: ...
+
+    async def load_snapshot(self, target: str) -> str | None: ...
+
+    async def save_snapshot(self, target: str, data: str, *, now: float) -> None: ...
+
+    async def drop_snapshot(self, target: str) -> None: ...
 
     async def counts(self) -> dict[str, int]: ...
 
@@ -285,6 +301,28 @@ class SqliteStore:
                 "DELETE FROM jobs WHERE state IN (?, ?) AND updated_at < ?",
                 (DONE, SUPERSEDED, jobs_older_than),
             )
+            db.execute(
+                "DELETE FROM snapshots WHERE target NOT IN "
+                "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT ?)",
+                (MAX_SNAPSHOTS,),
+            )
+
+    async def load_snapshot(self, target: str) -> str | None:
+        row = self._db.execute("SELECT data FROM snapshots WHERE target = ?", (target,)).fetchone()
+        return str(row[0]) if row else None
+
+    async def save_snapshot(self, target: str, data: str, *, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO snapshots(target, data, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(target) DO UPDATE SET data = excluded.data, "
+                "updated_at = excluded.updated_at",
+                (target, data, now),
+            )
+
+    async def drop_snapshot(self, target: str) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM snapshots WHERE target = ?", (target,))
 
     async def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()

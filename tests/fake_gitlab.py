@@ -1061,6 +1061,7 @@ class FakeGitLab:
             ("GET", p + "/repository/files/{file_path}/raw", self._h_file_raw),
             ("GET", p + "/repository/files/{file_path}", self._h_file),
             ("GET", p + "/repository/compare", self._h_compare),
+            ("GET", p + "/repository/branches/{branch}", self._h_branch),
             ("GET", p + "/repository/commits/{sha}", self._h_commit),
             ("GET", p + "/repository/commits/{sha}/merge_requests", self._h_commit_mrs),
             ("GET", p + "/repository/commits/{sha}/statuses", self._h_list_statuses),
@@ -1762,6 +1763,28 @@ class FakeGitLab:
                 "gpg_key_user_email": "ada@example.com",
                 "gpg_key_subkey_id": None,
                 "commit_source": "gitaly",
+            }
+        )
+
+    async def _h_branch(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/branches/#get-single-repository-branch
+        # The name is URL-encoded (`feature%2Fx`); an unknown one is "404 Branch Not Found".
+        project = self._project_from(request)
+        name = unquote(request.path_params["branch"])
+        sha = project.branches.get(name)
+        if sha is None:
+            raise _not_found("Branch")
+        return JSONResponse(
+            {
+                "name": name,
+                "commit": self._commit_entity(project, self._commits[sha]),
+                "merged": False,
+                "protected": name == project.default_branch,
+                "default": name == project.default_branch,
+                "developers_can_push": False,
+                "developers_can_merge": False,
+                "can_push": True,
+                "web_url": f"{project.web_url}/-/tree/{name}",
             }
         )
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.gitlab import GitLab
+from bot.store import Store
 
 
 @dataclass(frozen=True)
@@ -21,3 +22,7 @@ class Services:
     status_name: str
     # The instance-wide defaults (COMPLIANCE_CONFIG), merged under each project's config.
     base_config: Mapping[str, Any] = field(default_factory=dict)
+    # Where each MR's last check is remembered, so the next event reads only what changed.
+    memory: Store | None = None
+    # A check still running after this long shows a `running` status meanwhile.
+    running_status_delay: float = 1.0

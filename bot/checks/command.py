@@ -33,5 +33,6 @@ async def run(services: Services, note: NoteEvent) -> None:
         return
     # The MR as GitLab has it now: the current head, title and description.
     current = await gitlab.merge_request(note.project_id, note.mr_iid)
-    await merge_request_check.check(services, merge_request_from_api(current))
+    # A recheck reads everything afresh: it is how a user says "don't trust what you knew".
+    await merge_request_check.check(services, merge_request_from_api(current), reuse=False)
     log.info("recheck done", extra={"project": note.project_id, "mr": note.mr_iid})
