@@ -804,6 +804,11 @@ class FakeGitLab:
             raise ValueError(f"unknown commit {sha}")
         return self._create_pipeline(project, sha, ref, status=status, source=source).id
 
+    def delete_note(self, project_id: int, mr_iid: int, note_id: int) -> None:
+        """A note deleted by someone in the UI."""
+        mr = self._get_mr(project_id, mr_iid)
+        mr.notes[:] = [n for n in mr.notes if n["id"] != note_id]
+
     def add_note(
         self, project_id: int, mr_iid: int, body: str, *, author_username: str
     ) -> JSONDict:
@@ -815,6 +820,10 @@ class FakeGitLab:
 
     def branch_head(self, project_id: int, branch: str) -> str:
         return self._get_project(project_id).branches[branch]
+
+    def tree_at(self, sha: str) -> dict[str, str]:
+        """Path -> content of every file at a commit."""
+        return dict(self._commits[sha].tree)
 
     def compare_commits(self, project_id: int, base: str, head: str) -> list[Commit]:
         """`git log base..head`, oldest first: what a push of `head` over `base` added."""

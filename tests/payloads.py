@@ -105,3 +105,16 @@ def push_hook(
         for c in commits
     ]
     return payload
+
+
+def note_hook(mr: Any, note: dict[str, Any]) -> dict[str, Any]:
+    """GitLab's published Note Hook payload for a comment `note` on the fake's MR `mr`."""
+    payload = fixture("note_merge_request.json")
+    payload["project_id"] = mr.project_id
+    payload["project"]["id"] = mr.project_id
+    payload["user"]["username"] = note["author"]["username"]
+    payload["object_attributes"].update(
+        id=note["id"], note=note["body"], noteable_type="MergeRequest", project_id=mr.project_id
+    )
+    payload["merge_request"].update(iid=mr.iid, id=mr.id)
+    return payload

@@ -39,6 +39,7 @@ class Published:
     note_body: str
     state: str
     description: str
+    pipeline_id: int | None = None  # the head's pipeline the status joined, if any
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
     # Statuses go on the head sha in the MR's source project, so MRs from forks work.
     # https://docs.gitlab.com/api/commits/#set-commit-pipeline-status
     target = StatusTarget(event.source_project_id, event.head_sha, services.status_name)
+    if memory.published is not None and memory.published.head_sha == event.head_sha:
+        target = replace(target, pipeline_id=memory.published.pipeline_id)
     running = False
     try:
         checking = asyncio.create_task(
@@ -120,7 +123,9 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
         Memory(
             # A check that could not complete proves nothing to reuse.
             inputs=None if checked.retryable else result.inputs,
-            published=Published(event.head_sha, note_id, body, state, description),
+            published=Published(
+                event.head_sha, note_id, body, state, description, target.pipeline_id
+            ),
         ),
     )
     if checked.retryable:

@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.commands import Command, parse
 from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.payloads import fixture
+from tests.payloads import note_hook
 from tests.scenarios import compliant_project
 
 NOTE_HOOK = "Note Hook"
-
-
-def _note_hook(mr: MergeRequest, note: dict[str, Any]) -> dict[str, Any]:
-    payload = fixture("note_merge_request.json")
-    payload["project_id"] = mr.project_id
-    payload["project"]["id"] = mr.project_id
-    payload["user"]["username"] = note["author"]["username"]
-    payload["object_attributes"].update(
-        id=note["id"], note=note["body"], noteable_type="MergeRequest", project_id=mr.project_id
-    )
-    payload["merge_request"].update(iid=mr.iid, id=mr.id)
-    return payload
 
 
 def _setup(fake: FakeGitLab) -> MergeRequest:
@@ -47,7 +33,7 @@ async def test_recheck_checks_the_current_head_and_acknowledges(fake: FakeGitLab
     mr = _setup(fake)
     note = fake.add_note(mr.project_id, mr.iid, "/compliance recheck", author_username="ada")
     response = await bot.send(
-        NOTE_HOOK, _note_hook(mr, note), headers={"X-Gitlab-Event-UUID": "chain-1"}
+        NOTE_HOOK, note_hook(mr, note), headers={"X-Gitlab-Event-UUID": "chain-1"}
     )
     assert response.status_code == 202 and response.json() == {"status": "accepted"}
     await bot.settle()
@@ -63,7 +49,7 @@ async def test_recheck_checks_the_current_head_and_acknowledges(fake: FakeGitLab
 async def test_help_replies_with_the_commands(fake: FakeGitLab, bot: Bot) -> None:
     mr = _setup(fake)
     note = fake.add_note(mr.project_id, mr.iid, "/compliance help", author_username="ada")
-    await bot.send(NOTE_HOOK, _note_hook(mr, note))
+    await bot.send(NOTE_HOOK, note_hook(mr, note))
     await bot.settle()
     replies = [n for n in fake.notes(mr.project_id, mr.iid) if "/compliance recheck" in n["body"]]
     assert len(replies) == 1 and replies[0]["author"]["username"] == "compliance-bot"
@@ -78,8 +64,8 @@ async def test_the_bots_own_notes_and_plain_comments_are_ignored(
         mr.project_id, mr.iid, "/compliance recheck", author_username="compliance-bot"
     )
     plain = fake.add_note(mr.project_id, mr.iid, "Looks good", author_username="ada")
-    await bot.send(NOTE_HOOK, _note_hook(mr, own))
-    response = await bot.send(NOTE_HOOK, _note_hook(mr, plain))
+    await bot.send(NOTE_HOOK, note_hook(mr, own))
+    response = await bot.send(NOTE_HOOK, note_hook(mr, plain))
     assert response.json()["status"] == "ignored"
     await bot.settle()
     assert [r.path for r in fake.requests] == ["/api/v4/user"]  # who am I; nothing else

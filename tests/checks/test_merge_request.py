@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from pathlib import Path
 
 from bot.report import NOTE_MARKER
 from tests.conftest import Bot, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
+from tests.payloads import note_hook
 from tests.scenarios import compliant_project, hook_for
 
 MR_HOOK = "Merge Request Hook"
@@ -273,3 +275,176 @@ async def test_concurrent_events_stay_within_the_connection_pool(fake: FakeGitLa
         # No thread was started and the loop's thread-pool executor was never created.
         assert threading.active_count() == threads_before
         assert asyncio.get_running_loop()._default_executor is None  # type: ignore[attr-defined]
+
+
+# -- later events read only what changed ------------------------------------------------------
+
+
+async def _opened_and_checked(fake: FakeGitLab, bot: Bot, **mr: str) -> MergeRequest:
+    opened = _open_mr(fake, message="feat: add it", **mr)
+    await bot.send(MR_HOOK, hook_for(opened))
+    await bot.settle()
+    return opened
+
+
+async def test_a_label_change_that_leaves_the_verdict_reads_and_writes_nothing(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = await _opened_and_checked(fake, bot)
+    [note] = _bot_notes(fake, mr)
+    calls_before = len(fake.requests)
+
+    labelled = hook_for(
+        mr,
+        action="update",
+        labels=["backend"],
+        changes={"labels": {"previous": [], "current": [{"title": "backend"}]}},
+    )
+    assert (await bot.send(MR_HOOK, labelled)).status_code == 202
+    await bot.settle()
+
+    assert fake.requests[calls_before:] == []
+    assert _bot_notes(fake, mr) == [note]
+    assert [s["status"] for s in fake.statuses(mr.project_id, mr.head_sha)] == ["success"]
+
+
+async def test_a_description_change_is_judged_from_the_payload_alone(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = await _opened_and_checked(fake, bot, description="")
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "failed"
+    calls_before = len(fake.requests)
+
+    described = hook_for(
+        mr,
+        action="update",
+        description="Adds a feature.",
+        changes={"description": {"previous": "", "current": "Adds a feature."}},
+    )
+    await bot.send(MR_HOOK, described)
+    await bot.settle()
+
+    made = [f"{r.method} {r.path.split('?')[0]}" for r in fake.requests[calls_before:]]
+    # The verdict changed: the note is edited and the status posted, on the pipeline it
+    # joins. The rules' inputs were not read again.
+    assert [m.split()[0] for m in made] == ["PUT", "GET", "POST"], made
+    assert "/pipelines" in made[1]
+    [note] = _bot_notes(fake, mr)
+    assert "`merge_request.description`" not in str(note["body"]).split("passed")[0]
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+
+
+async def test_new_commits_cost_a_compare_and_give_the_verdict_of_a_full_check(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = await _opened_and_checked(fake, bot)
+    old = mr.head_sha
+    fake.commit(mr.project_id, "feature", message="Fix things", files={"src/new.py": "y = 2\n"})
+    calls_before = len(fake.requests)
+
+    await bot.send(MR_HOOK, hook_for(mr, action="update", oldrev=old))
+    await bot.settle()
+
+    made = fake.requests[calls_before:]
+    project_path = f"/api/v4/projects/{mr.project_id}"
+    reads = sorted(
+        r.path.split("?")[0].removeprefix(project_path) for r in made if r.method == "GET"
+    )
+    # The new commit and the file it changed, the target branch's commit (to know the
+    # rules and files still hold), and the pipeline the status joins. Nothing else is read.
+    assert reads == ["/pipelines", "/repository/branches/main", "/repository/compare"]
+    assert sorted(r.method for r in made) == ["GET", "GET", "GET", "POST", "PUT"]
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert status["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert "Fix things" in str(note["body"]) and "2 commits" in str(note["body"])
+
+    # A recheck reads everything afresh, and finds the note already says the same.
+    edits = len(fake.calls("PUT", "/notes/"))
+    commit_reads = len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits"))
+    author = fake.add_note(mr.project_id, mr.iid, "/compliance recheck", author_username="ada")
+    await bot.send("Note Hook", note_hook(mr, author))
+    await bot.settle()
+    assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits")) == commit_reads + 1
+    assert len(fake.calls("PUT", "/notes/")) == edits
+    assert _bot_notes(fake, mr) == [note]
+
+
+async def test_a_moved_target_branch_brings_its_new_rules(fake: FakeGitLab, bot: Bot) -> None:
+    mr = await _opened_and_checked(fake, bot)
+    fake.commit(
+        mr.project_id,
+        "main",
+        message="chore: require sign-off",
+        files={".gitlab/compliance.yml": "rules:\n  commit.dco: {severity: error}\n"},
+    )
+    old = mr.head_sha
+    fake.commit(mr.project_id, "feature", message="feat: more")
+
+    await bot.send(MR_HOOK, hook_for(mr, action="update", oldrev=old))
+    await bot.settle()
+
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert "`commit.dco`" in str(note["body"])
+
+
+async def test_a_force_push_is_judged_on_the_rewritten_commits(fake: FakeGitLab, bot: Bot) -> None:
+    mr = await _opened_and_checked(fake, bot)
+    old = mr.head_sha
+    main = fake.branch_head(mr.project_id, "main")
+    rewritten = fake.commit(mr.project_id, "scratch", message="Rewritten badly", parent=main)
+    fake.force_branch(mr.project_id, "feature", rewritten)
+
+    await bot.send(MR_HOOK, hook_for(mr, action="update", oldrev=old))
+    await bot.settle()
+
+    assert mr.head_sha == rewritten
+    assert _final_status(fake, mr.project_id, rewritten)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert "Rewritten badly" in str(note["body"])
+    assert "feat: add it" not in str(note["body"])
+
+
+async def test_a_deleted_note_is_written_again_on_the_next_change(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = await _opened_and_checked(fake, bot)
+    [note] = _bot_notes(fake, mr)
+    fake.delete_note(mr.project_id, mr.iid, int(str(note["id"])))
+    old = mr.head_sha
+    fake.commit(mr.project_id, "feature", message="feat: more")
+
+    await bot.send(MR_HOOK, hook_for(mr, action="update", oldrev=old))
+    await bot.settle()
+
+    [again] = _bot_notes(fake, mr)
+    assert again["id"] != note["id"]
+    assert f"Checked `{mr.head_sha[:8]}`, 2 commits" in str(again["body"])
+
+
+async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    mr = _open_mr(fake, message="feat: add it")
+    async with running_bot(fake, compliance_db=journal) as first:
+        await first.send(MR_HOOK, hook_for(mr))
+        await first.settle()
+    calls_before = len(fake.requests)
+
+    async with running_bot(fake, compliance_db=journal) as second:
+        labelled = hook_for(
+            mr,
+            action="update",
+            labels=["backend"],
+            changes={"labels": {"previous": [], "current": [{"title": "backend"}]}},
+        )
+        await second.send(MR_HOOK, labelled)
+        await second.settle()
+
+    # Catch-up on start lists the open MRs and finds their heads checked; the label change
+    # itself reads and writes nothing.
+    made = [f"{r.method} {r.path}" for r in fake.requests[calls_before:]]
+    assert [m for m in made if not m.startswith("GET ")] == []
+    assert [m for m in made if f"/merge_requests/{mr.iid}" in m or "/repository/" in m] == [
+        m for m in made if m.endswith("/statuses")
+    ]
