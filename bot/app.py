@@ -31,7 +31,7 @@ from bot.gitlab import current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
-from bot.store import JobRecord, NewJob, SqliteStore, Store
+from bot.store import JobRecord, NewJob, Store, open_store
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class Runtime:
     http: httpx.AsyncClient
 
 
+# With several replicas, one catches up per interval; it gives the lease up on shutdown.
+CATCH_UP_LEASE = "catch-up"
+
+
 def read_instance_defaults(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
@@ -75,52 +79,58 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        store = SqliteStore(settings.compliance_db)
-        try:
-            async with open_gitlab(settings, transport=transport, observer=metrics) as gitlab:
-                http = gitlab.http
-                services = Services(
-                    gitlab=gitlab,
-                    status_name=settings.compliance_status_name,
-                    base_config=base_config,
-                    memory=store,
-                    running_status_delay=settings.running_status_delay_seconds,
-                )
+        async with (
+            open_store(
+                str(settings.compliance_db),
+                lease_seconds=settings.job_lease_seconds,
+                pool_size=settings.db_pool_size,
+            ) as store,
+            open_gitlab(settings, transport=transport, observer=metrics) as gitlab,
+        ):
+            http = gitlab.http
+            services = Services(
+                gitlab=gitlab,
+                status_name=settings.compliance_status_name,
+                base_config=base_config,
+                memory=store,
+                running_status_delay=settings.running_status_delay_seconds,
+            )
 
-                async def run(job: JobRecord) -> None:
-                    # Calls made for this delivery carry its X-Gitlab-Event-UUID.
-                    token = current_event_uuid.set(job.event_uuid)
-                    try:
-                        event = webhook.event_from_json(job.kind, job.payload)
-                        if isinstance(event, webhook.MergeRequestEvent):
-                            await merge_request_check.check(services, event)
-                        elif isinstance(event, webhook.PushEvent):
-                            await push_check.check(services, event)
-                        else:
-                            await command_check.run(services, event)
-                    finally:
-                        current_event_uuid.reset(token)
-
-                runner = JobRunner(
-                    store,
-                    run,
-                    workers=settings.workers,
-                    grace_seconds=settings.shutdown_grace_seconds,
-                    metrics=metrics,
-                )
-                app.state.runtime = Runtime(services, runner, store, http)
-                await runner.start()
-                sweeper = asyncio.get_running_loop().create_task(
-                    _sweep(settings, services, store, runner), name="sweeper"
-                )
+            async def run(job: JobRecord) -> None:
+                # Calls made for this delivery carry its X-Gitlab-Event-UUID.
+                token = current_event_uuid.set(job.event_uuid)
                 try:
-                    yield
+                    event = webhook.event_from_json(job.kind, job.payload)
+                    if isinstance(event, webhook.MergeRequestEvent):
+                        await merge_request_check.check(services, event)
+                    elif isinstance(event, webhook.PushEvent):
+                        await push_check.check(services, event)
+                    else:
+                        await command_check.run(services, event)
                 finally:
-                    sweeper.cancel()
-                    await asyncio.gather(sweeper, return_exceptions=True)
-                    await runner.aclose()
-        finally:
-            await store.close()
+                    current_event_uuid.reset(token)
+
+            runner = JobRunner(
+                store,
+                run,
+                workers=settings.workers,
+                grace_seconds=settings.shutdown_grace_seconds,
+                metrics=metrics,
+                lease_seconds=settings.job_lease_seconds,
+            )
+            app.state.runtime = Runtime(services, runner, store, http)
+            await runner.start()
+            sweeper = asyncio.get_running_loop().create_task(
+                _sweep(settings, services, store, runner), name="sweeper"
+            )
+            try:
+                yield
+            finally:
+                sweeper.cancel()
+                await asyncio.gather(sweeper, return_exceptions=True)
+                await runner.aclose()
+                with contextlib.suppress(Exception):
+                    await store.release_lease(CATCH_UP_LEASE)
 
     async def receive_webhook(request: Request) -> JSONResponse:
         started = time.monotonic()
@@ -241,7 +251,13 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
         try:
             if now >= next_catch_up:
                 next_catch_up = now + settings.catchup_interval_seconds
-                if await catch_up(services.gitlab, store, status_name=services.status_name):
+                # With several replicas, one of them catches up per interval (a lease).
+                holds = await store.take_lease(
+                    CATCH_UP_LEASE, seconds=settings.catchup_interval_seconds * 0.9, now=now
+                )
+                if holds and await catch_up(
+                    services.gitlab, store, status_name=services.status_name
+                ):
                     runner.wake()
             if await store.retry_failed(
                 older_than=now - settings.retry_failed_after_seconds,

@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 
 RunJob = Callable[[JobRecord], Coroutine[Any, Any, None]]
 
-# Workers also poll this often, in case a wake-up was missed.
+# Workers also poll this often, in case a wake-up was missed, or (with several replicas)
+# a job was queued by another process.
 IDLE_POLL_SECONDS = 1.0
+# How often running jobs are checked against the store for a newer head accepted by another
+# replica, and their leases renewed (at a third of the lease, so one missed beat is harmless).
+HEARTBEAT_SECONDS = 1.0
 
 
 @dataclass
@@ -80,11 +84,13 @@ class JobRunner:
     workers: int = 8
     grace_seconds: float = 20.0
     metrics: Metrics | None = None
+    lease_seconds: float = 30.0
     stats: Stats = field(default_factory=Stats)
     _running: dict[str, _Running] = field(default_factory=dict, init=False)
     _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
     _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
     _closing: bool = field(default=False, init=False)
+    _heartbeat: asyncio.Task[None] | None = field(default=None, init=False)
 
     @property
     def closing(self) -> bool:
@@ -98,6 +104,26 @@ class JobRunner:
         self._workers = [
             loop.create_task(self._work(), name=f"worker {i}") for i in range(self.workers)
         ]
+        self._heartbeat = loop.create_task(self._beat(), name="heartbeat")
+
+    async def _beat(self) -> None:
+        """Keep the running jobs' leases alive, and stop those another replica superseded."""
+        last_renewal = time.monotonic()
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            running = {r.job.id: r for r in self._running.values()}
+            if not running:
+                continue
+            try:
+                for job_id in await self.store.superseded_among(list(running)):
+                    running[job_id].superseded = True
+                if time.monotonic() - last_renewal >= self.lease_seconds / 3:
+                    last_renewal = time.monotonic()
+                    await self.store.renew(list(running), now=time.time())
+            except Exception:
+                # The store is unreachable for a moment; the next beat tries again, and the
+                # lease outlasts a few missed beats.
+                log.exception("heartbeat failed")
 
     def wake(self) -> None:
         self._wakeup.set()
@@ -207,6 +233,9 @@ class JobRunner:
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            await asyncio.gather(self._heartbeat, return_exceptions=True)
 
 
 def _job_fields(job: JobRecord) -> dict[str, object]:

@@ -82,9 +82,19 @@ class Settings(GitLabSettings):
         description="Instance-wide defaults file (YAML, the .gitlab/compliance.yml schema), "
         "merged under each project's own config.",
     )
-    compliance_db: Path = Field(
-        default=Path("compliance-bot.db"),
-        description="SQLite journal of accepted deliveries and jobs (WAL).",
+    compliance_db: str = Field(
+        default="compliance-bot.db",
+        description="The journal: a SQLite file path (one process), or a postgresql:// URL "
+        "shared by several replicas.",
+    )
+    job_lease_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="With PostgreSQL: how long a replica's claim on a running check lasts "
+        "without renewal; a dead replica's checks are taken over after it.",
+    )
+    db_pool_size: int = Field(
+        default=8, ge=1, description="With PostgreSQL: connections in the process's pool."
     )
     shutdown_grace_seconds: float = Field(
         default=20.0, ge=0, description="Time running checks get to finish on SIGTERM."
@@ -104,6 +114,13 @@ class Settings(GitLabSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+
+    @field_validator("compliance_db", mode="before")
+    @classmethod
+    def _path_as_text(cls, value: object) -> object:
+        # A file path given as a Path (the CLI, tests) is the same SQLite journal.
+        return str(value) if isinstance(value, Path) else value
+
     running_status_delay_seconds: float = Field(
         default=1.0,
         ge=0,

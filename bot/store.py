@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +58,11 @@ CREATE TABLE IF NOT EXISTS snapshots (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS snapshots_updated_at ON snapshots(updated_at);
+CREATE TABLE IF NOT EXISTS leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until REAL NOT NULL
+);
 """
 
 # What the last check of each target proved (its inputs and what it published) is kept for
@@ -118,6 +123,23 @@ class Store(Protocol):
     async def projects_seen(self) -> list[tuple[int, float]]: ...
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None: ...
+
+    async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
+        """Extend the leases of this process's running jobs (they are alive)."""
+        ...
+
+    async def superseded_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        """Which of these running jobs a newer job of their target has superseded, wherever
+        that job was accepted."""
+        ...
+
+    async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
+        """Hold a named lease (e.g. catch-up) for `seconds`, if no other process holds it."""
+        ...
+
+    async def release_lease(self, name: str) -> None:
+        """Give a held lease up (on shutdown), so another process need not wait it out."""
+        ...
 
     async def load_snapshot(self, target: str) -> str | None: ...
 
@@ -307,6 +329,29 @@ class SqliteStore:
                 (MAX_SNAPSHOTS,),
             )
 
+    async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
+        """One process owns the file: its running jobs are its own, no lease to renew."""
+
+    async def superseded_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        found: set[int] = set()
+        for job_id in job_ids:
+            row = self._db.execute(
+                "SELECT 1 FROM jobs AS mine WHERE mine.id = ? AND (mine.state = ? OR EXISTS ("
+                "SELECT 1 FROM jobs AS newer WHERE newer.target = mine.target "
+                "AND newer.state = ? AND newer.id > mine.id AND newer.head_sha <> mine.head_sha))",
+                (job_id, SUPERSEDED, QUEUED),
+            ).fetchone()
+            if row:
+                found.add(job_id)
+        return frozenset(found)
+
+    async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
+        """One process per file: it always holds its leases."""
+        return True
+
+    async def release_lease(self, name: str) -> None:
+        """Nothing to give up: no other process shares the file."""
+
     async def load_snapshot(self, target: str) -> str | None:
         row = self._db.execute("SELECT data FROM snapshots WHERE target = ?", (target,)).fetchone()
         return str(row[0]) if row else None
@@ -346,3 +391,27 @@ class SqliteStore:
 
 def now() -> float:
     return time.time()
+
+
+def is_postgres_url(location: str) -> bool:
+    return location.startswith(("postgresql://", "postgres://"))
+
+
+@asynccontextmanager
+async def open_store(
+    location: str, *, lease_seconds: float = 30.0, pool_size: int = 8
+) -> AsyncIterator[Store]:
+    """The journal at `location`: a `postgresql://` URL (shared by replicas) or a SQLite
+    file path (one process). Closed when the block ends."""
+    store: Store
+    if is_postgres_url(location):
+        # Imported here: a user of the embedded default never loads the driver.
+        from bot.store_postgres import PostgresStore
+
+        store = await PostgresStore.open(location, lease_seconds=lease_seconds, pool_size=pool_size)
+    else:
+        store = SqliteStore(location)
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -6,7 +6,7 @@ import contextlib
 import json
 import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from starlette.applications import Starlette
 from bot.app import create_app
 from bot.settings import Settings
 from tests.fake_gitlab import FakeGitLab
+from tests.postgres import PostgresServer, postgres_server
 from tests.servers import serving
 
 WEBHOOK_SECRET = "hook-secret-5f0c"
@@ -93,3 +94,27 @@ async def fake() -> AsyncIterator[FakeGitLab]:
 async def bot(fake: FakeGitLab) -> AsyncIterator[Bot]:
     async with running_bot(fake) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer | None]:
+    """One throwaway PostgreSQL server for the session (None: binaries missing)."""
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres: PostgresServer | None) -> str:
+    """A fresh database on the session's server."""
+    if postgres is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    return postgres.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """COMPLIANCE_DB for each engine: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "journal.db")
+    url: str = request.getfixturevalue("postgres_url")
+    return url

@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import sys
 import uuid
 from pathlib import Path
@@ -17,16 +16,11 @@ import httpx
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+from tests.servers import free_port
 
 
 class BotProcess:
-    def __init__(self, fake: FakeGitLab, db: Path, **env: str) -> None:
+    def __init__(self, fake: FakeGitLab, db: Path | str, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {

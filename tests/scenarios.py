@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
@@ -44,3 +46,35 @@ def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return merge_request_hook(**values)
+
+
+# Each MR with the final status its newest head must end with.
+Expectation = list[tuple[MergeRequest, str]]
+
+
+def settled(fake: FakeGitLab, expected: Expectation) -> bool:
+    """Every MR's newest head carries its expected final status, and not an error."""
+    for mr, state in expected:
+        statuses = fake.statuses(mr.source_project_id, mr.head_sha)
+        if not statuses or statuses[-1]["status"] != state:
+            return False
+        if str(statuses[-1]["description"]).startswith("could not complete"):
+            return False
+    return True
+
+
+async def wait_until_settled(fake: FakeGitLab, expected: Expectation, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not settled(fake, expected):
+        assert time.monotonic() < deadline, [
+            (mr.iid, mr.head_sha[:8], state, fake.statuses(mr.source_project_id, mr.head_sha))
+            for mr, state in expected
+            if not settled(fake, [(mr, state)])
+        ][:3]
+        await asyncio.sleep(0.2)
+    # Quiet for a moment: nothing is still being written.
+    quiet_from = len(fake.requests)
+    await asyncio.sleep(1.0)
+    writes = [r for r in fake.requests[quiet_from:] if r.method in ("POST", "PUT")]
+    if writes:
+        await wait_until_settled(fake, expected, deadline - time.monotonic())

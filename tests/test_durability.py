@@ -1,21 +1,22 @@
 """Never lose an event: the bot as a real process, killed, restarted, and fed faults.
 
 Every delivery that got a 2xx must end with the final status on the newest head of its MR,
-with exactly one bot note per MR, whatever happened in between.
+with exactly one bot note per MR, whatever happened in between. Each test runs on both
+journals (`journal`: SQLite, and PostgreSQL with short leases so a killed process's checks
+are taken back quickly).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import httpx
 
 from bot.report import NOTE_MARKER
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.processes import BotProcess, deliver
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import Expectation, compliant_project, hook_for, wait_until_settled
 
 MR_HOOK = "Merge Request Hook"
 MRS = 40
@@ -26,38 +27,8 @@ def _expected(index: int) -> str:
     return "failed" if index % 4 == 0 else "success"
 
 
-Expectation = list[tuple[MergeRequest, str]]
-
-
 def _expectations(mrs: list[MergeRequest]) -> Expectation:
     return [(mr, _expected(index)) for index, mr in enumerate(mrs)]
-
-
-def _settled(fake: FakeGitLab, expected: Expectation) -> bool:
-    for mr, state in expected:
-        statuses = fake.statuses(mr.source_project_id, mr.head_sha)
-        if not statuses or statuses[-1]["status"] != state:
-            return False
-        if str(statuses[-1]["description"]).startswith("could not complete"):
-            return False
-    return True
-
-
-async def _wait_until_settled(fake: FakeGitLab, expected: Expectation, seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while not _settled(fake, expected):
-        assert time.monotonic() < deadline, [
-            (mr.iid, mr.head_sha[:8], state, fake.statuses(mr.source_project_id, mr.head_sha))
-            for mr, state in expected
-            if not _settled(fake, [(mr, state)])
-        ][:3]
-        await asyncio.sleep(0.2)
-    # Quiet for a moment: nothing is still being written.
-    quiet_from = len(fake.requests)
-    await asyncio.sleep(1.0)
-    writes = [r for r in fake.requests[quiet_from:] if r.method in ("POST", "PUT")]
-    if writes:
-        await _wait_until_settled(fake, expected, deadline - time.monotonic())
 
 
 def _assert_final_state(fake: FakeGitLab, mrs: list[MergeRequest]) -> None:
@@ -69,13 +40,13 @@ def _assert_final_state(fake: FakeGitLab, mrs: list[MergeRequest]) -> None:
         assert f"`{mr.head_sha[:8]}`" in str(notes[0]["body"])  # describes the newest head
 
 
-async def _run_kill_restart_scenario(fake: FakeGitLab, tmp_path: Path) -> list[MergeRequest]:
+async def _run_kill_restart_scenario(fake: FakeGitLab, journal: str) -> list[MergeRequest]:
     project = compliant_project(fake)
     mrs: list[MergeRequest] = []
     for i in range(MRS):
         fake.commit(project.id, f"topic-{i}", message=f"feat: topic {i}")
         mrs.append(fake.open_mr(project.id, source_branch=f"topic-{i}", description="Topic."))
-    bot = BotProcess(fake, tmp_path / "journal.db", CATCHUP_INTERVAL_SECONDS="1")
+    bot = BotProcess(fake, journal, CATCHUP_INTERVAL_SECONDS="1", JOB_LEASE_SECONDS="2")
     await bot.start()
     sent = 0
     async with httpx.AsyncClient(timeout=10) as client:
@@ -95,7 +66,7 @@ async def _run_kill_restart_scenario(fake: FakeGitLab, tmp_path: Path) -> list[M
                 response = await deliver(client, bot.url, MR_HOOK, payload, key=f"d-{step}-{i}")
                 assert response.status_code == 202
                 sent += 1
-    await _wait_until_settled(fake, _expectations(mrs), seconds=120)
+    await wait_until_settled(fake, _expectations(mrs), seconds=120)
     _assert_final_state(fake, mrs)
 
     # Redelivering all 200 changes nothing in GitLab.
@@ -112,29 +83,29 @@ async def _run_kill_restart_scenario(fake: FakeGitLab, tmp_path: Path) -> list[M
     return mrs
 
 
-async def test_kill_9_mid_run_loses_no_accepted_event(fake: FakeGitLab, tmp_path: Path) -> None:
-    await _run_kill_restart_scenario(fake, tmp_path)
+async def test_kill_9_mid_run_loses_no_accepted_event(fake: FakeGitLab, journal: str) -> None:
+    await _run_kill_restart_scenario(fake, journal)
 
 
 async def test_same_outcome_while_gitlab_fails_rate_limits_and_drops(
-    fake: FakeGitLab, tmp_path: Path
+    fake: FakeGitLab, journal: str
 ) -> None:
     fake.seed_chaos(20261203)
     fake.fail("*", r"^/api/v4/", 502, probability=0.10)
     fake.fail("*", r"^/api/v4/", 429, retry_after=1, probability=0.05)
     fake.drop("*", r"^/api/v4/", times=None, probability=0.02)
-    await _run_kill_restart_scenario(fake, tmp_path)
+    await _run_kill_restart_scenario(fake, journal)
     assert any(r.status == 502 for r in fake.requests)
     assert any(r.status == 429 for r in fake.requests)
     assert any(r.status == 0 for r in fake.requests)
 
 
-async def test_ten_quick_pushes_end_on_the_tenth_head(fake: FakeGitLab, tmp_path: Path) -> None:
+async def test_ten_quick_pushes_end_on_the_tenth_head(fake: FakeGitLab, journal: str) -> None:
     project = compliant_project(fake)
     fake.commit(project.id, "feature", message="feat: start")
     mr = fake.open_mr(project.id, source_branch="feature", description="Feature.")
     fake.latency = 0.05  # a realistic GitLab: checks take a while
-    bot = BotProcess(fake, tmp_path / "journal.db")
+    bot = BotProcess(fake, journal)
     await bot.start()
     async with httpx.AsyncClient(timeout=10) as client:
         for push in range(10):
@@ -142,7 +113,7 @@ async def test_ten_quick_pushes_end_on_the_tenth_head(fake: FakeGitLab, tmp_path
             fake.commit(project.id, "feature", message=f"fix: push {push}")
             payload = hook_for(mr, action="update", oldrev=old)
             assert (await deliver(client, bot.url, MR_HOOK, payload)).status_code == 202
-    await _wait_until_settled(fake, [(mr, "success")], seconds=60)
+    await wait_until_settled(fake, [(mr, "success")], seconds=60)
     full_checks = len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits"))
     await bot.stop()
     [note] = [n for n in fake.notes(project.id, mr.iid) if NOTE_MARKER in str(n["body"])]
@@ -152,15 +123,15 @@ async def test_ten_quick_pushes_end_on_the_tenth_head(fake: FakeGitLab, tmp_path
     assert full_checks <= 4
 
 
-async def test_events_missed_while_down_are_caught_up(fake: FakeGitLab, tmp_path: Path) -> None:
+async def test_events_missed_while_down_are_caught_up(fake: FakeGitLab, journal: str) -> None:
     project = compliant_project(fake)
     fake.commit(project.id, "seen", message="feat: seen")
     seen = fake.open_mr(project.id, source_branch="seen", description="Seen.")
-    bot = BotProcess(fake, tmp_path / "journal.db")
+    bot = BotProcess(fake, journal)
     await bot.start()
     async with httpx.AsyncClient(timeout=10) as client:
         assert (await deliver(client, bot.url, MR_HOOK, hook_for(seen))).status_code == 202
-        await _wait_until_settled(fake, [(seen, "success")], seconds=30)
+        await wait_until_settled(fake, [(seen, "success")], seconds=30)
         await bot.stop()
 
         # While the bot is down, an MR is opened and another is pushed to.

@@ -1,0 +1,412 @@
+"""The journal on PostgreSQL, shared by several replicas of the bot.
+
+The same `Store` as the embedded SQLite one; what changes is that several processes use it
+at once, so every guarantee is made by the database, not by a process's memory:
+
+- A delivery's key is a primary key: `INSERT ... ON CONFLICT DO NOTHING` lets exactly one
+  replica accept it, however many receive it at the same moment.
+- Enqueueing for a target takes a transaction-scoped advisory lock on that target, so two
+  replicas accepting events of one MR at once still leave one queued job, the newest.
+- At most one job per target runs: a partial unique index on `jobs(target) WHERE state =
+  'running'` makes a second claim of the same target fail, and claims take rows with
+  `FOR UPDATE SKIP LOCKED`, so two replicas never claim the same job.
+- A claimed job carries its replica and a lease. The replica renews the lease while the job
+  runs; a replica that dies (kill -9) stops renewing, and once the lease expires any replica
+  puts the job back in the queue. A replica whose lease was taken over cannot finish the job.
+- Named leases (`take_lease`) let one replica at a time run housekeeping such as catch-up.
+- Schema changes are numbered migrations, applied on start under a session advisory lock,
+  so replicas starting together apply each one once.
+
+psycopg 3's async connection pool, one per process, opened and closed by the app's lifespan
+like the httpx client. https://www.psycopg.org/psycopg3/docs/advanced/pool.html
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from bot.store import (
+    DONE,
+    FAILED,
+    MAX_SNAPSHOTS,
+    QUEUED,
+    RUNNING,
+    SUPERSEDED,
+    Accepted,
+    JobRecord,
+    NewJob,
+)
+
+# Any constant works; it names "the bot's schema migrations" among advisory locks.
+MIGRATION_LOCK = 0x636F6D706C  # "compl"
+
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE deliveries (
+            key TEXT PRIMARY KEY,
+            received_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX deliveries_received_at ON deliveries(received_at);
+        CREATE TABLE jobs (
+            id BIGSERIAL PRIMARY KEY,
+            target TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            head_sha TEXT NOT NULL,
+            payload TEXT NOT NULL,
+            event_uuid TEXT,
+            state TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL,
+            error TEXT,
+            owner TEXT,
+            lease_until DOUBLE PRECISION
+        );
+        CREATE INDEX jobs_state ON jobs(state, id);
+        CREATE INDEX jobs_target ON jobs(target, state);
+        CREATE UNIQUE INDEX jobs_one_running_per_target ON jobs(target)
+            WHERE state = 'running';
+        CREATE TABLE projects (
+            project_id BIGINT PRIMARY KEY,
+            last_event_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE snapshots (
+            target TEXT PRIMARY KEY,
+            data TEXT NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE INDEX snapshots_updated_at ON snapshots(updated_at);
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            until DOUBLE PRECISION NOT NULL
+        );
+        """,
+    ),
+)
+
+_Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+def replica_name() -> str:
+    """This process among the replicas: host, pid, and a nonce for pid reuse."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _job(row: dict[str, Any]) -> JobRecord:
+    return JobRecord(
+        id=int(row["id"]),
+        target=str(row["target"]),
+        kind=str(row["kind"]),
+        head_sha=str(row["head_sha"]),
+        payload=str(row["payload"]),
+        attempts=int(row["attempts"]),
+        event_uuid=row["event_uuid"],
+    )
+
+
+class PostgresStore:
+    """The journal in PostgreSQL; create with `await PostgresStore.open(url)`."""
+
+    def __init__(self, pool: _Pool, *, lease_seconds: float) -> None:
+        self._pool = pool
+        self.replica = replica_name()
+        self.lease_seconds = lease_seconds
+
+    @classmethod
+    async def open(
+        cls, url: str, *, lease_seconds: float = 30.0, pool_size: int = 8
+    ) -> PostgresStore:
+        pool: _Pool = AsyncConnectionPool(
+            url,
+            connection_class=psycopg.AsyncConnection[DictRow],
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+        )
+        await pool.open(wait=True, timeout=30)
+        store = cls(pool, lease_seconds=lease_seconds)
+        try:
+            await store.migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return store
+
+    async def migrate(self) -> None:
+        async with self._pool.connection() as db:
+            # A session lock: held across the migrations' own transactions.
+            await db.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+            try:
+                await db.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_migrations "
+                    "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+                )
+                cursor = await db.execute("SELECT version FROM schema_migrations")
+                applied = {int(row["version"]) for row in await cursor.fetchall()}
+                for version, sql in MIGRATIONS:
+                    if version in applied:
+                        continue
+                    async with db.transaction():
+                        await db.execute(sql.encode())  # trusted: the literals above
+                        await db.execute(
+                            "INSERT INTO schema_migrations(version) VALUES (%s)", (version,)
+                        )
+            finally:
+                await db.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+
+    async def schema_version(self) -> int:
+        async with self._pool.connection() as db:
+            cursor = await db.execute("SELECT max(version) AS v FROM schema_migrations")
+            row = await cursor.fetchone()
+        return int(row["v"]) if row and row["v"] is not None else 0
+
+    # -- the journal -------------------------------------------------------------------------
+
+    async def accept(
+        self, key: str, job: NewJob | None, *, project_id: int | None, now: float
+    ) -> Accepted:
+        async with self._pool.connection() as db, db.transaction():
+            cursor = await db.execute(
+                "INSERT INTO deliveries(key, received_at) VALUES (%s, %s) "
+                "ON CONFLICT (key) DO NOTHING RETURNING key",
+                (key, now),
+            )
+            if await cursor.fetchone() is None:
+                return Accepted(duplicate=True)
+            if project_id is not None:
+                await db.execute(
+                    "INSERT INTO projects(project_id, last_event_at) VALUES (%s, %s) "
+                    "ON CONFLICT (project_id) DO UPDATE SET last_event_at = "
+                    "GREATEST(projects.last_event_at, excluded.last_event_at)",
+                    (project_id, now),
+                )
+            if job is None:
+                return Accepted(duplicate=False)
+            superseded, job_id = await self._enqueue(db, job, now)
+        return Accepted(duplicate=False, job_id=job_id, superseded=superseded)
+
+    async def _enqueue(
+        self, db: psycopg.AsyncConnection[DictRow], job: NewJob, now: float
+    ) -> tuple[tuple[int, ...], int]:
+        # Serialise enqueues of one target across replicas, so only the newest stays queued.
+        await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
+        cursor = await db.execute(
+            "UPDATE jobs SET state = %s, updated_at = %s WHERE target = %s AND state = %s "
+            "RETURNING id",
+            (SUPERSEDED, now, job.target, QUEUED),
+        )
+        superseded = tuple(int(row["id"]) for row in await cursor.fetchall())
+        cursor = await db.execute(
+            "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
+            "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now),
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return superseded, int(row["id"])
+
+    async def enqueue(self, job: NewJob, *, seen_at: float, now: float) -> int | None:
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
+            cursor = await db.execute(
+                "SELECT 1 FROM jobs WHERE target = %s AND (state IN (%s, %s) OR created_at >= %s) "
+                "LIMIT 1",
+                (job.target, QUEUED, RUNNING, seen_at),
+            )
+            if await cursor.fetchone() is not None:
+                return None
+            return (await self._enqueue(db, job, now))[1]
+
+    async def _requeue_expired(self, db: psycopg.AsyncConnection[DictRow], now: float) -> None:
+        """Jobs of replicas that stopped renewing their lease (dead ones) go back to the
+        queue, or are superseded when a newer job of their target is waiting."""
+        await db.execute(
+            "UPDATE jobs SET state = CASE WHEN EXISTS (SELECT 1 FROM jobs AS newer "
+            "WHERE newer.target = jobs.target AND newer.state = %s AND newer.id > jobs.id) "
+            "THEN %s ELSE %s END, owner = NULL, lease_until = NULL, updated_at = %s "
+            "WHERE state = %s AND lease_until < %s",
+            (QUEUED, SUPERSEDED, QUEUED, now, RUNNING, now),
+        )
+
+    async def claim(self, *, busy_targets: frozenset[str], now: float) -> JobRecord | None:
+        try:
+            async with self._pool.connection() as db, db.transaction():
+                await self._requeue_expired(db, now)
+                cursor = await db.execute(
+                    "UPDATE jobs SET state = %s, attempts = attempts + 1, owner = %s, "
+                    "lease_until = %s, updated_at = %s WHERE id = ("
+                    "  SELECT id FROM jobs AS queued WHERE state = %s"
+                    "  AND NOT (target = ANY(%s))"
+                    "  AND NOT EXISTS (SELECT 1 FROM jobs AS running"
+                    "    WHERE running.target = queued.target AND running.state = %s)"
+                    "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
+                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid",
+                    (
+                        RUNNING,
+                        self.replica,
+                        now + self.lease_seconds,
+                        now,
+                        QUEUED,
+                        list(busy_targets),
+                        RUNNING,
+                    ),
+                )
+                row = await cursor.fetchone()
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DeadlockDetected):
+            # Another replica claimed a job of the same target at this very moment: the
+            # unique index kept it to one. Try again on the next round.
+            return None
+        return _job(row) if row else None
+
+    async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
+        if not job_ids:
+            return
+        async with self._pool.connection() as db:
+            await db.execute(
+                "UPDATE jobs SET lease_until = %s WHERE id = ANY(%s) AND owner = %s AND state = %s",
+                (now + self.lease_seconds, list(job_ids), self.replica, RUNNING),
+            )
+
+    async def superseded_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        if not job_ids:
+            return frozenset()
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "SELECT mine.id FROM jobs AS mine WHERE mine.id = ANY(%s) AND ("
+                "mine.state = %s OR EXISTS (SELECT 1 FROM jobs AS newer WHERE "
+                "newer.target = mine.target AND newer.state = %s AND newer.id > mine.id "
+                "AND newer.head_sha <> mine.head_sha))",
+                (list(job_ids), SUPERSEDED, QUEUED),
+            )
+            return frozenset(int(row["id"]) for row in await cursor.fetchall())
+
+    async def finish(self, job_id: int, state: str, *, error: str | None, now: float) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "UPDATE jobs SET state = %s, error = %s, updated_at = %s, owner = NULL, "
+                "lease_until = NULL WHERE id = %s AND state = %s AND owner = %s",
+                (state, error, now, job_id, RUNNING, self.replica),
+            )
+
+    async def release(self, job_id: int, *, now: float) -> None:
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute(
+                "UPDATE jobs SET state = CASE WHEN EXISTS (SELECT 1 FROM jobs AS newer "
+                "WHERE newer.target = jobs.target AND newer.state = %s AND newer.id > jobs.id) "
+                "THEN %s ELSE %s END, owner = NULL, lease_until = NULL, updated_at = %s "
+                "WHERE id = %s AND state = %s AND owner = %s",
+                (QUEUED, SUPERSEDED, QUEUED, now, job_id, RUNNING, self.replica),
+            )
+
+    async def supersede(self, job_id: int, *, now: float) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "UPDATE jobs SET state = %s, updated_at = %s, owner = NULL, lease_until = NULL "
+                "WHERE id = %s AND state IN (%s, %s)",
+                (SUPERSEDED, now, job_id, QUEUED, RUNNING),
+            )
+
+    async def replay_unfinished(self, *, now: float) -> int:
+        """Other replicas may be running jobs right now: only those whose lease expired are
+        taken back. Returns how many jobs are queued."""
+        async with self._pool.connection() as db, db.transaction():
+            await self._requeue_expired(db, now)
+            cursor = await db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = %s", (QUEUED,))
+            row = await cursor.fetchone()
+        return int(row["n"]) if row else 0
+
+    async def retry_failed(self, *, older_than: float, max_attempts: int, now: float) -> int:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "UPDATE jobs SET state = %s, updated_at = %s WHERE state = %s AND updated_at < %s "
+                "AND attempts < %s AND NOT EXISTS (SELECT 1 FROM jobs AS other "
+                "WHERE other.target = jobs.target AND other.id > jobs.id)",
+                (QUEUED, now, FAILED, older_than, max_attempts),
+            )
+            return cursor.rowcount
+
+    async def projects_seen(self) -> list[tuple[int, float]]:
+        async with self._pool.connection() as db:
+            cursor = await db.execute("SELECT project_id, last_event_at FROM projects")
+            rows = await cursor.fetchall()
+        return [(int(r["project_id"]), float(r["last_event_at"])) for r in rows]
+
+    async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
+        async with self._pool.connection() as db, db.transaction():
+            await db.execute("DELETE FROM deliveries WHERE received_at < %s", (keys_older_than,))
+            await db.execute(
+                "DELETE FROM jobs WHERE state IN (%s, %s) AND updated_at < %s",
+                (DONE, SUPERSEDED, jobs_older_than),
+            )
+            await db.execute(
+                "DELETE FROM snapshots WHERE target NOT IN "
+                "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT %s)",
+                (MAX_SNAPSHOTS,),
+            )
+
+    async def counts(self) -> dict[str, int]:
+        async with self._pool.connection() as db:
+            cursor = await db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+            counts = {str(r["state"]): int(r["n"]) for r in await cursor.fetchall()}
+            cursor = await db.execute("SELECT COUNT(*) AS n FROM deliveries")
+            row = await cursor.fetchone()
+        counts["deliveries"] = int(row["n"]) if row else 0
+        return counts
+
+    async def writable(self) -> bool:
+        try:
+            async with self._pool.connection(timeout=5) as db, db.transaction():
+                await db.execute("SELECT 1 FROM leases LIMIT 1 FOR UPDATE")
+        except (psycopg.Error, TimeoutError):
+            return False
+        return True
+
+    async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "INSERT INTO leases(name, holder, until) VALUES (%s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until "
+                "WHERE leases.holder = excluded.holder OR leases.until < %s RETURNING holder",
+                (name, self.replica, now + seconds, now),
+            )
+            return await cursor.fetchone() is not None
+
+    async def release_lease(self, name: str) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "DELETE FROM leases WHERE name = %s AND holder = %s", (name, self.replica)
+            )
+
+    async def load_snapshot(self, target: str) -> str | None:
+        async with self._pool.connection() as db:
+            cursor = await db.execute("SELECT data FROM snapshots WHERE target = %s", (target,))
+            row = await cursor.fetchone()
+        return str(row["data"]) if row else None
+
+    async def save_snapshot(self, target: str, data: str, *, now: float) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "INSERT INTO snapshots(target, data, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (target) DO UPDATE SET data = excluded.data, "
+                "updated_at = excluded.updated_at",
+                (target, data, now),
+            )
+
+    async def drop_snapshot(self, target: str) -> None:
+        async with self._pool.connection() as db:
+            await db.execute("DELETE FROM snapshots WHERE target = %s", (target,))
+
+    async def close(self) -> None:
+        await self._pool.close()
