@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from bench import calls, server
+from bench import baseline, calls, server
 
 
 def main() -> None:
@@ -30,9 +30,20 @@ def main() -> None:
         "calls_per_event": asyncio.run(calls.measure()),
         "server": asyncio.run(server.measure(**sizes)),
     }
+    # e. The baseline on part b's workload, beside part b's figures from this same run.
+    end_to_end = results["server"]["end_to_end"]
+    measured = asyncio.run(
+        baseline.measure(
+            events=end_to_end["events"],
+            mrs=end_to_end["mrs"],
+            latency=end_to_end["gitlab_latency_ms"] / 1000,
+        )
+    )
+    results["baseline"] = baseline.compare(measured, end_to_end)
     print(calls.table(results["calls_per_event"]))
     print()
     print(server.table(results["server"]))
+    print(baseline.table(results["baseline"]))
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
 

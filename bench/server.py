@@ -137,6 +137,15 @@ async def measure(
             elapsed = max(finished.values()) - started
             delays = [finished[sha] - newest[sha] for sha in finished]
             await bot.stop()
+            # Figure e counts these as the bot's errors: a head left without a verdict, and a
+            # verdict that says the check could not complete.
+            could_not_complete = sum(
+                1
+                for sha in sent_at
+                for status in fake.statuses(1, sha)
+                if status["status"] in ("success", "failed")
+                and str(status["description"] or "").startswith("could not complete")
+            )
             results["end_to_end"] = {
                 "events": events,
                 "mrs": mrs,
@@ -145,6 +154,8 @@ async def measure(
                 "newest_head_p50_s": round(statistics.median(delays), 3),
                 "newest_head_p99_s": round(_percentile(delays, 0.99), 3),
                 "all_final": len(finished) == len(newest),
+                "not_final": len(newest) - len(finished),
+                "could_not_complete": could_not_complete,
                 "gitlab_calls": len(fake.requests),
                 "tcp_connections": fake.connections(),
                 "pool_size": pool,

@@ -21,3 +21,8 @@ def test_bench_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     assert "webhook answer" in result.stdout and "TCP connections" in result.stdout
     figures = json.loads(output.read_text())
     assert figures["server"]["end_to_end"]["all_final"] is True
+    # e. The baseline side by side: present, whatever its values.
+    assert "e. baseline (python-gitlab" in result.stdout
+    assert {"baseline", "ours", "ratio"} <= figures["baseline"].keys()
+    assert figures["baseline"]["baseline"]["events_per_s"] > 0
+    assert "errors" in figures["baseline"]["baseline"] and "errors" in figures["baseline"]["ours"]
