@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from bench import baseline, calls, server
+from bench import baseline, calls, replicas, server
 
 
 def main() -> None:
@@ -40,10 +40,14 @@ def main() -> None:
         )
     )
     results["baseline"] = baseline.compare(measured, end_to_end)
+    results["replicas"] = asyncio.run(
+        replicas.measure(events=end_to_end["events"], mrs=end_to_end["mrs"])
+    )
     print(calls.table(results["calls_per_event"]))
     print()
     print(server.table(results["server"]))
     print(baseline.table(results["baseline"]))
+    print(replicas.table(results["replicas"]))
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
 

@@ -12,6 +12,8 @@ the project's default branch — never from the code under review (DESIGN.md, in
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import logging
 import time
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
@@ -111,12 +113,17 @@ def evaluate(checks: Plan, context: Context) -> tuple[RuleOutcome, ...]:
 
 def config_from(config_file: tuple[str, str] | None, base: Mapping[str, Any] | None) -> Config:
     """The rules from a config file's text (None: no file), the instance defaults beneath."""
-    if config_file is not None:
-        path, text = config_file
-        return load(text, path, base=base)
-    if base:
-        return load("{}", "instance defaults", base=base)
-    return default_config()
+    if config_file is None and not base:
+        return default_config()
+    path, text = config_file or ("instance defaults", "{}")
+    return _parsed_config(path, text, json.dumps(base or {}, sort_keys=True, default=str))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_config(path: str, text: str, base_json: str) -> Config:
+    """Parsed once per content: the same file text (and defaults) is the same config, so
+    the many events of a project do not re-validate it. Invalid files raise every time."""
+    return load(text, path, base=json.loads(base_json))
 
 
 def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
 from bot.report import NOTE_MARKER, STATUS_DESCRIPTION_LIMIT, truncate
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # A concurrent update of one sha's status answers 409; it clears once the other update is
 # done, so a few short retries settle it.
@@ -37,6 +41,40 @@ async def find_pipeline(gitlab: GitLab, project_id: int, sha: str) -> int | None
     https://gitlab.com/gitlab-org/gitlab/-/issues/443254
     """
     return await gitlab.latest_pipeline_id(project_id, sha)
+
+
+async def in_pipeline(gitlab: GitLab, target: StatusTarget) -> StatusTarget:
+    """The target, attached to its sha's pipeline (looked up once)."""
+    if target.pipeline_id is not None:
+        return target
+    return replace(target, pipeline_id=await find_pipeline(gitlab, target.project_id, target.sha))
+
+
+async def running_while(
+    gitlab: GitLab,
+    target: StatusTarget,
+    work: Awaitable[T],
+    *,
+    delay: float,
+    checkpoint: Callable[[], None],
+) -> tuple[T, StatusTarget, bool]:
+    """Await `work`; if it takes longer than `delay`, show `running` on the target meanwhile.
+
+    A quick check goes straight to its verdict: one status write instead of two. Returns
+    the result, the target (with its pipeline once looked up) and whether `running` was
+    posted. `checkpoint` runs before the write (the job's supersede check).
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=delay)
+        running = not done
+        if running:
+            target = await in_pipeline(gitlab, target)
+            checkpoint()
+            await set_status(gitlab, target, "running", "checking…")
+        return await task, target, running
+    finally:
+        task.cancel()
 
 
 async def set_status(

@@ -26,3 +26,6 @@ def test_bench_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     assert {"baseline", "ours", "ratio"} <= figures["baseline"].keys()
     assert figures["baseline"]["baseline"]["events_per_s"] > 0
     assert "errors" in figures["baseline"]["baseline"] and "errors" in figures["baseline"]["ours"]
+    # g. The replicas figure: SQLite, and PostgreSQL on 1 to 3 replicas (or why not).
+    assert "g. replicas" in result.stdout
+    assert "sqlite, 1 process" in figures["replicas"]

@@ -8,7 +8,6 @@ posted again. So a label-only update that does not change the verdict costs no c
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -20,7 +19,14 @@ from bot.checks import Services
 from bot.gitlab import GitLab, GitLabError, GitLabUnavailable, NotFound
 from bot.incremental import MergeRequestInputs
 from bot.jobs import ensure_current
-from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status, upsert_note
+from bot.publish import (
+    StatusTarget,
+    in_pipeline,
+    running_while,
+    set_incomplete,
+    set_status,
+    upsert_note,
+)
 from bot.webhook import MergeRequestEvent
 
 log = logging.getLogger(__name__)
@@ -58,29 +64,20 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
     target = StatusTarget(event.source_project_id, event.head_sha, services.status_name)
     if memory.published is not None and memory.published.head_sha == event.head_sha:
         target = replace(target, pipeline_id=memory.published.pipeline_id)
-    running = False
     try:
-        checking = asyncio.create_task(
+        result, target, running = await running_while(
+            gitlab,
+            target,
             engine.check_merge_request_incrementally(
                 gitlab,
                 event,
                 base_config=services.base_config,
                 previous=memory.inputs,
                 now=time.time(),
-            )
+            ),
+            delay=services.running_status_delay,
+            checkpoint=ensure_current,
         )
-        try:
-            done, _ = await asyncio.wait({checking}, timeout=services.running_status_delay)
-            if not done:
-                # A check that takes a while shows `running` meanwhile; a quick one goes
-                # straight to its verdict, one write instead of two.
-                target = await _in_pipeline(gitlab, target)
-                ensure_current()
-                await set_status(gitlab, target, "running", "checking…")
-                running = True
-            result = await checking
-        finally:
-            checking.cancel()
         checked = result.report
         if checked.superseded_by is not None:
             # The MR's head moved on; its own check owns the note. A `running` this check
@@ -105,7 +102,7 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
         )
         if not unchanged:
             if not running:
-                target = await _in_pipeline(gitlab, target)
+                target = await in_pipeline(gitlab, target)
             ensure_current()
             await set_status(
                 gitlab,
@@ -140,12 +137,6 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
             "reuse": str(result.reuse),
         },
     )
-
-
-async def _in_pipeline(gitlab: GitLab, target: StatusTarget) -> StatusTarget:
-    if target.pipeline_id is not None:
-        return target
-    return replace(target, pipeline_id=await find_pipeline(gitlab, target.project_id, target.sha))
 
 
 async def _publish_note(

@@ -7,13 +7,12 @@ push check leaves it alone so the two never overwrite each other's status (DESIG
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from bot import engine, report
 from bot.checks import Services
 from bot.gitlab import GitLabError, GitLabUnavailable
 from bot.jobs import ensure_current
-from bot.publish import StatusTarget, find_pipeline, set_incomplete, set_status
+from bot.publish import StatusTarget, in_pipeline, running_while, set_incomplete, set_status
 from bot.webhook import PushEvent
 
 log = logging.getLogger(__name__)
@@ -26,12 +25,14 @@ async def check(services: Services, event: PushEvent) -> None:
         return
     target = StatusTarget(event.project_id, event.after, services.status_name)
     try:
-        target = replace(
-            target, pipeline_id=await find_pipeline(gitlab, event.project_id, event.after)
+        result, target, _ = await running_while(
+            gitlab,
+            target,
+            engine.check_push(gitlab, event, base_config=services.base_config),
+            delay=services.running_status_delay,
+            checkpoint=ensure_current,
         )
-        ensure_current()
-        await set_status(gitlab, target, "running", "checking…")
-        result = await engine.check_push(gitlab, event, base_config=services.base_config)
+        target = await in_pipeline(gitlab, target)
         ensure_current()
         await set_status(
             gitlab, target, report.status_state(result), report.status_description(result)
