@@ -61,6 +61,10 @@ async def measure() -> dict[str, dict[str, Any]]:
         )
         await record("mr update, labels only", "Merge Request Hook", labelled)
 
+        fake.commit(project.id, "other", message="feat: other", files={"o.py": "o\n"})
+        other = fake.open_mr(project.id, source_branch="other", description="Other.")
+        await record("another mr open, same target commit", "Merge Request Hook", hook_for(other))
+
         before = fake.branch_head(project.id, "main")
         after = fake.commit(project.id, "main", message="docs: update readme")
         push = push_hook(

@@ -179,12 +179,14 @@ def _repository_class() -> type[Repository]:
 
     class AuditRepository(Repository):
         async def paths(self) -> frozenset[str]:
-            if self._paths is None:
+            if self.known.paths is None:
                 items = await self.gitlab.tree(self.project_id, self.ref)
                 if any(i.get("type") == "tree" and i.get("path") == GITLAB_DIR for i in items):
                     items += await self._tree_or_empty(GITLAB_DIR)
-                self._paths = frozenset(str(i["path"]) for i in items if i.get("type") == "blob")
-            return self._paths
+                self.known.paths = frozenset(
+                    str(i["path"]) for i in items if i.get("type") == "blob"
+                )
+            return self.known.paths
 
     return AuditRepository
 

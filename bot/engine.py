@@ -16,6 +16,7 @@ import functools
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -134,22 +135,58 @@ def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]
 
 
 @dataclass
+class CommitFiles:
+    """What a commit's tree showed. A commit never changes, so this is shared between the
+    checks of every MR that targets the same commit (the `TreeCache`)."""
+
+    paths: frozenset[str] | None = None
+    config_file: tuple[str, str] | None = None
+    config_read: bool = False
+    codeowners: CodeOwnersFile | None = None
+    codeowners_read: bool = False
+
+
+class TreeCache:
+    """Bounded, least recently used: what each (project, commit sha) tree showed.
+
+    Keyed by an immutable commit, an entry is never stale; a new target-branch commit is a
+    new key. The MRs of one target branch share its config, tree and CODEOWNERS reads.
+    """
+
+    def __init__(self, size: int = 512) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[int, str], CommitFiles] = OrderedDict()
+
+    def files(self, project_id: int, sha: str) -> CommitFiles:
+        key = (project_id, sha)
+        entry = self._entries.get(key)
+        if entry is None:
+            entry = self._entries[key] = CommitFiles()
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
+            self._entries.move_to_end(key)
+        return entry
+
+
+@dataclass
 class Repository:
-    """One project's files at one ref, read at most once per check."""
+    """One project's files at one ref, each read at most once; at a commit sha, at most once
+    per `TreeCache` entry."""
 
     gitlab: GitLab
     project_id: int
     ref: str
-    _paths: frozenset[str] | None = field(default=None, init=False)
+    known: CommitFiles = field(default_factory=CommitFiles)
 
     async def paths(self) -> frozenset[str]:
-        if self._paths is None:
+        if self.known.paths is None:
             root, gitlab_dir = await _together(
                 self.gitlab.tree(self.project_id, self.ref),
                 self._tree_or_empty(GITLAB_DIR),
             )
-            self._paths = _root_and_gitlab_paths([*root, *gitlab_dir])
-        return self._paths
+            self.known.paths = _root_and_gitlab_paths([*root, *gitlab_dir])
+        return self.known.paths
 
     async def _tree_or_empty(self, path: str) -> list[dict[str, Any]]:
         """A directory that may legitimately be absent: GitLab 17.7+ answers 404 for it."""
@@ -163,25 +200,33 @@ class Repository:
 
     async def config_file(self) -> tuple[str, str] | None:
         """(path, text) of the first config file present, or None."""
-        paths = await self.paths()
-        for candidate in CONFIG_PATHS:
-            if candidate in paths:
-                raw = await self.gitlab.raw_file(
-                    self.project_id, candidate, self.ref, max_bytes=MAX_CONFIG_BYTES
-                )
-                return candidate, raw.decode("utf-8", "replace")
-        return None
+        if not self.known.config_read:
+            self.known.config_file = await self._first_file(
+                CONFIG_PATHS, await self.paths(), MAX_CONFIG_BYTES
+            )
+            self.known.config_read = True
+        return self.known.config_file
 
     async def codeowners(self) -> CodeOwnersFile | None:
-        paths = set(await self.paths())
-        docs = await self._tree_or_empty("docs")
-        paths.update(str(item["path"]) for item in docs if item.get("type") == "blob")
-        for candidate in CODEOWNERS_PATHS:
-            if candidate in paths:
+        if not self.known.codeowners_read:
+            paths = set(await self.paths())
+            docs = await self._tree_or_empty("docs")
+            paths.update(str(item["path"]) for item in docs if item.get("type") == "blob")
+            found = await self._first_file(CODEOWNERS_PATHS, paths, MAX_CODEOWNERS_BYTES)
+            self.known.codeowners = CodeOwnersFile(*found) if found else None
+            self.known.codeowners_read = True
+        return self.known.codeowners
+
+    async def _first_file(
+        self, candidates: Iterable[str], paths: Iterable[str], max_bytes: int
+    ) -> tuple[str, str] | None:
+        present = set(paths)
+        for candidate in candidates:
+            if candidate in present:
                 raw = await self.gitlab.raw_file(
-                    self.project_id, candidate, self.ref, max_bytes=MAX_CODEOWNERS_BYTES
+                    self.project_id, candidate, self.ref, max_bytes=max_bytes
                 )
-                return CodeOwnersFile(candidate, raw.decode("utf-8", "replace"))
+                return candidate, raw.decode("utf-8", "replace")
         return None
 
 
@@ -263,16 +308,18 @@ async def check_merge_request_incrementally(
     base_config: Mapping[str, Any] | None,
     previous: MergeRequestInputs | None,
     now: float,
+    trees: TreeCache | None = None,
 ) -> MergeRequestCheck:
     """Check the MR's head, reading from GitLab only what `previous` (the inputs of an
-    earlier check of this MR) cannot stand for. The result equals a from-scratch check."""
+    earlier check of this MR) and `trees` (what target commits showed) cannot stand for.
+    The result equals a from-scratch check."""
     base = base_config or {}
     try:
         if previous is not None:
             reused = await _check_from_previous(gitlab, event, base, previous, now)
             if reused is not None:
                 return reused
-        return await _check_merge_request(gitlab, event, base, now)
+        return await _check_merge_request(gitlab, event, base, now, trees)
     except (GitLabError, ConfigError) as exc:
         return MergeRequestCheck(_failure_report(event.head_sha, exc), None, Reuse.NONE)
 
@@ -289,9 +336,10 @@ async def _check_from_previous(
         return None  # the instance defaults changed since
     config = config_from(previous.config_file, base)
     checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
-    if event.head_sha == previous.head_sha and event.oldrev is None:
+    if event.action == "update" and event.oldrev is None and event.head_sha == previous.head_sha:
         # Title, description, labels, draft, assignees or reviewers changed: the payload
-        # carries them all, and everything else was read for this very head.
+        # carries them all, and everything else was read for this very head. (An open or
+        # reopen, or catch-up, reads afresh: the target branch may have moved since.)
         return MergeRequestCheck(_judge(checks, previous, event), previous, Reuse.METADATA)
     if event.oldrev != previous.head_sha:
         return None  # not a push on top of what was judged (or a push the bot missed)
@@ -350,13 +398,18 @@ async def _check_from_previous(
 
 
 async def _check_merge_request(
-    gitlab: GitLab, event: MergeRequestEvent, base: Mapping[str, Any], now: float
+    gitlab: GitLab,
+    event: MergeRequestEvent,
+    base: Mapping[str, Any],
+    now: float,
+    trees: TreeCache | None,
 ) -> MergeRequestCheck:
     # Rules come from the target project's target branch, never the source branch. Read
     # at the branch's commit, so the config and the tree are of one state, which later
     # events can recognise.
     target_sha = await gitlab.branch_head(event.project_id, event.target_branch)
-    target = Repository(gitlab, event.project_id, target_sha)
+    known = trees.files(event.project_id, target_sha) if trees else CommitFiles()
+    target = Repository(gitlab, event.project_id, target_sha, known)
     config_file = await target.config_file()
     config = config_from(config_file, base)
     checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)

@@ -16,6 +16,7 @@ import contextlib
 import contextvars
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -88,7 +89,10 @@ class JobRunner:
     stats: Stats = field(default_factory=Stats)
     _running: dict[str, _Running] = field(default_factory=dict, init=False)
     _workers: list[asyncio.Task[None]] = field(default_factory=list, init=False)
-    _wakeup: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    # Idle workers, each waiting on its own future: a new job wakes one of them, not all
+    # (with PostgreSQL every wasted claim is a round trip).
+    _idle: deque[asyncio.Future[None]] = field(default_factory=deque, init=False)
+    _missed_wake: bool = field(default=False, init=False)
     _closing: bool = field(default=False, init=False)
     _heartbeat: asyncio.Task[None] | None = field(default=None, init=False)
 
@@ -126,7 +130,19 @@ class JobRunner:
                 log.exception("heartbeat failed")
 
     def wake(self) -> None:
-        self._wakeup.set()
+        """A job may be claimable: wake one idle worker (or the next one to go idle)."""
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._missed_wake = True
+
+    def _wake_all(self) -> None:
+        while self._idle:
+            waiter = self._idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
 
     def supersede_running(self, target: str, head_sha: str) -> None:
         """A newer head arrived: a running check of an older head stops at its next
@@ -139,9 +155,17 @@ class JobRunner:
         while not self._closing:
             job = await self.store.claim(busy_targets=frozenset(self._running), now=time.time())
             if job is None:
-                self._wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), IDLE_POLL_SECONDS)
+                if self._missed_wake:
+                    self._missed_wake = False
+                    continue
+                waiter = asyncio.get_running_loop().create_future()
+                self._idle.append(waiter)
+                try:
+                    await asyncio.wait_for(waiter, IDLE_POLL_SECONDS)
+                except TimeoutError:
+                    # Polled anyway: another replica may have queued a job.
+                    with contextlib.suppress(ValueError):
+                        self._idle.remove(waiter)
                 continue
             await self._run_one(job)
 
@@ -186,7 +210,7 @@ class JobRunner:
             return
         finally:
             self._running.pop(job.target, None)
-            self._wakeup.set()  # the target is free again: a queued job of it may run
+            self.wake()  # the target is free again: a queued job of it may run
         if task_superseded or task.cancelled():
             if not running.superseded:
                 await self.store.release(job.id, now=time.time())
@@ -226,7 +250,7 @@ class JobRunner:
     async def aclose(self) -> None:
         """Stop taking jobs, let running ones finish within the grace period, requeue the rest."""
         self._closing = True
-        self._wakeup.set()
+        self._wake_all()
         running = [r.task for r in self._running.values()]
         if running:
             await asyncio.wait(running, timeout=self.grace_seconds)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.engine import TreeCache
 from bot.gitlab import GitLab
 from bot.store import Store
 
@@ -26,3 +27,5 @@ class Services:
     memory: Store | None = None
     # A check still running after this long shows a `running` status meanwhile.
     running_status_delay: float = 1.0
+    # What target-branch commits showed (config, tree, CODEOWNERS), shared by their MRs.
+    trees: TreeCache = field(default_factory=TreeCache)

@@ -448,3 +448,31 @@ async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Pa
     assert [m for m in made if f"/merge_requests/{mr.iid}" in m or "/repository/" in m] == [
         m for m in made if m.endswith("/statuses")
     ]
+
+
+async def test_mrs_of_one_target_commit_share_its_config_and_tree_reads(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    first = await _opened_and_checked(fake, bot)
+    fake.commit(first.project_id, "other", message="feat: other", files={"src/o.py": "o\n"})
+    second = fake.open_mr(first.project_id, source_branch="other", description="Other.")
+    tree_reads = len(fake.calls("GET", "/repository/tree"))
+
+    await bot.send(MR_HOOK, hook_for(second))
+    await bot.settle()
+
+    # The target branch has not moved: its tree was read for the first MR already.
+    assert len(fake.calls("GET", "/repository/tree")) == tree_reads
+    assert _final_status(fake, second.project_id, second.head_sha)["status"] == "success"
+
+    # A new target commit is a new key: read afresh, with its new rules.
+    fake.commit(
+        first.project_id,
+        "main",
+        message="chore: rules",
+        files={".gitlab/compliance.yml": "rules:\n  commit.dco: {severity: error}\n"},
+    )
+    await bot.send(MR_HOOK, hook_for(second, action="reopen"))
+    await bot.settle()
+    assert len(fake.calls("GET", "/repository/tree")) == tree_reads + 2
+    assert _final_status(fake, second.project_id, second.head_sha)["status"] == "failed"
