@@ -42,7 +42,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from bench.calls import endpoint
 from bot.config import CONFIG_PATHS, default_config, load
 from bot.engine import GITLAB_DIR, evaluate, plan
-from bot.model import ChangedFile, Commit, Report
+from bot.gitlab import changed_file_from_api, commit_from_api
+from bot.model import Report
 from bot.report import NOTE_MARKER, render_note, status_description, status_state
 from bot.rules.base import Context, MergeRequestFacts, ProjectFacts
 from bot.rules.base import Scope as RuleScope
@@ -64,29 +65,6 @@ T = TypeVar("T")
 
 
 # -- the old tool -------------------------------------------------------------------------
-
-
-def _commit(raw: dict[str, Any]) -> Commit:
-    return Commit(
-        sha=str(raw["id"]),
-        message=str(raw.get("message") or raw.get("title") or ""),
-        author_name=str(raw.get("author_name") or ""),
-        author_email=str(raw.get("author_email") or ""),
-        parent_ids=tuple(str(p) for p in raw.get("parent_ids") or ()),
-        committer_name=str(raw.get("committer_name") or ""),
-        committer_email=str(raw.get("committer_email") or ""),
-    )
-
-
-def _changed_file(raw: dict[str, Any]) -> ChangedFile:
-    return ChangedFile(
-        old_path=str(raw["old_path"]),
-        new_path=str(raw["new_path"]),
-        new_file=bool(raw.get("new_file")),
-        deleted_file=bool(raw.get("deleted_file")),
-        renamed_file=bool(raw.get("renamed_file")),
-        diff=str(raw.get("diff") or ""),
-    )
 
 
 def handle_event(url: str, token: str, payload: dict[str, Any]) -> None:
@@ -141,13 +119,15 @@ def handle_event(url: str, token: str, payload: dict[str, Any]) -> None:
         )
         me.result()
         facts, details = project.result(), mr.result()
-        changes = tuple(sorted(map(_changed_file, diffs.result()), key=lambda c: c.new_path))
+        changes = tuple(
+            sorted(map(changed_file_from_api, diffs.result()), key=lambda c: c.new_path)
+        )
         checks = plan(config, RuleScope.MERGE_REQUEST, ref)
         context = Context(
             scope=RuleScope.MERGE_REQUEST,
             branch=event.source_branch,
             target_branch=ref,
-            commits=tuple(map(_commit, reversed(commits.result()))),
+            commits=tuple(map(commit_from_api, reversed(commits.result()))),
             changes=changes,
             paths=apply_changes(paths, changes),
             project=ProjectFacts(

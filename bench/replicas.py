@@ -12,20 +12,16 @@ delivery to its final status.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import statistics
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
-from bench.server import MR_HOOK, _final_times, _percentile, _setup
+from bench.server import _final_times, _percentile, _setup, deliver_updates
 from tests.fake_gitlab import FakeGitLab
 from tests.postgres import postgres_server
-from tests.processes import BotProcess, deliver
-from tests.scenarios import hook_for
+from tests.processes import BotProcess
 
 
 async def _run(journals: list[str], *, events: int, mrs: int, latency: float) -> dict[str, Any]:
@@ -35,18 +31,8 @@ async def _run(journals: list[str], *, events: int, mrs: int, latency: float) ->
         fake.latency = latency
         bots = [BotProcess(fake, journal) for journal in journals]
         await asyncio.gather(*(bot.start() for bot in bots))
-        balancer = itertools.cycle(bots)
-        sent_at: dict[str, float] = {}
         started = time.monotonic()
-        async with httpx.AsyncClient(timeout=30) as client:
-            for i in range(events):
-                target = targets[i % mrs]
-                old = target.head_sha
-                fake.commit(target.source_project_id, target.source_branch, message=f"fix: {i}")
-                payload = hook_for(target, action="update", oldrev=old)
-                sent_at[target.head_sha] = time.monotonic()
-                response = await deliver(client, next(balancer).url, MR_HOOK, payload)
-                assert response.status_code == 202
+        sent_at = await deliver_updates(fake, targets, events, [bot.url for bot in bots])
         newest = {t.head_sha: sent_at[t.head_sha] for t in targets}
         finished = await _final_times(fake, newest, time.monotonic() + 600)
         elapsed = max(finished.values()) - started

@@ -45,6 +45,24 @@ def _setup(fake: FakeGitLab, count: int) -> list[MergeRequest]:
     return mrs
 
 
+async def deliver_updates(
+    fake: FakeGitLab, targets: list[MergeRequest], events: int, urls: list[str]
+) -> dict[str, float]:
+    """Part b's workload: `events` MR updates, each after a new commit, spread over the
+    targets in turn and sent round-robin to `urls`. Returns when each head was sent."""
+    sent_at: dict[str, float] = {}
+    async with httpx.AsyncClient(timeout=30) as client:
+        for i in range(events):
+            target = targets[i % len(targets)]
+            old = target.head_sha
+            fake.commit(target.source_project_id, target.source_branch, message=f"fix: {i}")
+            payload = hook_for(target, action="update", oldrev=old)
+            sent_at[target.head_sha] = time.monotonic()
+            response = await deliver(client, urls[i % len(urls)], MR_HOOK, payload)
+            assert response.status_code == 202
+    return sent_at
+
+
 async def _final_times(
     fake: FakeGitLab, heads: dict[str, float], deadline: float
 ) -> dict[str, float]:
@@ -122,16 +140,8 @@ async def measure(
             pool = 16
             bot = BotProcess(fake, Path(tmp) / "b.db", HTTP_POOL_SIZE=str(pool))
             await bot.start()
-            sent_at: dict[str, float] = {}
             started = time.monotonic()
-            async with httpx.AsyncClient(timeout=30) as client:
-                for i in range(events):
-                    target = targets[i % mrs]
-                    old = target.head_sha
-                    fake.commit(target.source_project_id, target.source_branch, message=f"fix: {i}")
-                    payload = hook_for(target, action="update", oldrev=old)
-                    sent_at[target.head_sha] = time.monotonic()
-                    assert (await deliver(client, bot.url, MR_HOOK, payload)).status_code == 202
+            sent_at = await deliver_updates(fake, targets, events, [bot.url])
             newest = {t.head_sha: sent_at[t.head_sha] for t in targets}
             finished = await _final_times(fake, newest, time.monotonic() + 600)
             elapsed = max(finished.values()) - started

@@ -261,6 +261,26 @@ async def _signatures(
     return dict(zip(wanted, verified, strict=True))
 
 
+async def _sizes_and_signatures(
+    gitlab: GitLab,
+    event: MergeRequestEvent,
+    needs: frozenset[Need],
+    changes: Sequence[ChangedFile],
+    commits: Sequence[Commit],
+) -> tuple[dict[str, int], dict[str, bool]]:
+    """What the enabled rules need of these files and commits, read where the head commit
+    lives: the MR's source project."""
+    sizes, signatures = await _together(
+        _file_sizes(gitlab, event.source_project_id, event.head_sha, changes)
+        if Need.FILE_SIZES in needs
+        else _nothing({}),
+        _signatures(gitlab, event.source_project_id, commits)
+        if Need.SIGNATURES in needs
+        else _nothing({}),
+    )
+    return sizes, signatures
+
+
 async def _nothing(value: Any) -> Any:
     return value
 
@@ -374,13 +394,8 @@ async def _check_from_previous(
             return None  # past the read bounds, which files get read depends on all of them
         touched = touched_paths(new_changes)
         kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
-        new_sizes, new_signatures = await _together(
-            _file_sizes(gitlab, event.source_project_id, event.head_sha, new_changes)
-            if Need.FILE_SIZES in needs
-            else _nothing({}),
-            _signatures(gitlab, event.source_project_id, new_commits)
-            if Need.SIGNATURES in needs
-            else _nothing({}),
+        new_sizes, new_signatures = await _sizes_and_signatures(
+            gitlab, event, needs, new_changes, new_commits
         )
         sizes = {**kept_sizes, **new_sizes}
         signatures.update(new_signatures)
@@ -441,15 +456,7 @@ async def _check_merge_request(
         report = Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
         return MergeRequestCheck(report, None, Reuse.NONE)
     changes = sorted_changes(changes)
-    # Files and signatures live where the head commit lives: the source project.
-    sizes, signatures = await _together(
-        _file_sizes(gitlab, event.source_project_id, event.head_sha, changes)
-        if Need.FILE_SIZES in needs
-        else _nothing({}),
-        _signatures(gitlab, event.source_project_id, commits)
-        if Need.SIGNATURES in needs
-        else _nothing({}),
-    )
+    sizes, signatures = await _sizes_and_signatures(gitlab, event, needs, changes, commits)
     inputs = MergeRequestInputs(
         head_sha=event.head_sha,
         target_sha=target_sha,

@@ -299,13 +299,13 @@ class GitLab:
         """The MR's commits, oldest first (GitLab lists them newest first)."""
         # https://docs.gitlab.com/api/merge_requests/#get-single-merge-request-commits
         raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/commits")
-        return [_commit(c) for c in reversed(raw)]
+        return [commit_from_api(c) for c in reversed(raw)]
 
     async def merge_request_diffs(self, project_id: int, iid: int) -> list[ChangedFile]:
         # `/changes` is deprecated since 15.7; `/diffs` is paginated.
         # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs
         raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/diffs")
-        return [_changed_file(d) for d in raw]
+        return [changed_file_from_api(d) for d in raw]
 
     async def compare(
         self, project_id: int, base: str, head: str
@@ -315,8 +315,8 @@ class GitLab:
         data = await self.get(
             f"/projects/{project_id}/repository/compare", {"from": base, "to": head}
         )
-        commits = [_commit(c) for c in data.get("commits") or []]
-        files = [_changed_file(d) for d in data.get("diffs") or []]
+        commits = [commit_from_api(c) for c in data.get("commits") or []]
+        files = [changed_file_from_api(d) for d in data.get("diffs") or []]
         return commits, files
 
     async def branch_head(self, project_id: int, branch: str) -> str:
@@ -497,7 +497,8 @@ def encode_path(path: str) -> str:
     return quote(path, safe="")
 
 
-def _commit(raw: Mapping[str, Any]) -> Commit:
+def commit_from_api(raw: Mapping[str, Any]) -> Commit:
+    """A commit as GitLab's commits, MR commits and compare APIs give it."""
     return Commit(
         sha=str(raw["id"]),
         message=str(raw.get("message") or raw.get("title") or ""),
@@ -509,7 +510,8 @@ def _commit(raw: Mapping[str, Any]) -> Commit:
     )
 
 
-def _changed_file(raw: Mapping[str, Any]) -> ChangedFile:
+def changed_file_from_api(raw: Mapping[str, Any]) -> ChangedFile:
+    """One entry of an MR's diffs or a compare's diffs."""
     return ChangedFile(
         old_path=str(raw["old_path"]),
         new_path=str(raw["new_path"]),
