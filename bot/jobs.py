@@ -153,21 +153,33 @@ class JobRunner:
 
     async def _work(self) -> None:
         while not self._closing:
-            job = await self.store.claim(busy_targets=frozenset(self._running), now=time.time())
-            if job is None:
-                if self._missed_wake:
-                    self._missed_wake = False
-                    continue
-                waiter = asyncio.get_running_loop().create_future()
-                self._idle.append(waiter)
-                try:
-                    await asyncio.wait_for(waiter, IDLE_POLL_SECONDS)
-                except TimeoutError:
-                    # Polled anyway: another replica may have queued a job.
-                    with contextlib.suppress(ValueError):
-                        self._idle.remove(waiter)
-                continue
-            await self._run_one(job)
+            try:
+                await self._work_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The store failed (PostgreSQL restarting, a disk error). The worker must
+                # outlive it: what was claimed stays `running` and comes back when its lease
+                # expires or on the next start; nothing accepted is lost.
+                log.exception("worker: the journal failed; trying again")
+                await asyncio.sleep(IDLE_POLL_SECONDS)
+
+    async def _work_once(self) -> None:
+        job = await self.store.claim(busy_targets=frozenset(self._running), now=time.time())
+        if job is None:
+            if self._missed_wake:
+                self._missed_wake = False
+                return
+            waiter = asyncio.get_running_loop().create_future()
+            self._idle.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, IDLE_POLL_SECONDS)
+            except TimeoutError:
+                # Polled anyway: another replica may have queued a job.
+                with contextlib.suppress(ValueError):
+                    self._idle.remove(waiter)
+            return
+        await self._run_one(job)
 
     async def _run_one(self, job: JobRecord) -> None:
         context = contextvars.copy_context()

@@ -136,6 +136,8 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     ),
 )
 
+# How long a caller waits for a working connection before the store call fails.
+WAIT_FOR_CONNECTION_SECONDS = 5.0
 # How often (at most) a replica looks for jobs whose lease expired: a dead replica's.
 REQUEUE_EVERY_SECONDS = 1.0
 
@@ -179,8 +181,19 @@ class PostgresStore:
             connection_class=psycopg.AsyncConnection[DictRow],
             min_size=1,
             max_size=pool_size,
+            # A connection is checked as it leaves the pool: after PostgreSQL restarts,
+            # every idle one is dead, and a webhook must not fail on a stale connection.
+            # https://www.psycopg.org/psycopg3/docs/advanced/pool.html#connection-quality
+            check=AsyncConnectionPool.check_connection,
+            # With the database down, a webhook gets its 5xx within GitLab's webhook timeout
+            # (10 s by default) rather than hanging; a worker retries after a pause.
+            timeout=WAIT_FOR_CONNECTION_SECONDS,
             open=False,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={
+                "autocommit": True,
+                "row_factory": dict_row,
+                "connect_timeout": int(WAIT_FOR_CONNECTION_SECONDS),
+            },
         )
         await pool.open(wait=True, timeout=30)
         store = cls(pool, lease_seconds=lease_seconds)

@@ -57,6 +57,10 @@ class PostgresServer:
             ),
             check=True, capture_output=True,
         )  # fmt: skip
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its data directory (again, after `stop`)."""
         # Durability is not under test here; fsync off keeps the suite fast.
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "

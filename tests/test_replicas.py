@@ -10,6 +10,7 @@ import httpx
 
 from bot.report import NOTE_MARKER
 from tests.fake_gitlab import FakeGitLab, MergeRequest
+from tests.postgres import PostgresServer
 from tests.processes import BotProcess, deliver
 from tests.scenarios import compliant_project, hook_for, wait_until_settled
 
@@ -110,3 +111,36 @@ async def test_one_delivery_sent_to_every_replica_at_once_runs_one_check(
     assert len(fake.calls("POST", f"/statuses/{mr.head_sha}")) == 1
     assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits")) == 1
     assert len([n for n in fake.notes(project.id, mr.iid) if NOTE_MARKER in str(n["body"])]) == 1
+
+
+async def test_the_bot_outlives_a_postgresql_restart(
+    fake: FakeGitLab, postgres: PostgresServer | None, postgres_url: str
+) -> None:
+    assert postgres is not None
+    project = compliant_project(fake)
+    fake.commit(project.id, "before", message="feat: before")
+    before = fake.open_mr(project.id, source_branch="before", description="Before.")
+    fake.commit(project.id, "after", message="feat: after")
+    after = fake.open_mr(project.id, source_branch="after", description="After.")
+    bot = BotProcess(fake, postgres_url, JOB_LEASE_SECONDS="2")
+    await bot.start()
+    async with httpx.AsyncClient(timeout=10) as client:
+        assert (await deliver(client, bot.url, MR_HOOK, hook_for(before))).status_code == 202
+        await wait_until_settled(fake, [(before, "success")], seconds=30)
+
+        postgres.stop()
+        try:
+            # The journal is down: the bot cannot promise to keep the event, so it does not
+            # answer 2xx (GitLab shows the delivery failed), and it does not crash.
+            down = await deliver(client, bot.url, MR_HOOK, hook_for(after))
+            assert down.status_code >= 500
+            await asyncio.sleep(2)  # the workers' claims fail meanwhile
+        finally:
+            postgres.resume()
+
+        answer = await deliver(client, bot.url, MR_HOOK, hook_for(after))
+        assert answer.status_code == 202
+        await wait_until_settled(fake, [(after, "success")], seconds=30)
+    log = await bot.stop()
+    assert "the journal failed" in log  # the workers saw it, and carried on
+    assert fake.token not in log
