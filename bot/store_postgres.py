@@ -353,12 +353,15 @@ class PostgresStore:
         if not job_ids:
             return frozenset()
         async with self._pool.connection() as db:
+            # Also a job that is no longer this replica's: its lease ran out while this
+            # replica stalled, and another took it over. It must not publish any more.
             cursor = await db.execute(
                 "SELECT mine.id FROM jobs AS mine WHERE mine.id = ANY(%s) AND ("
-                "mine.state = %s OR EXISTS (SELECT 1 FROM jobs AS newer WHERE "
-                "newer.target = mine.target AND newer.state = %s AND newer.id > mine.id "
+                "mine.state <> %s OR mine.owner IS DISTINCT FROM %s OR EXISTS ("
+                "SELECT 1 FROM jobs AS newer WHERE newer.target = mine.target "
+                "AND newer.state = %s AND newer.id > mine.id "
                 "AND newer.head_sha <> mine.head_sha))",
-                (list(job_ids), SUPERSEDED, QUEUED),
+                (list(job_ids), RUNNING, self.replica, QUEUED),
             )
             return frozenset(int(row["id"]) for row in await cursor.fetchall())
 

@@ -149,3 +149,16 @@ async def test_a_lease_given_up_is_free_at_once(replicas: list[Store]) -> None:
     assert not await other.take_lease("catch-up", seconds=100, now=2.0)
     await holder.release_lease("catch-up")
     assert await other.take_lease("catch-up", seconds=100, now=3.0)
+
+
+async def test_a_job_taken_over_stops_its_stalled_first_owner(replicas: list[Store]) -> None:
+    stalled, other = replicas[0], replicas[1]
+    await stalled.accept("k1", _job(), project_id=1, now=1.0)
+    job = await stalled.claim(busy_targets=frozenset(), now=1.0)
+    assert job is not None
+    assert await stalled.superseded_among([job.id]) == frozenset()
+    # The first owner stalled past its lease; the other replica takes the job over.
+    taken = await other.claim(busy_targets=frozenset(), now=1.0 + LEASE * 2)
+    assert taken is not None and taken.id == job.id
+    assert await stalled.superseded_among([job.id]) == {job.id}
+    assert await other.superseded_among([job.id]) == frozenset()
