@@ -102,8 +102,7 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
             == (event.head_sha, state, description)
         )
         if not unchanged:
-            if not running:
-                target = await in_pipeline(gitlab, target)
+            target = await in_pipeline(gitlab, target)
             ensure_current()
             await set_status(
                 gitlab,
