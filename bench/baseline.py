@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,7 +49,7 @@ from bot.rules.base import Scope as RuleScope
 from bot.rules.repository import apply_changes
 from bot.webhook import MergeRequestEvent, parse_event
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.fake_gitlab_server import with_control_routes
+from tests.fake_gitlab_server import serve, with_control_routes
 from tests.scenarios import hook_for
 
 MR_HOOK = "Merge Request Hook"
@@ -206,26 +205,7 @@ async def _serve_fake(mrs: int, latency: float) -> None:
     fake = FakeGitLab()
     targets = _setup(fake, mrs)
     fake.latency = latency
-    config = uvicorn.Config(
-        _bench_app(fake, targets),
-        host="127.0.0.1",
-        port=0,
-        log_level="warning",
-        lifespan="off",
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.get_running_loop().create_task(server.serve())
-    while not server.started:
-        if task.done():
-            task.result()
-            raise RuntimeError("uvicorn stopped before it started")
-        await asyncio.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    fake.base_url = f"http://127.0.0.1:{port}"
-    print(json.dumps({"url": fake.base_url, "token": fake.token}), flush=True)
-    # uvicorn handles SIGTERM and SIGINT: it stops serving and this returns.
-    await task
+    await serve(fake, host="127.0.0.1", port=0, announce={}, app=_bench_app(fake, targets))
 
 
 @dataclass(frozen=True)

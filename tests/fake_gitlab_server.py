@@ -115,9 +115,17 @@ def with_control_routes(fake: FakeGitLab) -> ASGIApp:
     return app
 
 
-async def serve(fake: FakeGitLab, *, host: str, port: int, announce: dict[str, Any]) -> None:
+async def serve(
+    fake: FakeGitLab,
+    *,
+    host: str,
+    port: int,
+    announce: dict[str, Any],
+    app: ASGIApp | None = None,
+) -> None:
+    """Serve the fake (or `app`, which wraps it) until SIGTERM; print its URL as JSON."""
     config = uvicorn.Config(
-        with_control_routes(fake),
+        app or with_control_routes(fake),
         host=host,
         port=port,
         log_level="warning",
