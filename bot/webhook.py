@@ -133,7 +133,7 @@ def verify_signature(
 
     GitLab signs `{webhook-id}.{webhook-timestamp}.{body}` with HMAC-SHA256; the key is the
     base64 part of the `whsec_` token, as the Standard Webhooks spec defines.
-    See ../shared/gitlab-facts.md (gitlab-org/gitlab!230944) and
+    See gitlab-org/gitlab!230944 and
     https://github.com/standard-webhooks/standard-webhooks/blob/main/spec/standard-webhooks.md
     """
     signature_header = headers.get("webhook-signature")

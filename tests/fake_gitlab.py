@@ -6,8 +6,8 @@ transport errors are exercised exactly as they would be against gitlab.com.
 
 Only the endpoints the bot needs are modelled, but those follow GitLab's real
 response shapes, status codes and error bodies.  Every protocol detail below cites
-the GitLab documentation (or source) it comes from; facts are also collected in
-/work/shared/gitlab-facts.md, section 3.
+the GitLab documentation (or source) it comes from: gitlabhq/gitlabhq's `lib/api`,
+`lib/api/entities`, `app/models` and `lib/gitlab/data_builder`.
 
 Usage::
 

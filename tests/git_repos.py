@@ -148,11 +148,7 @@ HYGIENE_FILES: dict[str, str | bytes | None] = {
 # -- the report files, validated as GitLab reads them --------------------------------------
 
 CODEQUALITY_FIXTURE = (
-    Path(__file__).resolve().parents[2]
-    / "shared"
-    / "fixtures"
-    / "gitlab-ci"
-    / "codequality_report.json"
+    Path(__file__).resolve().parent / "fixtures" / "gitlab-ci" / "codequality_report.json"
 )
 CODEQUALITY_SEVERITIES = {"info", "minor", "major", "critical", "blocker"}
 
@@ -176,7 +172,7 @@ def junit_cases(path: Path) -> dict[str, ET.Element]:
 
 def codequality_entries(path: Path) -> list[dict[str, object]]:
     """A Code Quality file's entries, after checking each against the published example's
-    shape (../shared/fixtures/gitlab-ci/codequality_report.json): a single JSON array, no
+    shape (tests/fixtures/gitlab-ci/codequality_report.json): a single JSON array, no
     BOM, and per object exactly the fields GitLab reads, with their types."""
     raw = path.read_bytes()
     assert not raw.startswith(b"\xef\xbb\xbf"), "GitLab rejects a byte order mark"

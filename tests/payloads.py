@@ -1,7 +1,7 @@
 """Real GitLab webhook payloads, adapted to the fake GitLab's state.
 
-The payloads are GitLab's own documented examples, read from
-`../shared/fixtures/gitlab-webhooks/` (see SOURCES.md there: gitlabhq/gitlabhq @ 017a6c12,
+The payloads are GitLab's own documented examples, kept in this repository under
+`tests/fixtures/gitlab-webhooks/` (see SOURCES.md there: gitlabhq/gitlabhq @ 017a6c12,
 doc/user/project/integrations/webhook_events.md). Only ids, shas, URLs and the fields a
 scenario is about are changed; every other field, quirks included, is sent as published.
 """
@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "gitlab-webhooks"
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "gitlab-webhooks"
 
 
 @cache
