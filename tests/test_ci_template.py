@@ -57,6 +57,50 @@ def _template(**given: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     return inputs, interpolated
 
 
+# What GitLab's CI schema (gitlabhq: app/assets/javascripts/editor/schema/ci.json, `spec` >
+# `inputs`) and its interpolation (lib/gitlab/ci/config/interpolation/inputs.rb) check in the
+# header: the keywords an input may have, a `type` of four, and a default and options that fit
+# the type. https://docs.gitlab.com/ci/inputs/#define-input-parameters-with-specinputs
+INPUT_KEYWORDS = {"type", "default", "description", "options", "regex"}
+INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+}
+
+
+def test_every_input_is_typed_and_its_default_and_options_fit_the_type() -> None:
+    header = next(yaml.safe_load_all(TEMPLATE.read_text()))
+    for name, definition in header["spec"]["inputs"].items():
+        assert set(definition) <= INPUT_KEYWORDS, name
+        assert definition.get("type") in INPUT_TYPES, f"input {name} has no type"
+        expected = INPUT_TYPES[definition["type"]]
+        if "default" in definition:
+            default = definition["default"]
+            # YAML's true is an int to Python; a number input must not take a boolean.
+            assert isinstance(default, expected) and (
+                definition["type"] == "boolean" or not isinstance(default, bool)
+            ), name
+        if "options" in definition:
+            assert definition["type"] in ("string", "number"), name
+            options = definition["options"]
+            assert isinstance(options, list) and options, name
+            assert all(isinstance(option, expected) for option in options), name
+            if "default" in definition:
+                assert definition["default"] in options, name
+        if "regex" in definition:
+            assert definition["type"] == "string", name
+        assert isinstance(definition.get("description", ""), str), name
+
+
+def test_every_report_the_args_example_writes_is_kept() -> None:
+    inputs, jobs = _template(package=PACKAGE)
+    [job] = jobs.values()
+    written = re.findall(r"--output ([\w.-]+)", inputs["args"]["description"])
+    assert written and set(written) <= set(job["artifacts"]["paths"])
+
+
 def test_the_template_declares_the_inputs_and_wires_the_reports() -> None:
     inputs, jobs = _template(package=PACKAGE)
 
