@@ -223,6 +223,16 @@ def local_target(git: Git, base: str | None, head: str | None) -> Target:
     )
 
 
+def _parent(git: Git, sha: str) -> str:
+    parent = git.rev(f"{sha}^")
+    if parent is None:
+        raise UsageError(
+            f"{sha[:12]} has no parent in this clone, so there is no commit range to judge: "
+            "set GIT_DEPTH: 0 on the job, or pass --base"
+        )
+    return parent
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool | None:
     value = env.get(name)
     return None if value is None or value == "" else value.strip().lower() == "true"
@@ -307,10 +317,16 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     default_name = env.get("CI_DEFAULT_BRANCH", "")
     default = default_branch(git, default_name or None)
     before = env.get("CI_COMMIT_BEFORE_SHA", "")
+    on_default = not branch or branch == (default_name or (default[1] if default else ""))
     if base:
         base_sha = git.commit_sha(base, "--base")
     elif before and before != ZERO_SHA:
         base_sha = git.commit_sha(before, "CI_COMMIT_BEFORE_SHA")
+    elif on_default:
+        # A default-branch pipeline with no push behind it (web, schedule, API, or the first
+        # pipeline of the branch) has an all-zeros before sha: judge the last commit, rather
+        # than an empty range whose commit rules would pass having judged nothing.
+        base_sha = _parent(git, head_sha)
     elif default is not None:
         base_sha = git.commit_sha(default[0], "the default branch")
     else:
@@ -318,7 +334,6 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
             f"a new branch is compared with the default branch, but {default_name or 'it'} "
             "is not in this clone: fetch it, or pass --base"
         )
-    on_default = not branch or branch == (default_name or (default[1] if default else ""))
     if on_default:
         config_rev = base_sha
     elif default is not None:
@@ -444,8 +459,25 @@ def _merge_request_facts(details: Mapping[str, Any]) -> MergeRequestFacts:
 # -- check ---------------------------------------------------------------------------------
 
 
-def _error(message: str) -> int:
+def _error(message: str, outputs: Sequence[tuple[str, str | None]] = (), head: str = "") -> int:
+    """Say what went wrong, and leave it in every report file asked for, so that the MR's
+    widgets show why the job failed rather than nothing at all."""
     print(f"compliance-bot: {message}", file=sys.stderr)
+    report = Report(head_sha=head, error=f"compliance-bot check could not run: {message}")
+    for format_name, path in outputs:
+        if path is None or format_name == "text":
+            continue
+        if format_name == "junit":
+            text = render_junit(report)
+        elif format_name == "json":
+            text = render_json(report)
+        else:
+            # Code Quality holds findings in files; a usage error is in none (JUnit shows it).
+            text = "[]\n"
+        try:
+            Path(path).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            print(f"compliance-bot: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
     return EXIT_USAGE
 
 
@@ -478,8 +510,12 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             outputs.append(("codequality", CI_CODEQUALITY_FILE))
     if all(o is not None for _, o in outputs):
         outputs.insert(0, ("text", None))
+
+    def fail(message: str) -> int:
+        return _error(message, outputs, env.get("CI_COMMIT_SHA", ""))
+
     if args.post_note and not in_ci:
-        return _error("--post-note works in a GitLab CI merge request pipeline only")
+        return fail("--post-note works in a GitLab CI merge request pipeline only")
 
     try:
         git = open_repository(args.path)
@@ -489,7 +525,7 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             else local_target(git, args.base, args.head)
         )
     except (GitError, UsageError) as exc:
-        return _error(str(exc))
+        return fail(str(exc))
     revisions = target.revisions
 
     # A note belongs to a merge request; on a branch pipeline (the template runs on the
@@ -505,11 +541,11 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         from bot.settings import GitLabSettings, settings_error_line
 
         if not env.get("CI_SERVER_URL"):
-            return _error(f"{TOKEN_VARIABLE} is set but CI_SERVER_URL is not")
+            return fail(f"{TOKEN_VARIABLE} is set but CI_SERVER_URL is not")
         try:
             settings = GitLabSettings(gitlab_url=env["CI_SERVER_URL"], gitlab_token=token)
         except ValidationError as exc:
-            return _error(settings_error_line(exc))
+            return fail(settings_error_line(exc))
     elif post_note:
         print(
             f"compliance-bot: --post-note needs {TOKEN_VARIABLE} (a project or group access "
@@ -523,7 +559,7 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except ConfigError as exc:
         work = LocalResult(config_failure(revisions.head, exc), (), revisions)
     except GitError as exc:
-        return _error(str(exc))
+        return fail(str(exc))
     else:
         checks = plan(config, revisions.scope, revisions.target_branch)
         try:

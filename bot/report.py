@@ -385,9 +385,12 @@ def render_junit(
     branches by name, and keeps only the first of equal names), with `classname` the suite
     name GitLab shows. A rule with findings that fail the run (errors, and warnings under
     `--fail-on warning`) has a `<failure>` holding them; other findings and caveats go in
-    `<system-out>` of a passed test, as a warning does not fail the pipeline. A rule that
-    could not be judged is `<skipped>` with the reason. A check that could not complete (an
-    invalid config) is one test with an `<error>`.
+    `<system-out>` of a passed test, as a warning does not fail the pipeline. GitLab's parser
+    keeps no output of a passed test (gitlabhq: lib/gitlab/ci/parsers/test/junit.rb sets
+    `system_output = nil` unless the case has a failure, error or skipped element), so those
+    findings are repeated in a `<skipped>` test of their own, `<rule> (warnings)`, which GitLab
+    shows with its text. A rule that could not be judged is `<skipped>` with the reason. A
+    check that could not complete (an invalid config) is one test with an `<error>`.
     """
     import xml.etree.ElementTree as ET
 
@@ -424,6 +427,13 @@ def render_junit(
             out.append(f"not judged in part: {caveats[outcome.rule]}")
         if out:
             ET.SubElement(testcase, "system-out").text = _xml_text("\n".join(out))
+            shown = ET.SubElement(
+                case(f"{outcome.rule} (warnings)"),
+                "skipped",
+                message=_xml_text(f"{outcome.title}: passes, with {_plural(len(out), 'note')}"),
+            )
+            shown.text = _xml_text("\n".join(out))
+            counts["skipped"] += 1
     for item in not_judged:
         if item.partial:
             continue
@@ -445,8 +455,8 @@ CODEQUALITY_SEVERITY = {
     Severity.WARNING: "minor",
     Severity.INFO: "info",
 }
-# Findings about no file (a commit message, the MR's title, the project's settings) point at
-# the file that makes them findings: the config. GitLab needs a path for every entry.
+# An invalid config's problems without a line point at the config file: GitLab needs a path
+# for every entry.
 DEFAULT_CONFIG_PATH = ".gitlab/compliance.yml"
 _PATH_AND_LINE = re.compile(r"^(?P<path>.+):(?P<line>\d+)$")
 _CONFIG_PROBLEM = re.compile(r"^(?P<path>.+?):(?P<line>\d+):\d+: ")
@@ -461,8 +471,11 @@ def render_codequality(report: Report, *, known_paths: Collection[str] = frozens
     """A Code Quality report: one JSON array, an object per finding, with exactly the fields
     GitLab reads (https://docs.gitlab.com/ci/testing/code_quality/#code-quality-report-format).
 
-    A finding located at a file the check saw (`known_paths`), or at `file:line`, points
-    there; any other points at the config file, line 1, and its description names where.
+    Only findings located in a file the check saw (`known_paths`, or `file:line`) are
+    entries, and an invalid config, at its line. GitLab's widget compares an MR's report
+    with the target branch's and calls a finding "resolved" when it is gone: a finding about
+    a commit message or the MR's title would be "resolved" by the next MR, which fixed
+    nothing. Those are in the JUnit report and the note.
     """
     config_path = (
         report.config_source
@@ -497,8 +510,7 @@ def render_codequality(report: Report, *, known_paths: Collection[str] = frozens
         elif match and match["path"] in known_paths:
             path, line, description = match["path"], int(match["line"]), finding.message
         else:
-            path, line = config_path, 1
-            description = f"{location}: {finding.message}" if location else finding.message
+            continue
         severity = CODEQUALITY_SEVERITY[finding.severity]
         key = fingerprint(finding.rule, location, finding.message)
         entry(finding.rule, severity, description, path, line, key)

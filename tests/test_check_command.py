@@ -136,6 +136,9 @@ def test_findings_exit_1_and_every_format_is_written_at_once(repo: Repo, tmp_pat
     assert cases["files.prohibited"].find("failure") is not None
     assert cases["commit.dco"].find("failure") is None  # a warning does not fail
     assert "sign-off is missing" in (cases["commit.dco"].findtext("system-out") or "")
+    # GitLab drops a passed test's output: the warning is shown as a skipped test of its own.
+    shown = cases["commit.dco (warnings)"].find("skipped")
+    assert shown is not None and "sign-off is missing" in (shown.text or "")
     assert cases["repository.topics"].find("skipped") is not None
     entries = codequality_entries(codequality)
     [prohibited] = [e for e in entries if e["check_name"] == "files.prohibited"]
@@ -233,8 +236,8 @@ def test_an_mr_pipeline_judges_the_mr_from_the_predefined_variables(
     # CI's variables do not name the reviewers: skipped, with the reason, not passed.
     skipped = cases["merge_request.reviewer"].find("skipped")
     assert skipped is not None and "COMPLIANCE_TOKEN" in (skipped.text or "")
-    entries = codequality_entries(build / CI_CODEQUALITY_FILE)
-    assert {e["check_name"] for e in entries} >= {"merge_request.description"}
+    # The MR's description is in no file: the JUnit report carries it, Code Quality does not.
+    assert codequality_entries(build / CI_CODEQUALITY_FILE) == []
 
 
 def test_a_new_branch_pipeline_is_compared_with_the_default_branch(
@@ -354,3 +357,47 @@ def test_the_pre_commit_hook_runs_commit_msg_at_the_commit_msg_stage() -> None:
     assert hook["stages"] == ["commit-msg"]
     assert hook["language"] == "python"
     assert hook.get("pass_filenames", True)  # pre-commit passes the message file
+
+
+def test_a_default_branch_pipeline_without_a_push_judges_the_last_commit(
+    in_process: Repo, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A scheduled, web or API pipeline has an all-zeros CI_COMMIT_BEFORE_SHA: there is no
+    # pushed range, and an empty one would pass the commit rules having judged nothing.
+    repo = in_process
+    repo.checkout("main")
+    head = repo.commit("Added stuff")
+    env = {
+        "GITLAB_CI": "true",
+        "CI_COMMIT_SHA": head,
+        "CI_COMMIT_BRANCH": "main",
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PIPELINE_SOURCE": "schedule",
+        "CI_COMMIT_BEFORE_SHA": ZERO_SHA,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(repo.path.parent)
+
+    assert main(["check", str(repo.path), "--format", "json"]) == 1
+    document = json.loads(capsys.readouterr().out)
+    assert document["facts"] == {"commits": 1}
+    assert {f["rule"] for f in document["findings"]} >= {"commit.conventional"}
+
+
+def test_a_usage_error_in_ci_still_leaves_reports_that_say_what_went_wrong(
+    in_process: Repo, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The MR widget reads the report files; with none, a job that exits 2 shows nothing.
+    env = _ci_env(in_process)
+    del env["CI_MERGE_REQUEST_DIFF_BASE_SHA"]
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["check", str(in_process.path)]) == 2
+
+    [case] = junit_cases(tmp_path / CI_JUNIT_FILE).values()
+    error = case.find("error")
+    assert error is not None and "CI_MERGE_REQUEST_DIFF_BASE_SHA" in (error.text or "")
+    assert codequality_entries(tmp_path / CI_CODEQUALITY_FILE) == []
