@@ -223,6 +223,19 @@ def local_target(git: Git, base: str | None, head: str | None) -> Target:
     )
 
 
+def _missing_branch(name: str, fetch_problem: str) -> str:
+    if not name:
+        return "CI_DEFAULT_BRANCH is not set and no default branch is in this clone: pass --base"
+    if fetch_problem:
+        return (
+            f"{name} is not in this clone and `git fetch origin {name}` failed "
+            f"({fetch_problem}): give the job read access to the repository, or fetch it "
+            f"before the check (before_script: git fetch origin "
+            f"+refs/heads/{name}:refs/remotes/origin/{name}), or pass --base"
+        )
+    return f"{name} is not in this clone: fetch it, or pass --base"
+
+
 def _parent(git: Git, sha: str) -> str:
     parent = git.rev(f"{sha}^")
     if parent is None:
@@ -258,7 +271,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     pipeline of a branch and for manual runs). Its rules come from the default branch, as
     on the server; on the default branch itself, from the commit before the push.
     """
-    from bot.local import ZERO_SHA, Revisions, default_branch
+    from bot.local import ZERO_SHA, Revisions, default_branch, fetch_branch
 
     iid = _int(env, "CI_MERGE_REQUEST_IID")
     project_id = _int(env, "CI_PROJECT_ID")
@@ -268,9 +281,19 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
         base_rev = base or env.get("CI_MERGE_REQUEST_DIFF_BASE_SHA")
         if not base_rev:
             raise UsageError("CI_MERGE_REQUEST_DIFF_BASE_SHA is not set: pass --base")
-        base_sha = git.commit_sha(base_rev, "the MR's diff base")
         source = env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "")
         target = env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", "")
+        if git.rev(base_rev) is None and target and not base:
+            # A shallow MR pipeline may lack the diff base, where the rules come from; it is
+            # on the target branch.
+            fetch_branch(git, target)
+            if git.rev(base_rev) is None:
+                raise UsageError(
+                    f"the MR's diff base {base_rev[:12]} (on {target}, where the rules come "
+                    "from) is not in this clone, even after fetching "
+                    f"{target}: set GIT_DEPTH: 0 on the job, or pass --base"
+                )
+        base_sha = git.commit_sha(base_rev, "the MR's diff base")
         title = env.get("CI_MERGE_REQUEST_TITLE", "")
         draft = _flag(env, "CI_MERGE_REQUEST_DRAFT")  # GitLab 17.10+
         squash = _flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")  # GitLab 16.4+
@@ -316,6 +339,12 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     branch = env.get("CI_COMMIT_BRANCH") or env.get("CI_COMMIT_REF_NAME", "")
     default_name = env.get("CI_DEFAULT_BRANCH", "")
     default = default_branch(git, default_name or None)
+    fetch_problem = ""
+    if default is None and default_name and not base:
+        # A branch pipeline's clone holds the built branch only: fetch the one the rules
+        # (and a new branch's base) come from.
+        fetch_problem = fetch_branch(git, default_name) or ""
+        default = default_branch(git, default_name)
     before = env.get("CI_COMMIT_BEFORE_SHA", "")
     on_default = not branch or branch == (default_name or (default[1] if default else ""))
     if base:
@@ -331,8 +360,8 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
         base_sha = git.commit_sha(default[0], "the default branch")
     else:
         raise UsageError(
-            f"a new branch is compared with the default branch, but {default_name or 'it'} "
-            "is not in this clone: fetch it, or pass --base"
+            f"a new branch is compared with the default branch, but "
+            f"{_missing_branch(default_name, fetch_problem)}"
         )
     if on_default:
         config_rev = base_sha
@@ -340,8 +369,8 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
         config_rev = git.commit_sha(default[0], "the default branch")
     else:
         raise UsageError(
-            f"the rules come from the default branch, but {default_name or 'it'} is not in "
-            "this clone: fetch it, or pass --base"
+            "the rules come from the default branch, but "
+            f"{_missing_branch(default_name, fetch_problem)}"
         )
     return Target(
         Revisions(

@@ -192,6 +192,32 @@ def default_branch(git: Git, preferred: str | None = None) -> tuple[str, str] | 
     return None
 
 
+def fetch_branch(git: Git, name: str) -> str | None:
+    """Fetch one branch of `origin` into `refs/remotes/origin/NAME`; the reason on failure.
+
+    GitLab's runner fetches only the ref a job builds (`+refs/heads/<ref>` or the MR's
+    refs), even with GIT_DEPTH 0, so the branch the rules come from is often missing:
+    https://docs.gitlab.com/ci/runners/configure_runners/#git-strategy . The job's own
+    credentials (CI_JOB_TOKEN in origin's URL) may read the project's branches. A shallow
+    clone stays shallow: one commit of the branch is what the rules need.
+    """
+    shallow = git.run("rev-parse", "--is-shallow-repository", check=False)
+    depth = ["--depth=1"] if shallow.stdout.decode().strip() == "true" else []
+    result = git.run(
+        "fetch",
+        "--quiet",
+        "--no-tags",
+        *depth,
+        "origin",
+        f"+refs/heads/{name}:refs/remotes/origin/{name}",
+        check=False,
+    )
+    if result.returncode == 0:
+        return None
+    message = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    return message[-1] if message else f"git fetch exited {result.returncode}"
+
+
 def current_branch(git: Git) -> str:
     """The checked-out branch's name; empty when HEAD is detached."""
     result = git.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False)

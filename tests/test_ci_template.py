@@ -143,6 +143,27 @@ def _runner_checkout(repo: Repo, bare: Path, build: Path, sha: str) -> None:
     )
 
 
+def _runner_fetch(repo: Repo, bare: Path, build: Path, branch: str, sha: str) -> None:
+    """What the runner does for a branch pipeline: a fresh repository whose `origin` is the
+    project, fetching only the built branch (`+refs/heads/<branch>`), HEAD detached at the
+    job's sha. The default branch is not there.
+    https://docs.gitlab.com/ci/runners/configure_runners/#git-strategy"""
+    build.mkdir(parents=True)
+    for args in (
+        ("init", "-q"),
+        ("remote", "add", "origin", str(bare)),
+        (
+            "fetch",
+            "-q",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{branch}:refs/remotes/origin/{branch}",
+        ),
+        ("checkout", "-q", "--detach", sha),
+    ):
+        subprocess.run(["git", "-C", str(build), *args], env=repo.env, check=True)  # noqa: S607
+
+
 def _run_job(
     job: dict[str, Any], build: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -281,3 +302,78 @@ def test_the_job_on_the_default_branch_judges_the_pushed_commits(
     assert not any(case.find("failure") is not None for case in cases.values())
     assert codequality_entries(build / "gl-code-quality-report.json") == []
     assert (build / "c.json").is_file()  # the extra arguments reached the command
+
+
+def test_a_branch_pipeline_fetches_the_default_branch_its_rules_come_from(
+    origin: tuple[Repo, Path], tmp_path: Path
+) -> None:
+    repo, bare = origin
+    repo.checkout("feature", new=True)
+    first = repo.commit("feat: the first part", {"src/a.py": "a = 1\n"})
+    head = repo.commit("Added stuff", {".env": "SECRET=1\n"})
+    repo.git("push", "-q", "origin", "feature")
+    _, jobs = _template(package=PACKAGE)
+    [job] = jobs.values()
+    build = tmp_path / "builds" / "acme" / "widget"
+    _runner_fetch(repo, bare, build, "feature", head)
+    assert (
+        subprocess.run(
+            ["git", "-C", str(build), "rev-parse", "--verify", "--quiet", "origin/main"],  # noqa: S607
+            env=repo.env,
+            capture_output=True,
+        ).returncode
+        != 0
+    )  # as on a runner: only the built branch
+
+    env = _predefined(
+        repo,
+        CI_PIPELINE_SOURCE="push",
+        CI_COMMIT_SHA=head,
+        CI_COMMIT_BEFORE_SHA=first,  # a push of the second commit only
+        CI_COMMIT_BRANCH="feature",
+        CI_COMMIT_REF_NAME="feature",
+    )
+    result = _run_job(job, build, env)
+
+    # The rules are main's (files.prohibited on); only the pushed commit is judged.
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "1 commit" in result.stdout
+    cases = junit_cases(build / "compliance-junit.xml")
+    assert cases["files.prohibited"].find("failure") is not None
+
+
+def test_a_branch_pipeline_that_cannot_fetch_the_default_branch_says_what_to_add(
+    origin: tuple[Repo, Path], tmp_path: Path
+) -> None:
+    repo, bare = origin
+    repo.checkout("feature", new=True)
+    head = repo.commit("feat: the feature", {"src/a.py": "a = 1\n"})
+    repo.git("push", "-q", "origin", "feature")
+    _, jobs = _template(package=PACKAGE)
+    [job] = jobs.values()
+    build = tmp_path / "builds" / "acme" / "widget"
+    _runner_fetch(repo, bare, build, "feature", head)
+    # The job cannot read the project's other branches: origin now points nowhere.
+    gone = str(tmp_path / "gone.git")
+    subprocess.run(
+        ["git", "-C", str(build), "remote", "set-url", "origin", gone],  # noqa: S607
+        env=repo.env,
+        check=True,
+    )
+    env = _predefined(
+        repo,
+        CI_PIPELINE_SOURCE="push",
+        CI_COMMIT_SHA=head,
+        CI_COMMIT_BEFORE_SHA=ZERO_SHA,
+        CI_COMMIT_BRANCH="feature",
+        CI_COMMIT_REF_NAME="feature",
+    )
+    result = _run_job(job, build, env)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "git fetch origin main" in result.stderr
+    assert "before_script: git fetch origin +refs/heads/main:refs/remotes/origin/main" in (
+        result.stderr
+    )
+    [case] = junit_cases(build / "compliance-junit.xml").values()
+    assert case.find("error") is not None  # the MR widget shows why
