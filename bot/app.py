@@ -27,10 +27,11 @@ from bot.checks import Services
 from bot.checks import command as command_check
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
-from bot.gitlab import current_event_uuid, open_gitlab
+from bot.gitlab import GitLab, current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
+from bot.startup import check_token
 from bot.store import JobRecord, NewJob, Store, open_store
 
 log = logging.getLogger(__name__)
@@ -79,58 +80,28 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with (
-            open_store(
-                str(settings.compliance_db),
-                lease_seconds=settings.job_lease_seconds,
-                pool_size=settings.db_pool_size,
-            ) as store,
-            open_gitlab(settings, transport=transport, observer=metrics) as gitlab,
-        ):
-            http = gitlab.http
-            services = Services(
-                gitlab=gitlab,
-                status_name=settings.compliance_status_name,
-                base_config=base_config,
-                memory=store,
-                running_status_delay=settings.running_status_delay_seconds,
-            )
-
-            async def run(job: JobRecord) -> None:
-                # Calls made for this delivery carry its X-Gitlab-Event-UUID.
-                token = current_event_uuid.set(job.event_uuid)
-                try:
-                    event = webhook.event_from_json(job.kind, job.payload)
-                    if isinstance(event, webhook.MergeRequestEvent):
-                        await merge_request_check.check(services, event)
-                    elif isinstance(event, webhook.PushEvent):
-                        await push_check.check(services, event)
-                    else:
-                        await command_check.run(services, event)
-                finally:
-                    current_event_uuid.reset(token)
-
-            runner = JobRunner(
-                store,
-                run,
-                workers=settings.workers,
-                grace_seconds=settings.shutdown_grace_seconds,
-                metrics=metrics,
-                lease_seconds=settings.job_lease_seconds,
-            )
-            app.state.runtime = Runtime(services, runner, store, http)
-            await runner.start()
-            sweeper = asyncio.get_running_loop().create_task(
-                _sweep(settings, services, store, runner), name="sweeper"
-            )
-            try:
+        async with open_gitlab(settings, transport=transport, observer=metrics) as gitlab:
+            token = await check_token(gitlab.http)
+            if token.refused is not None:
+                # `serve` set `stop_serving`: it ends the server before it takes a request,
+                # and exits 2 with this line (bot/cli.py).
+                app.state.refused = token.refused
+                stop_serving = getattr(app.state, "stop_serving", None)
+                if stop_serving is None:
+                    raise RuntimeError(token.refused)
+                log.error("%s", token.refused)
+                stop_serving()
                 yield
-            finally:
-                sweeper.cancel()
-                await asyncio.gather(sweeper, return_exceptions=True)
-                await runner.aclose()
-                with contextlib.suppress(Exception):
-                    await store.release_lease(CATCH_UP_LEASE)
+                return
+            async with (
+                open_store(
+                    str(settings.compliance_db),
+                    lease_seconds=settings.job_lease_seconds,
+                    pool_size=settings.db_pool_size,
+                ) as store,
+                _serving(app, settings, gitlab, store, metrics, base_config),
+            ):
+                yield
 
     async def receive_webhook(request: Request) -> JSONResponse:
         started = time.monotonic()
@@ -240,6 +211,63 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+
+
+@contextlib.asynccontextmanager
+async def _serving(
+    app: Starlette,
+    settings: Settings,
+    gitlab: GitLab,
+    store: Store,
+    metrics: Metrics,
+    base_config: dict[str, Any],
+) -> AsyncIterator[None]:
+    """The workers and the sweeper over an open client and journal, for as long as the
+    server serves."""
+    http = gitlab.http
+    services = Services(
+        gitlab=gitlab,
+        status_name=settings.compliance_status_name,
+        base_config=base_config,
+        memory=store,
+        running_status_delay=settings.running_status_delay_seconds,
+    )
+
+    async def run(job: JobRecord) -> None:
+        # Calls made for this delivery carry its X-Gitlab-Event-UUID.
+        token = current_event_uuid.set(job.event_uuid)
+        try:
+            event = webhook.event_from_json(job.kind, job.payload)
+            if isinstance(event, webhook.MergeRequestEvent):
+                await merge_request_check.check(services, event)
+            elif isinstance(event, webhook.PushEvent):
+                await push_check.check(services, event)
+            else:
+                await command_check.run(services, event)
+        finally:
+            current_event_uuid.reset(token)
+
+    runner = JobRunner(
+        store,
+        run,
+        workers=settings.workers,
+        grace_seconds=settings.shutdown_grace_seconds,
+        metrics=metrics,
+        lease_seconds=settings.job_lease_seconds,
+    )
+    app.state.runtime = Runtime(services, runner, store, http)
+    await runner.start()
+    sweeper = asyncio.get_running_loop().create_task(
+        _sweep(settings, services, store, runner), name="sweeper"
+    )
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        await asyncio.gather(sweeper, return_exceptions=True)
+        await runner.aclose()
+        with contextlib.suppress(Exception):
+            await store.release_lease(CATCH_UP_LEASE)
 
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:

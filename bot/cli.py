@@ -110,19 +110,27 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
     except OSError as exc:
         print(f"compliance-bot: COMPLIANCE_CONFIG: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
-    # uvicorn.run starts the process's one event loop (asyncio.run inside).
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level,
-        proxy_headers=True,
-        server_header=False,
-        # The root logger set up above formats uvicorn's lines too; the bot logs one line
-        # per delivery itself, so uvicorn's access log would only repeat it.
-        log_config=None,
-        access_log=False,
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            proxy_headers=True,
+            server_header=False,
+            # The root logger set up above formats uvicorn's lines too; the bot logs one line
+            # per delivery itself, so uvicorn's access log would only repeat it.
+            log_config=None,
+            access_log=False,
+        )
     )
+    # The lifespan asks GitLab whose token it holds; on a 401 it stops the server before it
+    # takes a request (bot/startup.py), and `serve` exits 2 with the line it logged.
+    app.state.stop_serving = lambda: setattr(server, "should_exit", True)
+    # server.run starts the process's one event loop (asyncio.run inside).
+    server.run()
+    if getattr(app.state, "refused", None):
+        return EXIT_USAGE
     return 0
 
 

@@ -16,6 +16,7 @@ from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
 from tests.processes import BotProcess, deliver
 from tests.scenarios import compliant_project, hook_for
+from tests.servers import free_port
 
 SECRET_VALUES = {"GITLAB_TOKEN": "glpat-never-print-me", "WEBHOOK_SECRET": "hook-never-print-me"}
 
@@ -84,4 +85,54 @@ async def test_serve_runs_the_bot_as_a_real_process(fake: FakeGitLab, tmp_path: 
     assert bot.process is not None
     assert bot.process.returncode in (0, -signal.SIGTERM), log
     assert "Finished server process" in log
+    assert "acting on GitLab as @compliance-bot" in log  # the token's user, checked at start
     assert fake.token not in log and WEBHOOK_SECRET not in log
+
+
+async def test_serve_with_a_token_gitlab_refuses_exits_2_with_one_line(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    wrong = "glpat-revoked-never-print-me"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port()),
+        env={
+            **os.environ,
+            "GITLAB_URL": fake.base_url,
+            "GITLAB_TOKEN": wrong,
+            "WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "COMPLIANCE_DB": str(tmp_path / "journal.db"),
+        },
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = output.decode(errors="replace")
+    assert process.returncode == 2, log
+    refusals = [line for line in log.splitlines() if "401" in line]
+    assert len(refusals) == 1 and "GITLAB_TOKEN" in refusals[0], log
+    assert "Traceback" not in log
+    assert wrong not in log
+    assert not (tmp_path / "journal.db").exists()  # it stopped before opening anything
+
+
+async def test_serve_starts_and_journals_while_gitlab_is_unreachable(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: x")
+    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    nowhere = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    bot = BotProcess(fake, tmp_path / "journal.db", GITLAB_URL=nowhere)
+    await bot.start()  # ready: the journal takes deliveries
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            response = await deliver(client, bot.url, "Merge Request Hook", hook_for(mr))
+        assert response.status_code == 202
+    finally:
+        log = await bot.stop()
+    assert "did not answer at start" in log and "serving anyway" in log
