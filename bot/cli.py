@@ -16,7 +16,7 @@ EXIT_USAGE = 2
 T = TypeVar("T")
 
 # Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
-COMMAND_MODULES: tuple[str, ...] = ("bot.audit", "bot.check_command")
+COMMAND_MODULES: tuple[str, ...] = ("bot.audit", "bot.check_command", "bot.hooks")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -49,6 +49,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tests.fake_gitlab_hooks import ProjectHooksMixin
 from tests.servers import serving
 
 JSONDict = dict[str, Any]
@@ -388,7 +389,7 @@ class _FakeGitLabApp(Starlette):
 # --------------------------------------------------------------------------- the fake
 
 
-class FakeGitLab:
+class FakeGitLab(ProjectHooksMixin):
     def __init__(
         self,
         *,
@@ -426,6 +427,7 @@ class FakeGitLab:
         self._last_time = datetime(2000, 1, 1, tzinfo=UTC)
         # https://docs.gitlab.com/api/users/#get-the-current-user
         self.bot_user: JSONDict = self._user(bot_username, name="Compliance Bot", user_id=99)
+        self._init_hooks()
         self.app: Starlette = self._build_app()
 
     # ------------------------------------------------------------------ helpers
@@ -1091,6 +1093,7 @@ class FakeGitLab:
             ("GET", "/api/v4/groups/{gid}", self._h_group),
             ("GET", "/api/v4/groups/{gid}/projects", self._h_group_projects),
             ("GET", "/api/v4/groups/{gid}/members/all", self._h_group_members_all),
+            *self._hook_routes(p),
         ]
 
         def endpoint(handler: Handler) -> Handler:
