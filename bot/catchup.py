@@ -1,31 +1,46 @@
-"""Catch-up after downtime: check open MRs whose events the bot never received.
+"""Catch-up after downtime: check open MRs and branch heads whose events never came.
 
 GitLab does not redeliver webhooks, and disables a hook after repeated failures. So on start
 and periodically, for each project the bot has seen, the bot lists open MRs updated since its
 last event from that project and queues a check for each MR whose head carries no
-`compliance` status yet (DESIGN.md, invariant 5).
+`compliance` status yet (DESIGN.md, invariant 5). GitLab also sends no push hook at all for
+a push of more than 3 branches, so the branches committed to since then are looked at too
+(`catch_up_branches`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.gitlab import GitLab, GitLabError
+from bot.publish import fallback_status_name
 from bot.store import NewJob, Store
-from bot.webhook import event_to_json, merge_request_from_api
+from bot.webhook import (
+    ZERO_SHA,
+    MergeRequestEvent,
+    PushEvent,
+    event_to_json,
+    merge_request_from_api,
+)
 
 log = logging.getLogger(__name__)
 
 # Clocks of GitLab and the bot differ; look a little further back than the last event.
 CLOCK_SKEW_SECONDS = 300
+# Branches looked at per project and interval: the most recently committed ones (one page).
+RECENT_BRANCHES = 20
 
 
 async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
-    """Queue checks for missed MRs; returns how many were queued. A project that cannot be
-    read is logged and tried again next time, never taken as having no MRs."""
+    """Queue checks for missed MRs and pushes; returns how many were queued. A project that
+    cannot be read is logged and tried again next time, never taken as having no MRs."""
     queued = 0
+    # The bot's status may carry the fallback name where a CI job holds the first one.
+    names = (status_name, fallback_status_name(status_name))
     for project_id, last_event_at in await store.projects_seen():
         since = datetime.fromtimestamp(last_event_at - CLOCK_SKEW_SECONDS, UTC)
         listed_at = time.time()
@@ -36,8 +51,10 @@ async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
                 {"state": "opened", "updated_after": since.isoformat()},
             )
             for raw in merge_requests:
-                event = merge_request_from_api(raw)
-                if await gitlab.has_status(event.source_project_id, event.head_sha, status_name):
+                event = _listed_merge_request(raw, project_id)
+                if event is None:
+                    continue
+                if await gitlab.has_status(event.source_project_id, event.head_sha, *names):
                     continue
                 job = NewJob(
                     target=event.target,
@@ -47,6 +64,19 @@ async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
                 )
                 if await store.enqueue(job, seen_at=listed_at, now=time.time()) is not None:
                     queued += 1
+            queued += await catch_up_branches(
+                gitlab,
+                store,
+                project_id,
+                since=since,
+                listed_at=listed_at,
+                status_names=names,
+                merge_request_branches=frozenset(
+                    str(raw.get("source_branch"))
+                    for raw in merge_requests
+                    if raw.get("source_project_id", project_id) == project_id
+                ),
+            )
         except GitLabError as exc:
             log.warning(
                 "catch-up could not read a project",
@@ -55,3 +85,89 @@ async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
     if queued:
         log.info("catch-up queued checks", extra={"queued": queued})
     return queued
+
+
+def _listed_merge_request(raw: Mapping[str, Any], project_id: int) -> MergeRequestEvent | None:
+    """The listed MR as an event; None, and the next MR, when it has nothing to check yet
+    (GitLab still preparing it: `sha` null) or lacks a field the bot needs."""
+    try:
+        event = merge_request_from_api(dict(raw))
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning(
+            "catch-up skips an MR it cannot read",
+            extra={"project": project_id, "error": repr(exc)[:200]},
+        )
+        return None
+    if event is None:
+        log.info("catch-up: an MR has no head yet", extra={"project": project_id})
+    return event
+
+
+async def catch_up_branches(
+    gitlab: GitLab,
+    store: Store,
+    project_id: int,
+    *,
+    since: datetime,
+    listed_at: float,
+    status_names: tuple[str, ...],
+    merge_request_branches: frozenset[str],
+) -> int:
+    """Queue push checks for branch heads whose push hook never came; returns how many.
+
+    A push that changes more than `push_event_hooks_limit` (3) branches fires no push hook
+    (gitlabhq/gitlabhq: app/services/git/process_ref_changes_service.rb;
+    doc/user/project/integrations/webhooks.md "Push event limits"). Such a branch is
+    checked here when its head commit is newer than `since`, carries no bot status, and
+    heads no open MR (whose own hooks still fire and whose catch-up is above). On the
+    default branch, whose earlier head the bot cannot know, the head commit is judged.
+
+    Cost per project and interval: 1 call (the RECENT_BRANCHES most recently committed
+    branches), then per branch committed since `since` and not an MR's: 1 call (status),
+    1 more (open MRs) when it has no bot status, and 1 (the project) once a push is queued.
+    """
+    queued = 0
+    default_branch: str | None = None
+    for branch in await gitlab.recently_updated_branches(project_id, RECENT_BRANCHES):
+        name = str(branch["name"])
+        commit = branch["commit"]
+        head = str(commit["id"])
+        if _committed_before(commit, since):
+            break  # newest first: every branch after this one is older still
+        if name in merge_request_branches:
+            continue
+        if await gitlab.has_status(project_id, head, *status_names):
+            continue
+        if await gitlab.open_merge_requests_for_branch(project_id, name):
+            continue  # the MR check owns that head (DESIGN.md, invariant 11)
+        if default_branch is None:
+            default_branch = str((await gitlab.project(project_id)).get("default_branch") or "")
+        parents = commit.get("parent_ids") or []
+        # Elsewhere, a zero `before` makes the push check judge the branch against the
+        # default branch, as for a new branch.
+        before = str(parents[0]) if name == default_branch and parents else ZERO_SHA
+        event = PushEvent(
+            project_id=project_id,
+            branch=name,
+            before=before,
+            after=head,
+            commits=(),
+            total_commits_count=0,
+            default_branch=default_branch,
+            web_url="",
+        )
+        job = NewJob(target=event.target, kind="push", head_sha=head, payload=event_to_json(event))
+        if await store.enqueue(job, seen_at=listed_at, now=time.time()) is not None:
+            queued += 1
+    return queued
+
+
+def _committed_before(commit: Mapping[str, Any], since: datetime) -> bool:
+    """Whether the commit's date is before `since`; an unreadable date is not."""
+    try:
+        moment = datetime.fromisoformat(str(commit.get("committed_date")))
+    except ValueError:
+        return False
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment < since

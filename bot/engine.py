@@ -354,6 +354,10 @@ async def _check_from_previous(
     """None when the earlier inputs cannot stand in: the caller then reads everything."""
     if previous.config_key != config_key(previous.config_file, base):
         return None  # the instance defaults changed since
+    if previous.target_branch != event.target_branch:
+        # Retargeted (`changes.target_branch`): the rules, the tree and the merge-base are
+        # the new target's; nothing read against the old one stands in.
+        return None
     config = config_from(previous.config_file, base)
     checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
     if event.action == "update" and event.oldrev is None and event.head_sha == previous.head_sha:
@@ -473,6 +477,7 @@ async def _check_merge_request(
         # `squash_on_merge` accounts for the project's squash setting ("always").
         # https://docs.gitlab.com/api/merge_requests/#get-single-mr
         squash=bool(details.get("squash_on_merge", details.get("squash", False))),
+        target_branch=event.target_branch,
     )
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
 

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 # https://docs.gitlab.com/api/rest/#offset-based-pagination
 PER_PAGE = 100
 DEFAULT_MAX_ITEMS = 10_000
+# External statuses of one sha read when looking for the bot's own (`has_status`).
+MAX_STATUSES_READ = 500
 
 
 class GitLabError(Exception):
@@ -370,15 +372,36 @@ class GitLab:
             {"state": "opened", "source_branch": branch},
         )
 
-    async def has_status(self, project_id: int, sha: str, name: str) -> bool:
-        """Whether the sha carries a commit status of this name."""
+    async def has_status(self, project_id: int, sha: str, *names: str) -> bool:
+        """Whether the bot itself posted an external commit status of one of these names on
+        the sha.
+
+        The listing holds the CI jobs of the sha's pipelines too, and a job may share the
+        name (gitlabhq/gitlabhq: lib/api/commit_statuses.rb lists `::CommitStatus.where(
+        pipeline: pipelines)`); lib/api/entities/commit_status.rb does not expose the type.
+        So: only the stage `external`, where GitLab puts every external status
+        (app/services/ci/create_commit_status_service.rb `find_or_create_external_stage`;
+        `stage ||= 'external'` in older app/models/generic_commit_status.rb), and only
+        those whose `author` is the bot (GitLab records the poster as the status's user).
+        """
         # https://docs.gitlab.com/api/commits/#list-the-statuses-of-a-commit
-        response = await self.request(
-            "GET",
+        me = await self.current_user()
+        wanted = set(names)
+        read = 0
+        async for page in self.pages(
             f"/projects/{project_id}/repository/commits/{sha}/statuses",
-            params={"name": name, "all": "true", "per_page": 1},
-        )
-        return bool(response.json())
+            {"stage": "external", "all": "true", "per_page": PER_PAGE},
+        ):
+            for status in page:
+                author = status.get("author") or {}
+                if status.get("name") in wanted and author.get("id") == me.get("id"):
+                    return True
+            read += len(page)
+            if read >= MAX_STATUSES_READ:
+                # Not found among the first ones: a check too many is harmless, an
+                # unbounded read is not.
+                return False
+        return False
 
     async def latest_pipeline_id(self, project_id: int, sha: str) -> int | None:
         # https://docs.gitlab.com/api/pipelines/#list-project-pipelines
@@ -418,12 +441,35 @@ class GitLab:
         )
 
     async def award_emoji(self, project_id: int, iid: int, note_id: int, name: str) -> None:
+        """React to a comment; a reaction the bot already gave counts as given."""
         # https://docs.gitlab.com/api/emoji_reactions/#add-a-new-emoji-reaction-to-a-comment
-        await self.request(
-            "POST",
-            f"/projects/{project_id}/merge_requests/{iid}/notes/{note_id}/award_emoji",
-            json={"name": name},
+        try:
+            await self.request(
+                "POST",
+                f"/projects/{project_id}/merge_requests/{iid}/notes/{note_id}/award_emoji",
+                json={"name": name},
+            )
+        except NotFound as exc:
+            # gitlabhq/gitlabhq: lib/api/award_emoji.rb renders AddService's errors with
+            # `not_found!("Award Emoji #{service[:message]}")`, so the same award twice (a
+            # retried job) answers 404 "Award Emoji Name has already been taken".
+            if "has already been taken" not in str(exc):
+                raise
+
+    async def recently_updated_branches(self, project_id: int, count: int) -> list[Any]:
+        """The `count` branches whose head commits are newest: one page, one call."""
+        # https://docs.gitlab.com/api/branches/#list-repository-branches
+        # gitlabhq/gitlabhq: lib/api/branches.rb `sort` name_asc|updated_asc|updated_desc;
+        # "updated" is the head commit's date (BranchesFinder, Gitaly FindLocalBranches).
+        response = await self.request(
+            "GET",
+            f"/projects/{project_id}/repository/branches",
+            params={"sort": "updated_desc", "per_page": min(count, PER_PAGE)},
         )
+        branches = response.json()
+        if not isinstance(branches, list):
+            raise GitLabError("GitLab answered the branch listing with a non-list")
+        return branches
 
     async def create_note(self, project_id: int, iid: int, body: str) -> dict[str, Any]:
         # https://docs.gitlab.com/api/notes/#create-new-merge-request-note

@@ -54,6 +54,9 @@ class MergeRequestInputs:
     file_sizes: Mapping[str, int] = field(default_factory=dict)
     signatures: Mapping[str, bool] = field(default_factory=dict)
     squash: bool = False
+    # The target branch they were judged against: its rules, its tree, the merge-base. An
+    # MR retargeted since is judged afresh ("" in memory written before it was kept).
+    target_branch: str = ""
 
 
 def sorted_changes(changes: Iterable[ChangedFile]) -> tuple[ChangedFile, ...]:
@@ -150,6 +153,7 @@ def as_data(inputs: MergeRequestInputs) -> dict[str, Any]:
         "file_sizes": dict(inputs.file_sizes),
         "signatures": dict(inputs.signatures),
         "squash": inputs.squash,
+        "target_branch": inputs.target_branch,
     }
 
 
@@ -187,6 +191,7 @@ def from_data(data: Mapping[str, Any]) -> MergeRequestInputs | None:
         file_sizes={str(k): int(v) for k, v in data["file_sizes"].items()},
         signatures={str(k): bool(v) for k, v in data["signatures"].items()},
         squash=bool(data["squash"]),
+        target_branch=str(data.get("target_branch") or ""),
     )
 
 

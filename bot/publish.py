@@ -21,6 +21,24 @@ T = TypeVar("T")
 CONFLICT_RETRIES = 3
 CONFLICT_DELAY_SECONDS = 1.0
 
+# A pipeline refuses an external status named like one of its CI jobs: gitlabhq/gitlabhq
+# app/models/generic_commit_status.rb `name_uniqueness_across_types`, answered by
+# app/services/ci/create_commit_status_service.rb as 400
+# {"message": {"name": ["has already been taken"]}}. GitLab puts a status into the sha's
+# newest pipeline whether or not `pipeline_id` is sent (`first_matching_pipeline`), so the
+# only way to post there is another name: the status name with this suffix.
+TAKEN_NAME_SUFFIX = " (bot)"
+
+
+def fallback_status_name(name: str) -> str:
+    """The name the bot posts under when a CI job of the pipeline holds `name`."""
+    return name + TAKEN_NAME_SUFFIX
+
+
+def _name_taken(exc: GitLabHTTPError) -> bool:
+    text = str(exc)
+    return exc.status == 400 and "name" in text and "has already been taken" in text
+
 
 @dataclass(frozen=True)
 class StatusTarget:
@@ -85,13 +103,14 @@ async def set_status(
     *,
     target_url: str | None = None,
 ) -> None:
+    name = target.name
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             await gitlab.post_status(
                 target.project_id,
                 target.sha,
                 state=state,
-                name=target.name,
+                name=name,
                 description=description,
                 target_url=target_url,
                 pipeline_id=target.pipeline_id,
@@ -103,6 +122,13 @@ async def set_status(
             if exc.status == 400 and "transition" in str(exc).lower():
                 log.info("status already %s", state, extra={"sha": target.sha})
                 return
+            if name == target.name and _name_taken(exc):
+                # A CI job of the pipeline has the status's name: post under the fallback
+                # name (every post of this sha's check does the same, so `running` and the
+                # verdict land on one status).
+                name = fallback_status_name(target.name)
+                log.info("a CI job holds the status name", extra={"sha": target.sha})
+                continue
             if exc.status == 409 and attempt < CONFLICT_RETRIES:
                 await asyncio.sleep(CONFLICT_DELAY_SECONDS * (attempt + 1))
                 continue

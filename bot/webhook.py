@@ -35,6 +35,10 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 # The MR fields whose change can alter the metadata rules' verdict.
 # https://docs.gitlab.com/user/project/integrations/webhook_events/#merge-request-events
 METADATA_FIELDS = frozenset({"title", "description", "labels", "draft", "assignees", "reviewers"})
+# A changed target branch changes the rules (read from it) and the merge-base: the MR is
+# checked again, in full. gitlabhq/gitlabhq: lib/gitlab/data_builder/issuable.rb reports it
+# in `changes` (target_branch is one of MergeRequest's `safe_hook_attributes`).
+RETARGET_FIELDS = frozenset({"target_branch"})
 
 
 class WebhookError(Exception):
@@ -219,7 +223,7 @@ def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
     if action not in _CHECKED_ACTIONS:
         return Ignored(f"merge request action {action!r}")
     changes = payload.get("changes") or {}
-    changed = frozenset(str(k) for k in changes) & METADATA_FIELDS
+    changed = frozenset(str(k) for k in changes) & (METADATA_FIELDS | RETARGET_FIELDS)
     oldrev = attrs.get("oldrev") or None
     if action == "update" and oldrev is None and not changed:
         return Ignored("merge request update without new commits or metadata changes")
@@ -283,8 +287,15 @@ def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
     )
 
 
-def _note(payload: dict[str, Any]) -> NoteEvent:
+def _note(payload: dict[str, Any]) -> NoteEvent | Ignored:
     attrs = payload["object_attributes"]
+    # GitLab sends a Note Hook when a comment is edited too, with `action: update`
+    # (gitlabhq/gitlabhq: lib/gitlab/data_builder/note.rb, VALID_ACTIONS = create, update);
+    # older GitLab sends no `action`, and only for new comments. Only a new comment gives
+    # a command: an edit (of a command, or of any comment into one) does nothing.
+    action = attrs.get("action")
+    if action is not None and action != "create":
+        return Ignored(f"note {str(action)[:20]!r}: only new comments give commands")
     mr = payload.get("merge_request")
     # noteable_id is the MR's global id; the iid is under merge_request.
     # https://docs.gitlab.com/user/project/integrations/webhook_events/#comment-on-a-merge-request
@@ -355,12 +366,17 @@ def event_target(event: Event) -> str:
     return event.target
 
 
-def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent:
-    """An MR as the REST API lists it, as the event the bot would have received for it.
+def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent | None:
+    """An MR as the REST API lists it, as the event the bot would have received for it;
+    None when GitLab has no head for it yet (nothing to check yet).
 
-    Catch-up uses this for MRs whose events were missed.
-    https://docs.gitlab.com/api/merge_requests/#list-project-merge-requests
+    Catch-up uses this for MRs whose events were missed, and a recheck for the MR's
+    current state. https://docs.gitlab.com/api/merge_requests/#list-project-merge-requests
     """
+    # `sha` is `diff_head_sha` (gitlabhq/gitlabhq: lib/api/entities/merge_request_basic.rb),
+    # which is null while GitLab is still preparing the MR's diff.
+    if mr.get("sha") is None:
+        return None
     return MergeRequestEvent(
         project_id=int(mr["project_id"]),
         source_project_id=int(mr.get("source_project_id") or mr["project_id"]),

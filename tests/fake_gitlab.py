@@ -75,6 +75,17 @@ NOTE_BODY_MAX = 1_000_000
 
 ZERO_SHA = "0" * 40
 
+# gitlabhq/gitlabhq: app/models/application_setting_implementation.rb
+# (`push_event_hooks_limit: 3`) and doc/user/project/integrations/webhooks.md "Push event
+# limits": a push that changes more refs than this fires no push hook at all.
+PUSH_EVENT_HOOKS_LIMIT = 3
+# gitlabhq/gitlabhq: app/services/ci/create_commit_status_service.rb puts every external
+# status in the pipeline's stage named "external" (`find_or_create_external_stage`); older
+# GitLab set `stage ||= 'external'` in app/models/generic_commit_status.rb.
+EXTERNAL_STAGE = "external"
+GENERIC_COMMIT_STATUS = "GenericCommitStatus"
+CI_BUILD = "Ci::Build"
+
 # https://docs.gitlab.com/api/groups/#list-projects: with `simple=true` the listing uses
 # Entities::BasicProjectDetails, which lacks these fields of Entities::Project.
 _NOT_IN_SIMPLE = frozenset({"empty_repo", "archived", "visibility"})
@@ -283,6 +294,10 @@ class MergeRequest:
     created_at: str
     updated_at: str
     state: str = "opened"
+    # gitlabhq/gitlabhq: lib/api/entities/merge_request_basic.rb `expose :diff_head_sha,
+    # as: :sha`; app/models/merge_request.rb `diff_head_sha` is nil while GitLab has not
+    # prepared the MR's diff yet (contract 2.10). True: the API answers `"sha": null`.
+    preparing: bool = False
     notes: list[JSONDict] = field(default_factory=list, repr=False)
     _last_head: str = field(default="", repr=False)
     _fake: FakeGitLab | None = field(default=None, repr=False, compare=False)
@@ -407,6 +422,8 @@ class FakeGitLab(ProjectHooksMixin):
         self.mr_commits_send_totals: bool = False
         self.requests: list[LoggedRequest] = []
         self.award_emoji: list[JSONDict] = []
+        # Pushes of more refs than PUSH_EVENT_HOOKS_LIMIT: GitLab sent no push hook for them.
+        self.pushes_without_hooks: list[JSONDict] = []
         # sha -> GitLab's verification_status ("verified", "unverified", ...); absent: unsigned
         self.signed: dict[str, str] = {}
 
@@ -806,6 +823,103 @@ class FakeGitLab(ProjectHooksMixin):
             raise ValueError(f"unknown commit {sha}")
         return self._create_pipeline(project, sha, ref, status=status, source=source).id
 
+    def add_job(
+        self,
+        pipeline_id: int,
+        name: str,
+        *,
+        status: str = "running",
+        stage: str = "test",
+        allow_failure: bool = False,
+        username: str = "ada",
+    ) -> JSONDict:
+        """A CI job (a `Ci::Build`, as .gitlab-ci.yml defines it) in a pipeline.
+
+        gitlabhq/gitlabhq: lib/api/commit_statuses.rb lists CI jobs among a commit's
+        statuses, and app/models/generic_commit_status.rb refuses an external status named
+        like one of them (`name_uniqueness_across_types`). Its author is the user the
+        pipeline runs for, not the bot.
+        """
+        pipeline = self._pipelines[pipeline_id]
+        now = self._now()
+        record: JSONDict = {
+            "id": self._next_id("commit_status"),
+            "project_id": pipeline.project_id,
+            "sha": pipeline.sha,
+            "ref": pipeline.ref,
+            "status": status,
+            "name": name,
+            "target_url": None,
+            "description": None,
+            "coverage": None,
+            "created_at": now,
+            "started_at": now if status != "created" else None,
+            "finished_at": now if status in ("success", "failed", "canceled") else None,
+            "pipeline_id": pipeline.id,
+            "author": self._user(username),
+            "user_id": self._user(username)["id"],
+            "retried": False,
+            "allow_failure": allow_failure,
+            "type": CI_BUILD,
+            "stage": stage,
+        }
+        self._statuses.append(record)
+        pipeline.updated_at = now
+        return self._status_entity(record)
+
+    def push(
+        self, project_id: int, commits: dict[str, dict[str, Any]]
+    ) -> tuple[dict[str, str], frozenset[str]]:
+        """One `git push` that moves several branches: `commits` maps a branch to the
+        `commit()` arguments of its new head. Returns the new heads, and the branches
+        GitLab sends no push hook for.
+
+        gitlabhq/gitlabhq: app/services/git/process_ref_changes_service.rb groups a push's
+        branch changes by action (created, pushed, removed) and runs the push hooks of a
+        group only when `changes.size <= Gitlab::CurrentSettings.push_event_hooks_limit`
+        (3 by default; doc/user/project/integrations/webhooks.md "Push event limits"). So
+        four updated branches in one push fire no push hook at all. Each such push is
+        recorded in `pushes_without_hooks`. (MR hooks still fire: MergeRequests::
+        RefreshService runs for every pushed branch.)
+        """
+        project = self._get_project(project_id)
+        created = {branch for branch in commits if branch not in project.branches}
+        heads = {
+            branch: self.commit(project_id, branch, **arguments)
+            for branch, arguments in commits.items()
+        }
+        groups = (created, set(heads) - created)
+        unhooked = frozenset(
+            branch for group in groups if len(group) > PUSH_EVENT_HOOKS_LIMIT for branch in group
+        )
+        if unhooked:
+            self.pushes_without_hooks.append(
+                {"project_id": project_id, "heads": {b: heads[b] for b in sorted(unhooked)}}
+            )
+        return heads, unhooked
+
+    def retarget_mr(self, project_id: int, mr_iid: int, target_branch: str) -> JSONDict:
+        """Change an MR's target branch (Edit > Target branch); returns the hook's `changes`.
+
+        gitlabhq/gitlabhq: lib/gitlab/data_builder/issuable.rb reports changed
+        `safe_hook_attributes` (target_branch among them) as {"previous", "current"}.
+        """
+        mr = self._get_mr(project_id, mr_iid)
+        if target_branch not in self._projects[project_id].branches:
+            raise ValueError(f"target branch {target_branch!r} does not exist")
+        previous, mr.target_branch = mr.target_branch, target_branch
+        mr.updated_at = self._now()
+        return {"target_branch": {"previous": previous, "current": target_branch}}
+
+    def edit_note(self, project_id: int, mr_iid: int, note_id: int, body: str) -> JSONDict:
+        """A human edits their comment; GitLab then sends a Note Hook with action `update`
+        (gitlabhq/gitlabhq: lib/gitlab/data_builder/note.rb, VALID_ACTIONS)."""
+        mr = self._get_mr(project_id, mr_iid)
+        note = next(n for n in mr.notes if n["id"] == note_id)
+        note["body"] = body
+        note["updated_at"] = self._now()
+        return dict(note)
+
     def delete_note(self, project_id: int, mr_iid: int, note_id: int) -> None:
         """A note deleted by someone in the UI."""
         mr = self._get_mr(project_id, mr_iid)
@@ -1072,6 +1186,7 @@ class FakeGitLab(ProjectHooksMixin):
             ("GET", p + "/repository/files/{file_path}/raw", self._h_file_raw),
             ("GET", p + "/repository/files/{file_path}", self._h_file),
             ("GET", p + "/repository/compare", self._h_compare),
+            ("GET", p + "/repository/branches", self._h_branches),
             ("GET", p + "/repository/branches/{branch}", self._h_branch),
             ("GET", p + "/repository/commits/{sha}", self._h_commit),
             ("GET", p + "/repository/commits/{sha}/merge_requests", self._h_commit_mrs),
@@ -1425,7 +1540,10 @@ class FakeGitLab(ProjectHooksMixin):
 
     def _status_entity(self, record: JSONDict) -> JSONDict:
         # https://docs.gitlab.com/api/commits/#list-the-statuses-of-a-commit
-        # (lib/api/entities/commit_status.rb)
+        # (lib/api/entities/commit_status.rb). The entity exposes neither the record's type
+        # (a CI job or an external status) nor its stage: only these fields. The listing
+        # tells them apart by the `stage` filter and by `author` (the user who posted an
+        # external status; the pipeline's user for a CI job).
         return {
             "id": record["id"],
             "sha": record["sha"],
@@ -1437,7 +1555,7 @@ class FakeGitLab(ProjectHooksMixin):
             "created_at": record["created_at"],
             "started_at": record["started_at"],
             "finished_at": record["finished_at"],
-            "allow_failure": False,
+            "allow_failure": record.get("allow_failure", False),
             "coverage": record["coverage"],
             "pipeline_id": record["pipeline_id"],
             "author": dict(record["author"]),
@@ -1481,7 +1599,7 @@ class FakeGitLab(ProjectHooksMixin):
             "merge_when_pipeline_succeeds": False,
             "merge_status": "can_be_merged",
             "detailed_merge_status": "mergeable",
-            "sha": head,
+            "sha": None if mr.preparing else head,
             "merge_commit_sha": None,
             "squash_commit_sha": None,
             "discussion_locked": None,
@@ -1518,7 +1636,10 @@ class FakeGitLab(ProjectHooksMixin):
                     "first_deployed_to_production_at": None,
                     "pipeline": None,
                     "head_pipeline": None,
-                    "diff_refs": {
+                    # MergeRequest#diff_refs is nil until the diff is prepared.
+                    "diff_refs": None
+                    if mr.preparing
+                    else {
                         "base_sha": mr.base_sha,
                         "head_sha": head,
                         "start_sha": mr.start_sha,
@@ -1778,27 +1899,56 @@ class FakeGitLab(ProjectHooksMixin):
             }
         )
 
+    def _branch_entity(self, project: Project, name: str) -> JSONDict:
+        # gitlabhq/gitlabhq: lib/api/entities/branch.rb (`commit` is Entities::Commit;
+        # `default` is `options[:project].default_branch == repo_branch.name`).
+        sha = project.branches[name]
+        return {
+            "name": name,
+            "commit": self._commit_entity(project, self._commits[sha]),
+            "merged": False,
+            "protected": name == project.default_branch,
+            "default": name == project.default_branch,
+            "developers_can_push": False,
+            "developers_can_merge": False,
+            "can_push": True,
+            "web_url": f"{project.web_url}/-/tree/{name}",
+        }
+
     async def _h_branch(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/branches/#get-single-repository-branch
         # The name is URL-encoded (`feature%2Fx`); an unknown one is "404 Branch Not Found".
         project = self._project_from(request)
         name = unquote(request.path_params["branch"])
-        sha = project.branches.get(name)
-        if sha is None:
+        if name not in project.branches:
             raise _not_found("Branch")
-        return JSONResponse(
-            {
-                "name": name,
-                "commit": self._commit_entity(project, self._commits[sha]),
-                "merged": False,
-                "protected": name == project.default_branch,
-                "default": name == project.default_branch,
-                "developers_can_push": False,
-                "developers_can_merge": False,
-                "can_push": True,
-                "web_url": f"{project.web_url}/-/tree/{name}",
-            }
-        )
+        return JSONResponse(self._branch_entity(project, name))
+
+    async def _h_branches(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/branches/#list-repository-branches
+        # gitlabhq/gitlabhq: lib/api/branches.rb with BranchesFinder: `search` (a substring),
+        # `sort` one of name_asc (the default), updated_asc, updated_desc, where "updated"
+        # is the head commit's committer date (Gitaly's FindLocalBranches SortBy), not
+        # the time of the push; paginated. (GitLab also caches this listing for 30
+        # seconds per user and parameters; the fake does not.)
+        project = self._project_from(request)
+        params = request.query_params
+        names = list(project.branches)
+        if params.get("search"):
+            names = [n for n in names if params["search"].lower() in n.lower()]
+        sort = params.get("sort") or "name_asc"
+        if sort not in ("name_asc", "updated_asc", "updated_desc"):
+            raise _param_error("sort does not have a valid value")
+        if sort == "name_asc":
+            names.sort()
+        else:
+
+            def updated(name: str) -> tuple[str, int]:
+                head = self._commits[project.branches[name]]
+                return head.committed_date, head.seq
+
+            names.sort(key=updated, reverse=sort == "updated_desc")
+        return self._paged_json(request, names, lambda n: self._branch_entity(project, n))
 
     async def _h_compare(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/repositories/#compare-branches-tags-or-commits
@@ -1890,7 +2040,10 @@ class FakeGitLab(ProjectHooksMixin):
         # https://docs.gitlab.com/api/commits/#list-the-statuses-of-a-commit
         # lib/api/commit_statuses.rb: only the latest status per name and pipeline
         # unless all=true; filters ref/stage/name/pipeline_id; order_by id|pipeline_id,
-        # sort asc by default; paginated.
+        # sort asc by default; paginated. It lists `::CommitStatus.where(pipeline:
+        # pipelines)`: CI jobs (Ci::Build) of the sha's pipelines too, not only external
+        # statuses. `stage` matches the job's stage name (`joins(:ci_stage)`; the `stage`
+        # column on older GitLab), which is "external" for every external status.
         project, commit = self._commit_from(request)
         params = request.query_params
         records = [
@@ -1901,7 +2054,7 @@ class FakeGitLab(ProjectHooksMixin):
         if params.get("ref"):
             records = [s for s in records if s["ref"] == params["ref"]]
         if params.get("stage"):
-            records = [s for s in records if params["stage"] == "external"]
+            records = [s for s in records if s.get("stage", EXTERNAL_STAGE) == params["stage"]]
         if params.get("name"):
             records = [s for s in records if s["name"] == params["name"]]
         if params.get("pipeline_id"):
@@ -2011,6 +2164,22 @@ class FakeGitLab(ProjectHooksMixin):
             and not re.match(r"^https?://[^\s/]+", target_url)
         ):
             errors["target_url"] = ["is blocked: Only allowed schemes are http, https"]
+        # app/models/generic_commit_status.rb `name_uniqueness_across_types`: a pipeline
+        # that holds a job of another type (a CI job, Ci::Build) with this name refuses the
+        # external status; app/services/ci/create_commit_status_service.rb answers
+        # `bad_request(commit_status.errors.messages)`, i.e. 400
+        # {"message": {"name": ["has already been taken"]}}.
+        if (
+            name
+            and matching is not None
+            and any(
+                s["pipeline_id"] == matching.id
+                and s["name"] == name
+                and s.get("type", GENERIC_COMMIT_STATUS) != GENERIC_COMMIT_STATUS
+                for s in self._statuses
+            )
+        ):
+            errors["name"] = ["has already been taken"]
         if errors:
             raise _ApiError(400, {"message": errors})
 
@@ -2022,6 +2191,7 @@ class FakeGitLab(ProjectHooksMixin):
                 s
                 for s in reversed(self._statuses)
                 if s["pipeline_id"] == pipeline.id
+                and s.get("type", GENERIC_COMMIT_STATUS) == GENERIC_COMMIT_STATUS
                 and s["ref"] == pipeline.ref
                 and s["name"] == name
                 and s["user_id"] == self.bot_user["id"]
@@ -2066,6 +2236,8 @@ class FakeGitLab(ProjectHooksMixin):
                 "author": self._user(self.bot_user["username"]),
                 "user_id": self.bot_user["id"],
                 "retried": False,
+                "type": GENERIC_COMMIT_STATUS,
+                "stage": EXTERNAL_STAGE,
             }
             self._statuses.append(record)
         else:

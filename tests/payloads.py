@@ -107,8 +107,11 @@ def push_hook(
     return payload
 
 
-def note_hook(mr: Any, note: dict[str, Any]) -> dict[str, Any]:
-    """GitLab's published Note Hook payload for a comment `note` on the fake's MR `mr`."""
+def note_hook(mr: Any, note: dict[str, Any], *, action: str | None = "create") -> dict[str, Any]:
+    """GitLab's published Note Hook payload for a comment `note` on the fake's MR `mr`.
+
+    `action` is `create` for a new comment, `update` for an edited one (gitlabhq/gitlabhq:
+    lib/gitlab/data_builder/note.rb); None drops the key, as older GitLab sends it."""
     payload = fixture("note_merge_request.json")
     payload["project_id"] = mr.project_id
     payload["project"]["id"] = mr.project_id
@@ -117,4 +120,8 @@ def note_hook(mr: Any, note: dict[str, Any]) -> dict[str, Any]:
         id=note["id"], note=note["body"], noteable_type="MergeRequest", project_id=mr.project_id
     )
     payload["merge_request"].update(iid=mr.iid, id=mr.id)
+    if action is None:
+        payload["object_attributes"].pop("action", None)
+    else:
+        payload["object_attributes"]["action"] = action
     return payload

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from bot.local import ZERO_SHA
+from bot.settings import Settings
 from tests.git_repos import HYGIENE_FILES, Repo, codequality_entries, junit_cases, make_repo
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -108,7 +109,10 @@ def test_the_template_declares_the_inputs_and_wires_the_reports() -> None:
     assert inputs["fail_on"]["options"] == ["error", "warning"]
     assert inputs["post_note"]["type"] == "boolean" and inputs["post_note"]["default"] is False
     assert "default" not in inputs["package"]  # no guess at a package name on public PyPI
-    assert list(jobs) == ["compliance"]
+    # A job of its own name: GitLab refuses an external status named like a job of the same
+    # pipeline (app/models/generic_commit_status.rb), and the server's status is `compliance`.
+    assert list(jobs) == ["compliance-check"]
+    assert Settings.model_fields["compliance_status_name"].default not in jobs
     [job] = jobs.values()
     assert job["stage"] == "test" and job["image"].startswith("python:3.1")
     conditions = [rule["if"] for rule in job["rules"]]
@@ -214,7 +218,7 @@ def _predefined(repo: Repo, **variables: str) -> dict[str, str]:
         "CI_PROJECT_ID": "7",
         "CI_PROJECT_PATH": "acme/widget",
         "CI_DEFAULT_BRANCH": "main",
-        "CI_JOB_NAME": "compliance",
+        "CI_JOB_NAME": "compliance-check",
         "CI_JOB_TOKEN": "job-token-that-must-not-be-used",
         **variables,
     }

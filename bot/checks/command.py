@@ -32,7 +32,12 @@ async def run(services: Services, note: NoteEvent) -> None:
         await gitlab.create_note(note.project_id, note.mr_iid, commands.HELP_TEXT)
         return
     # The MR as GitLab has it now: the current head, title and description.
-    current = await gitlab.merge_request(note.project_id, note.mr_iid)
+    current = merge_request_from_api(await gitlab.merge_request(note.project_id, note.mr_iid))
+    if current is None:
+        # GitLab is still preparing the MR (no head yet): nothing to check yet, and not an
+        # error. Catch-up checks the MR once GitLab lists its head without a bot status.
+        log.info("recheck: no head yet", extra={"project": note.project_id, "mr": note.mr_iid})
+        return
     # A recheck reads everything afresh: it is how a user says "don't trust what you knew".
-    await merge_request_check.check(services, merge_request_from_api(current), reuse=False)
+    await merge_request_check.check(services, current, reuse=False)
     log.info("recheck done", extra={"project": note.project_id, "mr": note.mr_iid})
