@@ -25,7 +25,7 @@ from typing import Any
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def config_key(config_file: tuple[str, str] | None, base_config: Mapping[str, Any]) -> str:
@@ -54,6 +54,8 @@ class MergeRequestInputs:
     file_sizes: Mapping[str, int] = field(default_factory=dict)
     signatures: Mapping[str, bool] = field(default_factory=dict)
     squash: bool = False
+    changes_truncated: str = ""  # what GitLab's diff limits left out of `changes`
+    file_texts: Mapping[str, str] = field(default_factory=dict)  # files whose diff it left out
 
 
 def sorted_changes(changes: Iterable[ChangedFile]) -> tuple[ChangedFile, ...]:
@@ -150,6 +152,8 @@ def as_data(inputs: MergeRequestInputs) -> dict[str, Any]:
         "file_sizes": dict(inputs.file_sizes),
         "signatures": dict(inputs.signatures),
         "squash": inputs.squash,
+        "changes_truncated": inputs.changes_truncated,
+        "file_texts": dict(inputs.file_texts),
     }
 
 
@@ -187,6 +191,8 @@ def from_data(data: Mapping[str, Any]) -> MergeRequestInputs | None:
         file_sizes={str(k): int(v) for k, v in data["file_sizes"].items()},
         signatures={str(k): bool(v) for k, v in data["signatures"].items()},
         squash=bool(data["squash"]),
+        changes_truncated=str(data["changes_truncated"]),
+        file_texts={str(k): str(v) for k, v in data["file_texts"].items()},
     )
 
 
@@ -198,6 +204,7 @@ def advanced(
     changes: tuple[ChangedFile, ...],
     file_sizes: Mapping[str, int],
     signatures: Mapping[str, bool],
+    file_texts: Mapping[str, str],
     project: ProjectFacts,
     project_read_at: float,
 ) -> MergeRequestInputs:
@@ -208,6 +215,7 @@ def advanced(
         changes=changes,
         file_sizes=dict(file_sizes),
         signatures=dict(signatures),
+        file_texts=dict(file_texts),
         project=project,
         project_read_at=project_read_at,
     )
