@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from bot.gitlab import changed_file_from_api
 from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, Project
@@ -334,3 +335,41 @@ async def test_older_gitlab_versions_are_checked_alike(
     state, description = _state(fake, project.id, mr.head_sha)
     assert state == "failed" and not description.startswith("could not complete")
     assert "LICENSE" in _note(fake, project.id, mr.iid)
+
+
+def _entry(**fields: object) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "old_path": "f",
+        "new_path": "f",
+        "a_mode": "100644",
+        "b_mode": "100644",
+        "new_file": False,
+        "renamed_file": False,
+        "deleted_file": False,
+        "diff": "",
+    }
+    entry.update(fields)
+    return entry
+
+
+@pytest.mark.parametrize(
+    ("entry", "complete"),
+    [
+        # 18.4+: the flags say it.
+        (_entry(diff="", collapsed=True, too_large=False), False),
+        (_entry(diff="", collapsed=False, too_large=True), False),
+        (_entry(diff="", renamed_file=True, collapsed=False, too_large=False), True),
+        # Before 18.4: an empty diff is complete only where an empty patch is normal.
+        (_entry(diff=""), False),
+        (_entry(diff="", new_file=True, a_mode="0"), False),  # read: it may be empty
+        (_entry(diff="", deleted_file=True, b_mode="0"), True),
+        (_entry(diff="", renamed_file=True, old_path="e"), True),
+        (_entry(diff="", b_mode="100755"), True),  # a change of mode alone
+        (_entry(diff="@@ -1 +1 @@\n-a\n+b\n"), True),
+        (_entry(diff="Binary files a/f and b/f differ\n"), True),
+    ],
+)
+def test_a_diff_entry_says_whether_gitlab_left_its_patch_out(
+    entry: dict[str, object], complete: bool
+) -> None:
+    assert changed_file_from_api(entry).diff_complete is complete
