@@ -65,6 +65,7 @@ MAX_SIGNATURE_READS = 500
 # secrets rule, up to these bounds; past them it is reported as not scanned.
 MAX_TEXT_READS = 100
 MAX_TEXT_BYTES = 1024 * 1024
+MAX_TEXT_TOTAL_BYTES = 16 * 1024 * 1024  # all of them together, for one check
 # Near GitLab's smallest diff limits an MR's diff, composed from pushes, might be one GitLab
 # would cut short: such an MR is read afresh, so the MR's own `changes_count` decides.
 # (Hard limits: app/models/commit.rb `max_diff_options`, 1000 files and 50000 lines by
@@ -296,24 +297,41 @@ async def _file_texts(
     sizes: Mapping[str, int],
 ) -> dict[str, str]:
     """The whole text at `ref` of changed files whose diff GitLab left out, so the secrets
-    rule reads what the diff did not show. Bounded: the first MAX_TEXT_READS such files, of
-    at most MAX_TEXT_BYTES each; the others are left out and reported as not scanned."""
+    rule reads what the diff did not show. Bounded (`texts_to_read`); the files left out are
+    reported as not scanned."""
+    wanted = texts_wanted(changes)
+    # The sizes first (a HEAD each, unless known), so a huge file is never downloaded.
+    unknown = [path for path in wanted if path not in sizes]
+    found = await _together(*(gitlab.file_size(project_id, path, ref) for path in unknown))
+    known = {**sizes, **dict(zip(unknown, found, strict=True))}
+    chosen = texts_to_read(wanted, known)
+    texts = await _together(*(_file_text(gitlab, project_id, ref, path) for path in chosen))
+    return {path: text for path, text in zip(chosen, texts, strict=True) if text is not None}
+
+
+def texts_wanted(changes: Sequence[ChangedFile]) -> list[str]:
+    """Changed files whose diff was left out and that add content: the first MAX_TEXT_READS."""
     wanted = [c.new_path for c in changes if not c.diff_complete and not c.deleted_file]
-    wanted = wanted[:MAX_TEXT_READS]
-    texts = await _together(
-        *(_file_text(gitlab, project_id, ref, path, sizes.get(path)) for path in wanted)
-    )
-    return {path: text for path, text in zip(wanted, texts, strict=True) if text is not None}
+    return wanted[:MAX_TEXT_READS]
 
 
-async def _file_text(
-    gitlab: GitLab, project_id: int, ref: str, path: str, size: int | None
-) -> str | None:
-    if size is None:
-        # The size first (a HEAD), so a huge file is never downloaded.
-        size = await gitlab.file_size(project_id, path, ref)
-    if size > MAX_TEXT_BYTES:
-        return None
+def texts_to_read(wanted: Sequence[str], sizes: Mapping[str, int]) -> list[str]:
+    """Which of them are read: each of at most MAX_TEXT_BYTES, in order, until together they
+    would pass MAX_TEXT_TOTAL_BYTES."""
+    chosen: list[str] = []
+    total = 0
+    for path in wanted:
+        size = sizes.get(path)
+        if size is None or size > MAX_TEXT_BYTES:
+            continue
+        if total + size > MAX_TEXT_TOTAL_BYTES:
+            break
+        total += size
+        chosen.append(path)
+    return chosen
+
+
+async def _file_text(gitlab: GitLab, project_id: int, ref: str, path: str) -> str | None:
     try:
         data = await gitlab.raw_file(project_id, path, ref, max_bytes=MAX_TEXT_BYTES)
     except ResponseTooLarge:

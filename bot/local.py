@@ -44,10 +44,10 @@ from bot.engine import (
     GITLAB_DIR,
     MAX_CODEOWNERS_BYTES,
     MAX_SIZE_READS,
-    MAX_TEXT_BYTES,
-    MAX_TEXT_READS,
     Plan,
     evaluate,
+    texts_to_read,
+    texts_wanted,
 )
 from bot.model import ChangedFile, Commit, Report
 from bot.report import NotJudged
@@ -71,8 +71,9 @@ MAX_COMMITS = 10_000
 # GitLab leaves a file's diff out of the API (`too_large`) past the instance's "maximum diff
 # patch size", 200 KiB by default (https://docs.gitlab.com/administration/diff_limits/). The
 # server then reads the whole file, up to its bounds (engine.MAX_TEXT_READS files of
-# engine.MAX_TEXT_BYTES), or reports it as not scanned; so does the git Source, so that a
-# check gives the same verdict here as on the server, and memory stays bounded per file.
+# engine.MAX_TEXT_BYTES, engine.MAX_TEXT_TOTAL_BYTES in all), or reports it as not scanned;
+# so does the git Source, so that a check gives the same verdict here as on the server, and
+# memory stays bounded per file.
 MAX_FILE_DIFF_BYTES = 200 * 1024
 
 # Merge request rules judge `context.merge_request`, which git does not have: its title,
@@ -468,13 +469,11 @@ def file_sizes(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[
 def file_texts(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[str, str]:
     """The whole text at head of changed files whose diff was left out, bounded as the
     server bounds it (engine._file_texts)."""
-    wanted = [c.new_path for c in changed if not c.diff_complete and not c.deleted_file]
-    sizes = object_sizes(git, revision, wanted[:MAX_TEXT_READS])
+    wanted = texts_wanted(changed)
     texts: dict[str, str] = {}
-    for path, size in sizes.items():
-        if size <= MAX_TEXT_BYTES:
-            data = blob(git, revision, path)
-            texts[path] = "" if b"\0" in data else data.decode("utf-8", "replace")
+    for path in texts_to_read(wanted, object_sizes(git, revision, wanted)):
+        data = blob(git, revision, path)
+        texts[path] = "" if b"\0" in data else data.decode("utf-8", "replace")
     return texts
 
 
