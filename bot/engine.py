@@ -23,7 +23,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, Config, ConfigError, default_config, load
-from bot.gitlab import GitLab, GitLabError, NotFound
+from bot.gitlab import Comparison, GitLab, GitLabError, NotFound, ResponseTooLarge
 from bot.incremental import (
     MergeRequestInputs,
     advanced,
@@ -55,11 +55,24 @@ log = logging.getLogger(__name__)
 GITLAB_DIR = ".gitlab"
 # GitLab looks for CODEOWNERS in these places, first match wins.
 # https://docs.gitlab.com/user/project/codeowners/#codeowners-file
-CODEOWNERS_PATHS = ("CODEOWNERS", "docs/CODEOWNERS", ".gitlab/CODEOWNERS")
+DOCS_CODEOWNERS = "docs/CODEOWNERS"
+CODEOWNERS_PATHS = ("CODEOWNERS", DOCS_CODEOWNERS, ".gitlab/CODEOWNERS")
 MAX_CODEOWNERS_BYTES = 1024 * 1024
 # Bounds on per-file and per-commit reads, so one huge MR cannot flood GitLab.
 MAX_SIZE_READS = 1000
 MAX_SIGNATURE_READS = 500
+# A changed file whose diff GitLab left out (collapsed or too large) is read whole for the
+# secrets rule, up to these bounds; past them it is reported as not scanned.
+MAX_TEXT_READS = 100
+MAX_TEXT_BYTES = 1024 * 1024
+MAX_TEXT_TOTAL_BYTES = 16 * 1024 * 1024  # all of them together, for one check
+# Near GitLab's smallest diff limits an MR's diff, composed from pushes, might be one GitLab
+# would cut short: such an MR is read afresh, so the MR's own `changes_count` decides.
+# (Hard limits: app/models/commit.rb `max_diff_options`, 1000 files and 50000 lines by
+# default; lib/gitlab/git/diff_collection.rb adds 5 KiB a file in bytes.)
+COMPOSED_MAX_FILES = 500
+COMPOSED_MAX_LINES = 25_000
+COMPOSED_MAX_BYTES = 2_500_000
 # A project's description and topics change without any MR event; an incremental check
 # re-reads them when the copy it has is older than this.
 PROJECT_FACTS_MAX_AGE = 300.0
@@ -209,13 +222,28 @@ class Repository:
 
     async def codeowners(self) -> CodeOwnersFile | None:
         if not self.known.codeowners_read:
-            paths = set(await self.paths())
-            docs = await self._tree_or_empty("docs")
-            paths.update(str(item["path"]) for item in docs if item.get("type") == "blob")
-            found = await self._first_file(CODEOWNERS_PATHS, paths, MAX_CODEOWNERS_BYTES)
+            paths = await self.paths()
+            found = None
+            for candidate in CODEOWNERS_PATHS:
+                if candidate in paths:
+                    found = await self._first_file([candidate], paths, MAX_CODEOWNERS_BYTES)
+                elif candidate == DOCS_CODEOWNERS:
+                    # Not under the two directories `paths` lists: read it directly. A
+                    # listing of `docs` could hold more entries than the bot reads
+                    # (contract 2.11), and it is one call either way.
+                    found = await self._file_or_none(candidate, MAX_CODEOWNERS_BYTES)
+                if found is not None:
+                    break
             self.known.codeowners = CodeOwnersFile(*found) if found else None
             self.known.codeowners_read = True
         return self.known.codeowners
+
+    async def _file_or_none(self, path: str, max_bytes: int) -> tuple[str, str] | None:
+        try:
+            raw = await self.gitlab.raw_file(self.project_id, path, self.ref, max_bytes=max_bytes)
+        except NotFound:
+            return None
+        return path, raw.decode("utf-8", "replace")
 
     async def _first_file(
         self, candidates: Iterable[str], paths: Iterable[str], max_bytes: int
@@ -259,6 +287,87 @@ async def _signatures(
         *(gitlab.commit_signature_verified(project_id, sha) for sha in wanted)
     )
     return dict(zip(wanted, verified, strict=True))
+
+
+async def _file_texts(
+    gitlab: GitLab,
+    project_id: int,
+    ref: str,
+    changes: Sequence[ChangedFile],
+    sizes: Mapping[str, int],
+) -> dict[str, str]:
+    """The whole text at `ref` of changed files whose diff GitLab left out, so the secrets
+    rule reads what the diff did not show. Bounded (`texts_to_read`); the files left out are
+    reported as not scanned."""
+    wanted = texts_wanted(changes)
+    # The sizes first (a HEAD each, unless known), so a huge file is never downloaded.
+    unknown = [path for path in wanted if path not in sizes]
+    found = await _together(*(gitlab.file_size(project_id, path, ref) for path in unknown))
+    known = {**sizes, **dict(zip(unknown, found, strict=True))}
+    chosen = texts_to_read(wanted, known)
+    texts = await _together(*(_file_text(gitlab, project_id, ref, path) for path in chosen))
+    return {path: text for path, text in zip(chosen, texts, strict=True) if text is not None}
+
+
+def texts_wanted(changes: Sequence[ChangedFile]) -> list[str]:
+    """Changed files whose diff was left out and that add content: the first MAX_TEXT_READS."""
+    wanted = [c.new_path for c in changes if not c.diff_complete and not c.deleted_file]
+    return wanted[:MAX_TEXT_READS]
+
+
+def texts_to_read(wanted: Sequence[str], sizes: Mapping[str, int]) -> list[str]:
+    """Which of them are read: each of at most MAX_TEXT_BYTES, in order, until together they
+    would pass MAX_TEXT_TOTAL_BYTES."""
+    chosen: list[str] = []
+    total = 0
+    for path in wanted:
+        size = sizes.get(path)
+        if size is None or size > MAX_TEXT_BYTES:
+            continue
+        if total + size > MAX_TEXT_TOTAL_BYTES:
+            break
+        total += size
+        chosen.append(path)
+    return chosen
+
+
+async def _file_text(gitlab: GitLab, project_id: int, ref: str, path: str) -> str | None:
+    try:
+        data = await gitlab.raw_file(project_id, path, ref, max_bytes=MAX_TEXT_BYTES)
+    except ResponseTooLarge:
+        return None
+    if b"\0" in data:
+        return ""  # binary: GitLab's diff shows no lines of it either
+    return data.decode("utf-8", "replace")
+
+
+def _mr_diff_truncation(details: Mapping[str, Any], listed: int) -> str:
+    """What GitLab's diff limits left out of the MR's diff, from the MR's `changes_count`;
+    empty when every changed file is listed."""
+    # gitlabhq/gitlabhq lib/api/entities/merge_request.rb: `changes_count` is the MR
+    # diff's `real_size`, "1000+" past the diff limits (lib/gitlab/git/diff_collection.rb),
+    # and app/models/merge_request_diff.rb `save_diffs` stores no file past them.
+    count = str(details.get("changes_count") or "")
+    if count.endswith("+"):
+        return f"GitLab's diff limits stopped the MR's diff at {listed} files (of {count})"
+    if count.isdigit() and int(count) > listed:
+        return f"GitLab listed {listed} of the MR's {count} changed files"
+    return ""
+
+
+def _compare_truncation(comparison: Comparison) -> str:
+    if not comparison.overflow:
+        return ""
+    listed = len(comparison.changes)
+    return f"GitLab's diff limits stopped the compared files at {listed} (compare_timeout)"
+
+
+def _composed_near_limits(changes: Sequence[ChangedFile]) -> bool:
+    if len(changes) > COMPOSED_MAX_FILES:
+        return True
+    lines = sum(c.diff.count("\n") for c in changes)
+    size = sum(len(c.diff) for c in changes)
+    return lines > COMPOSED_MAX_LINES or size > COMPOSED_MAX_BYTES
 
 
 async def _sizes_and_signatures(
@@ -367,6 +476,8 @@ async def _check_from_previous(
         return MergeRequestCheck(_judge(checks, previous, event), previous, Reuse.METADATA)
     if event.oldrev != previous.head_sha:
         return None  # not a push on top of what was judged (or a push the bot missed)
+    if previous.changes_truncated:
+        return None  # GitLab cut the MR's diff short: only its own diff says what is left out
     needs = checks.needs
     wants_history = bool(
         needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.TREE, Need.FILE_SIZES}
@@ -386,18 +497,24 @@ async def _check_from_previous(
         return None  # the config, the tree and the merge-base may all have moved
     commits, changes = previous.commits, previous.changes
     sizes, signatures = dict(previous.file_sizes), dict(previous.signatures)
+    texts = dict(previous.file_texts)
     if compared is not None:
-        new_commits, new_changes = compared
+        new_commits, new_changes = compared.commits, compared.changes
         if not extends_linearly(new_commits, event.oldrev, event.head_sha):
             return None  # a force-push or a merge: the MR's commit list is not old + new
+        if compared.overflow or not all(c.diff_complete for c in new_changes):
+            # Compare collapses patches the MR's own diff shows in full, and stops at the
+            # diff limits: read the MR's diff instead.
+            return None
         composed = compose_changes(previous.changes, new_changes)
-        if composed is None:
+        if composed is None or _composed_near_limits(composed):
             return None
         commits, changes = previous.commits + tuple(new_commits), composed
         if len(commits) > MAX_SIGNATURE_READS or len(changes) > MAX_SIZE_READS:
             return None  # past the read bounds, which files get read depends on all of them
         touched = touched_paths(new_changes)
         kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
+        texts = {path: text for path, text in texts.items() if path not in touched}
         new_sizes, new_signatures = await _sizes_and_signatures(
             gitlab, event, needs, new_changes, new_commits
         )
@@ -410,6 +527,7 @@ async def _check_from_previous(
         changes=changes,
         file_sizes=sizes,
         signatures=signatures,
+        file_texts=texts,
         project=project or previous.project,
         project_read_at=now if project is not None else previous.project_read_at,
     )
@@ -437,11 +555,16 @@ async def _check_merge_request(
     # The MR's repository rules judge the target branch as it will be after the merge, so
     # they need the MR's changes too.
     wants_changes = bool(needs & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
-    details, commits, changes, paths, project, codeowners = await _together(
+    details, compared, changes, paths, project, codeowners = await _together(
         gitlab.merge_request(event.project_id, event.iid),
-        gitlab.merge_request_commits(event.project_id, event.iid)
+        # The MR's commits (`git log target..head`, as GitLab lists them) from compare,
+        # whose commits come from Gitaly with their parents: most GitLab versions list
+        # the MR's commits from database rows without parents (contract 2.2), so merge
+        # commits could not be told. The target project holds the head of a fork's MR
+        # too (refs/merge-requests/:iid/head).
+        gitlab.compare(event.project_id, target_sha, event.head_sha)
         if wants_commits
-        else _nothing([]),
+        else _nothing(None),
         gitlab.merge_request_diffs(event.project_id, event.iid) if wants_changes else _nothing([]),
         target.paths() if Need.TREE in needs else _nothing(frozenset()),
         project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
@@ -454,13 +577,20 @@ async def _check_merge_request(
         # so the note never describes an older head than the newest.
         report = Report(head_sha=event.head_sha, superseded_by=current_head)
         return MergeRequestCheck(report, None, Reuse.NONE)
+    commits = compared.commits if compared is not None else []
     if wants_commits and not commits:
         # An open MR always has a commit; none means GitLab has not finished preparing it,
         # which is not something to report as a pass.
         report = Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
         return MergeRequestCheck(report, None, Reuse.NONE)
+    truncated = _mr_diff_truncation(details, len(changes)) if wants_changes else ""
     changes = sorted_changes(changes)
     sizes, signatures = await _sizes_and_signatures(gitlab, event, needs, changes, commits)
+    texts = (
+        await _file_texts(gitlab, event.source_project_id, event.head_sha, changes, sizes)
+        if Need.FILE_TEXTS in needs
+        else {}
+    )
     inputs = MergeRequestInputs(
         head_sha=event.head_sha,
         target_sha=target_sha,
@@ -478,6 +608,8 @@ async def _check_merge_request(
         # https://docs.gitlab.com/api/merge_requests/#get-single-mr
         squash=bool(details.get("squash_on_merge", details.get("squash", False))),
         target_branch=event.target_branch,
+        changes_truncated=truncated,
+        file_texts=texts,
     )
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
 
@@ -512,6 +644,8 @@ def _judge(checks: Plan, inputs: MergeRequestInputs, event: MergeRequestEvent) -
         signatures=dict(inputs.signatures),
         codeowners=inputs.codeowners,
         squash_policy=checks.config.squash_policy,
+        changes_truncated=inputs.changes_truncated,
+        file_texts=dict(inputs.file_texts),
     )
     facts = {"commits": len(inputs.commits)} if wants_commits else {}
     if wants_changes:
@@ -550,12 +684,15 @@ async def _check_push(
     wants_history = bool(needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
     commits: Sequence[Commit] = ()
     changes: Sequence[ChangedFile] = ()
+    truncated = ""
     if wants_history:
         # Always from the compare API: the payload lists at most 20 commits, none for a new
         # branch pushed without new commits, no parents, no diffs, and may hide emails as
         # [REDACTED]; rules on sign-offs, authors and merges need the real commits.
         # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
-        commits, changes = await gitlab.compare(event.project_id, base, event.after)
+        compared = await gitlab.compare(event.project_id, base, event.after)
+        commits, changes = compared.commits, compared.changes
+        truncated = _compare_truncation(compared)
     paths, project, codeowners, sizes, signatures = await _together(
         pushed.paths() if Need.TREE in needs else _nothing(frozenset()),
         project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
@@ -566,6 +703,11 @@ async def _check_push(
         _signatures(gitlab, event.project_id, commits)
         if Need.SIGNATURES in needs
         else _nothing({}),
+    )
+    texts = (
+        await _file_texts(gitlab, event.project_id, event.after, changes, sizes)
+        if Need.FILE_TEXTS in needs
+        else {}
     )
     context = Context(
         scope=Scope.PUSH,
@@ -579,6 +721,8 @@ async def _check_push(
         signatures=signatures,
         codeowners=codeowners,
         squash_policy=config.squash_policy,
+        changes_truncated=truncated,
+        file_texts=texts,
     )
     return Report(
         head_sha=event.after,

@@ -47,6 +47,20 @@ DEFAULT_MAX_ITEMS = 10_000
 MAX_STATUSES_READ = 500
 
 
+# Signature verification statuses that count as verified (see commit_signature_verified).
+VERIFIED_SIGNATURES = frozenset({"verified", "verified_system", "verified_ca"})
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """What the compare API gave: commits oldest first, the changed files, and whether
+    GitLab's diff limits left files out (`compare_timeout`)."""
+
+    commits: list[Commit]
+    changes: list[ChangedFile]
+    overflow: bool = False
+
+
 class GitLabError(Exception):
     """GitLab could not give the bot what it asked for."""
 
@@ -309,17 +323,21 @@ class GitLab:
         raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/diffs")
         return [changed_file_from_api(d) for d in raw]
 
-    async def compare(
-        self, project_id: int, base: str, head: str
-    ) -> tuple[list[Commit], list[ChangedFile]]:
-        """Commits (oldest first) and changed files from the merge-base of base..head."""
+    async def compare(self, project_id: int, base: str, head: str) -> Comparison:
+        """Commits (oldest first, with their parents) and changed files from the merge-base
+        of base..head, and whether GitLab's diff limits cut the file list short."""
         # https://docs.gitlab.com/api/repositories/#compare-branches-tags-or-commits
+        # gitlabhq/gitlabhq lib/api/entities/compare.rb: `commits` come from Gitaly (parents
+        # included); `compare_timeout` is the diff collection's `overflow?`: past the diff
+        # limits (app/models/commit.rb `max_diff_options`) the rest of the files is left out.
         data = await self.get(
             f"/projects/{project_id}/repository/compare", {"from": base, "to": head}
         )
-        commits = [commit_from_api(c) for c in data.get("commits") or []]
-        files = [changed_file_from_api(d) for d in data.get("diffs") or []]
-        return commits, files
+        return Comparison(
+            commits=[commit_from_api(c) for c in data.get("commits") or []],
+            changes=[changed_file_from_api(d) for d in data.get("diffs") or []],
+            overflow=bool(data.get("compare_timeout")),
+        )
 
     async def branch_head(self, project_id: int, branch: str) -> str:
         """The sha a branch points at; NotFound when there is no such branch."""
@@ -361,7 +379,10 @@ class GitLab:
             return False
         # `verified_system`: signed by GitLab itself (web UI and API commits, 15.4+).
         # https://docs.gitlab.com/user/project/repository/signed_commits/web_commits/
-        return str(data.get("verification_status", "")) in {"verified", "verified_system"}
+        # `verified_ca` (EE): an X.509 signature whose certificate the top-level group's CA
+        # issued, the committer's email verified (gitlabhq/gitlabhq
+        # ee/app/models/concerns/ee/enums/commit_signature.rb).
+        return str(data.get("verification_status", "")) in VERIFIED_SIGNATURES
 
     async def open_merge_requests_for_branch(
         self, project_id: int, branch: str
@@ -565,6 +586,24 @@ def changed_file_from_api(raw: Mapping[str, Any]) -> ChangedFile:
         deleted_file=bool(raw.get("deleted_file")),
         renamed_file=bool(raw.get("renamed_file")),
         diff=str(raw.get("diff") or ""),
-        # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs (18.4+)
-        diff_complete=not (raw.get("collapsed") or raw.get("too_large")),
+        diff_complete=_diff_complete(raw),
     )
+
+
+def _diff_complete(raw: Mapping[str, Any]) -> bool:
+    """Whether the entry's `diff` holds the whole patch.
+
+    GitLab 18.4+ says so with `collapsed` and `too_large`
+    (https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs; gitlabhq/gitlabhq
+    lib/api/entities/diff.rb). Older versions send neither key, and a collapsed or too-large
+    patch is just `""` (lib/gitlab/git/diff.rb `prune!`). Then an empty diff is complete
+    only where an empty patch is normal: a deletion, a rename, or a change of mode alone.
+    A new empty file is taken as incomplete too; reading it shows it is empty.
+    """
+    if "collapsed" in raw or "too_large" in raw:
+        return not (raw.get("collapsed") or raw.get("too_large"))
+    if raw.get("diff") or raw.get("deleted_file") or raw.get("renamed_file"):
+        return True
+    modes = raw.get("a_mode"), raw.get("b_mode")
+    mode_only = not raw.get("new_file") and None not in modes and modes[0] != modes[1]
+    return mode_only

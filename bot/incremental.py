@@ -25,7 +25,7 @@ from typing import Any
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def config_key(config_file: tuple[str, str] | None, base_config: Mapping[str, Any]) -> str:
@@ -57,6 +57,8 @@ class MergeRequestInputs:
     # The target branch they were judged against: its rules, its tree, the merge-base. An
     # MR retargeted since is judged afresh ("" in memory written before it was kept).
     target_branch: str = ""
+    changes_truncated: str = ""  # what GitLab's diff limits left out of `changes`
+    file_texts: Mapping[str, str] = field(default_factory=dict)  # files whose diff it left out
 
 
 def sorted_changes(changes: Iterable[ChangedFile]) -> tuple[ChangedFile, ...]:
@@ -154,6 +156,8 @@ def as_data(inputs: MergeRequestInputs) -> dict[str, Any]:
         "signatures": dict(inputs.signatures),
         "squash": inputs.squash,
         "target_branch": inputs.target_branch,
+        "changes_truncated": inputs.changes_truncated,
+        "file_texts": dict(inputs.file_texts),
     }
 
 
@@ -192,6 +196,8 @@ def from_data(data: Mapping[str, Any]) -> MergeRequestInputs | None:
         signatures={str(k): bool(v) for k, v in data["signatures"].items()},
         squash=bool(data["squash"]),
         target_branch=str(data.get("target_branch") or ""),
+        changes_truncated=str(data["changes_truncated"]),
+        file_texts={str(k): str(v) for k, v in data["file_texts"].items()},
     )
 
 
@@ -203,6 +209,7 @@ def advanced(
     changes: tuple[ChangedFile, ...],
     file_sizes: Mapping[str, int],
     signatures: Mapping[str, bool],
+    file_texts: Mapping[str, str],
     project: ProjectFacts,
     project_read_at: float,
 ) -> MergeRequestInputs:
@@ -213,6 +220,7 @@ def advanced(
         changes=changes,
         file_sizes=dict(file_sizes),
         signatures=dict(signatures),
+        file_texts=dict(file_texts),
         project=project,
         project_read_at=project_read_at,
     )

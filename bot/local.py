@@ -46,6 +46,8 @@ from bot.engine import (
     MAX_SIZE_READS,
     Plan,
     evaluate,
+    texts_to_read,
+    texts_wanted,
 )
 from bot.model import ChangedFile, Commit, Report
 from bot.report import NotJudged
@@ -68,8 +70,10 @@ MAX_COMMITS = 10_000
 
 # GitLab leaves a file's diff out of the API (`too_large`) past the instance's "maximum diff
 # patch size", 200 KiB by default (https://docs.gitlab.com/administration/diff_limits/). The
-# server then reports the file as not scanned; so does the git Source, so that a check gives
-# the same verdict here as on the server, and so that memory stays bounded per file.
+# server then reads the whole file, up to its bounds (engine.MAX_TEXT_READS files of
+# engine.MAX_TEXT_BYTES, engine.MAX_TEXT_TOTAL_BYTES in all), or reports it as not scanned;
+# so does the git Source, so that a check gives the same verdict here as on the server, and
+# memory stays bounded per file.
 MAX_FILE_DIFF_BYTES = 200 * 1024
 
 # Merge request rules judge `context.merge_request`, which git does not have: its title,
@@ -488,6 +492,17 @@ def file_sizes(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[
     return object_sizes(git, revision, wanted)
 
 
+def file_texts(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[str, str]:
+    """The whole text at head of changed files whose diff was left out, bounded as the
+    server bounds it (engine._file_texts)."""
+    wanted = texts_wanted(changed)
+    texts: dict[str, str] = {}
+    for path in texts_to_read(wanted, object_sizes(git, revision, wanted)):
+        data = blob(git, revision, path)
+        texts[path] = "" if b"\0" in data else data.decode("utf-8", "replace")
+    return texts
+
+
 def codeowners(git: Git, revision: str) -> CodeOwnersFile | None:
     """The CODEOWNERS file GitLab would use: the first of its three places that exists."""
     sizes = object_sizes(git, revision, CODEOWNERS_PATHS)
@@ -537,6 +552,7 @@ class GitInputs:
     file_sizes: Mapping[str, int] = field(default_factory=dict)
     signed: Mapping[str, bool] = field(default_factory=dict)  # sha -> carries a signature
     codeowners: CodeOwnersFile | None = None
+    file_texts: Mapping[str, str] = field(default_factory=dict)
 
 
 def reads(needs: Collection[Need], scope: Scope) -> tuple[bool, bool]:
@@ -570,6 +586,7 @@ def read_inputs(git: Git, revisions: Revisions, needs: Collection[Need]) -> GitI
         if Need.SIGNATURES in needs
         else {},
         codeowners=codeowners(git, head) if Need.CODEOWNERS in needs else None,
+        file_texts=file_texts(git, head, found_changes) if Need.FILE_TEXTS in needs else {},
     )
 
 
@@ -662,6 +679,7 @@ def judge(
         signatures=judged_signatures,
         codeowners=inputs.codeowners,
         squash_policy=checks.config.squash_policy,
+        file_texts=inputs.file_texts,
     )
     read_commits, read_changes = reads(checks.needs, revisions.scope)
     report_facts: dict[str, int] = {}

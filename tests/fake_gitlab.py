@@ -426,6 +426,28 @@ class FakeGitLab(ProjectHooksMixin):
         self.pushes_without_hooks: list[JSONDict] = []
         # sha -> GitLab's verification_status ("verified", "unverified", ...); absent: unsigned
         self.signed: dict[str, str] = {}
+        # The GitLab version whose response shapes the fake gives, where they differ:
+        # - 17.7: a tree listing of a missing path is a 404 (it was 200 with []);
+        # - 18.4: diff entries carry `collapsed` and `too_large` (lib/api/entities/diff.rb;
+        #   gitlab-org/gitlab!199633). Before, a collapsed or too-large patch is just `""`.
+        self.version: tuple[int, int] = (18, 6)
+        # GitLab's diff limits, small in tests that cross them. Hard limits:
+        # gitlabhq/gitlabhq app/models/commit.rb `max_diff_options` (`diff_max_files` 1000 and
+        # `diff_max_lines` 50000 by default; 3000 and 100000 with `increased_diff_limits`, as
+        # on GitLab.com). A patch of `diff_max_patch_bytes` (200 KiB,
+        # lib/gitlab/git/diff.rb DEFAULT_MAX_PATCH_BYTES) or more is "too large".
+        self.diff_max_files: int = 1000
+        self.diff_max_lines: int = 50_000
+        self.diff_max_patch_bytes: int = 200 * 1024
+        # GET /merge_requests/:iid/commits: most GitLab versions build these commits from
+        # the MR diff's database rows (lib/api/merge_requests.rb `merge_request.commits`;
+        # app/models/merge_request_diff.rb `load_commits` without `load_from_gitaly` maps
+        # rows through `Commit.from_hash`), and those rows are stored without parents
+        # (app/models/merge_request_diff_commit.rb `prepare_commits_for_bulk_insert`:
+        # `commit.to_hash.except(:parent_ids, ...)`), so `parent_ids` is `[]`. Only the newest
+        # handler (the one with the MCP `route_setting`) loads them from Gitaly with parents:
+        # set True to model it.
+        self.mr_commits_with_parents: bool = False
 
         self._projects: dict[int, Project] = {}
         self._commits: dict[str, Commit] = {}
@@ -606,6 +628,69 @@ class FakeGitLab(ProjectHooksMixin):
                 items.append(item(path, path, deleted_file=True))
         return sorted(items, key=lambda i: (i["new_path"], i["old_path"]))
 
+    def _limited_diffs(
+        self, items: list[JSONDict], *, expanded: bool
+    ) -> tuple[list[JSONDict], bool]:
+        """GitLab's diff limits applied to diff items in order: (the items kept, overflow).
+
+        gitlabhq/gitlabhq lib/gitlab/git/diff_collection.rb `each_serialized_patch` (Gitaly
+        enforces the same limits for `each_gitaly_patch`), with the patch limits of
+        lib/gitlab/git/diff.rb `prune_diff_if_eligible`:
+        - a patch of `diff_max_patch_bytes` or more is `too_large` and its text dropped;
+        - unless `expanded`, a patch of a tenth of that (`patch_safe_limit_bytes`) or more is
+          `collapsed`, and so is every patch once the "safe" limits are passed: a tenth of
+          the hard limits in files and lines (app/models/commit.rb DIFF_SAFE_LIMIT_FACTOR),
+          and `safe_max_files` * 5 KiB in bytes;
+        - past `max_files` files, or once the lines reach `max_lines` or the bytes
+          `max_files` * 5 KiB, the collection stops: `overflow`, the rest is not listed.
+        A collection of one file is always expanded (`expand_diff?`).
+        """
+        max_files, max_lines = self.diff_max_files, self.diff_max_lines
+        max_bytes = max_files * 5 * 1024
+        safe_files, safe_lines = max_files // 10, max_lines // 10
+        safe_bytes = safe_files * 5 * 1024
+        patch_safe_bytes = self.diff_max_patch_bytes // 10
+        expand = expanded or len(items) == 1
+        kept: list[JSONDict] = []
+        lines = size = 0
+        for index, item in enumerate(items):
+            if index >= max_files:
+                return kept, True
+            patch = str(item["diff"])
+            patch_bytes = len(patch.encode())
+            too_large = patch_bytes >= self.diff_max_patch_bytes
+            collapsed = not too_large and not expand and patch_bytes >= patch_safe_bytes
+            if too_large or collapsed:
+                patch = ""
+            over_safe = index >= safe_files or lines > safe_lines or size >= safe_bytes
+            if not expand and over_safe and patch.count("\n") > 0:
+                collapsed, patch = True, ""
+            lines += patch.count("\n")
+            size += len(patch.encode())
+            if lines >= max_lines or size >= max_bytes:
+                return kept, True  # this diff crossed the limit: discarded
+            kept.append({**item, "diff": patch, "collapsed": collapsed, "too_large": too_large})
+        return kept, False
+
+    def _diff_entity(self, item: JSONDict) -> JSONDict:
+        # `collapsed` and `too_large` are exposed from 18.4 on (lib/api/entities/diff.rb,
+        # gitlab-org/gitlab!199633); before, a collapsed or too-large entry is only `diff: ""`.
+        if self.version >= (18, 4):
+            return item
+        return {k: v for k, v in item.items() if k not in ("collapsed", "too_large")}
+
+    def mr_stored_diffs(
+        self, mr: MergeRequest, *, unidiff: bool = False
+    ) -> tuple[list[JSONDict], bool]:
+        """What GitLab stored of the MR's diff: (files, overflow).
+
+        app/models/merge_request_diff.rb `save_diffs` stores
+        `compare.diffs(Commit.max_diff_options)`: the hard limits, expanded (no collapsing,
+        but a too-large patch is dropped). Files past the limits are never stored, and the
+        diff's state becomes `overflow`.
+        """
+        return self._limited_diffs(mr.diffs(unidiff=unidiff), expanded=True)
+
     # ------------------------------------------------------------------ state setup
 
     def add_project(
@@ -751,6 +836,25 @@ class FakeGitLab(ProjectHooksMixin):
         project.objects.add(sha)
         project.branches[branch] = sha
         self._touch_merge_requests(project_id, branch)
+        return sha
+
+    def merge(self, project_id: int, branch: str, other: str, *, message: str) -> str:
+        """A merge commit on `branch` with parents (branch head, `other`); return its sha.
+
+        Its tree is the branch's, with every file `other` changed since their merge base
+        taken from `other` (no conflicts are modelled).
+        """
+        head = self.branch_head(project_id, branch)
+        base = self._merge_base(head, other)
+        base_tree = self._commits[base].tree if base else {}
+        theirs = self._commits[other].tree
+        files: dict[str, str | None] = {
+            path: content for path, content in theirs.items() if base_tree.get(path) != content
+        }
+        files.update({path: None for path in base_tree if path not in theirs})
+        sha = self.commit(project_id, branch, message=message, files=files)
+        self._commits[sha].parent_ids.append(other)
+        self._get_project(project_id).objects |= self._ancestors(other)
         return sha
 
     def _touch_merge_requests(self, project_id: int, branch: str) -> None:
@@ -1629,8 +1733,10 @@ class FakeGitLab(ProjectHooksMixin):
             entity.update(
                 {
                     "subscribed": False,
-                    # GitLab sends changes_count as a string.
-                    "changes_count": str(len(mr.diffs())),
+                    # lib/api/entities/merge_request.rb: `changes_count` is
+                    # `merge_request_diff.real_size`, a string; past the diff limits it
+                    # ends in "+" ("1000+", lib/gitlab/git/diff_collection.rb `real_size`).
+                    "changes_count": self._changes_count(mr),
                     "latest_build_started_at": None,
                     "latest_build_finished_at": None,
                     "first_deployed_to_production_at": None,
@@ -1650,6 +1756,10 @@ class FakeGitLab(ProjectHooksMixin):
                 }
             )
         return entity
+
+    def _changes_count(self, mr: MergeRequest) -> str:
+        stored, overflow = self.mr_stored_diffs(mr)
+        return f"{len(stored)}+" if overflow else str(len(stored))
 
     # ------------------------------------------------------------------ handlers
 
@@ -1765,6 +1875,8 @@ class FakeGitLab(ProjectHooksMixin):
         under = [f for f in tree if f.startswith(prefix)]
         if path and not under:
             # Since GitLab 17.7 a missing path is a 404 (it used to be 200 with []).
+            if self.version < (17, 7):
+                return self._paged_json(request, [], lambda i: i)
             raise _ApiError(404, {"message": "404 invalid revision or path Not Found"})
         dirs: set[str] = set()
         blobs: list[str] = []
@@ -1886,6 +1998,27 @@ class FakeGitLab(ProjectHooksMixin):
         status = self.signed.get(sha)
         if status is None:
             raise _not_found("Signature")
+        if status == "verified_ca":
+            # An X.509 signature whose certificate a group's CA issued: EE adds
+            # `verified_ca` to the statuses of app/models/enums/commit_signature.rb
+            # (ee/app/models/concerns/ee/enums/commit_signature.rb); its entity is
+            # lib/api/entities/x509_signature.rb with the signature type.
+            return JSONResponse(
+                {
+                    "signature_type": "X509",
+                    "verification_status": status,
+                    "x509_certificate": {
+                        "id": 1,
+                        "subject": "CN=Ada Lovelace,O=Example",
+                        "subject_key_identifier": "AB:CD:EF",
+                        "email": "ada@example.com",
+                        "serial_number": 1,
+                        "certificate_status": "good",
+                        "x509_issuer": {"id": 1, "subject": "CN=Example CA"},
+                    },
+                    "commit_source": "gitaly",
+                }
+            )
         return JSONResponse(
             {
                 "signature_type": "PGP",
@@ -1966,8 +2099,17 @@ class FakeGitLab(ProjectHooksMixin):
         base = sha_from if straight else (self._merge_base(sha_from, sha_to) or "")
         commits = self._commits_between(sha_from, sha_to)
         old_tree = self._commits[base].tree if base else {}
-        diffs = self._diff_trees(
-            old_tree, self._commits[sha_to].tree, unidiff=_as_bool(params.get("unidiff", "false"))
+        # lib/api/entities/compare.rb: `compare.diffs` with Gitlab::Diff::FileCollection::Base
+        # `default_options`: the hard limits and `expanded: false`, so large patches and
+        # everything past the safe limits come back collapsed; `compare_timeout` is the
+        # collection's `overflow?`.
+        diffs, overflow = self._limited_diffs(
+            self._diff_trees(
+                old_tree,
+                self._commits[sha_to].tree,
+                unidiff=_as_bool(params.get("unidiff", "false")),
+            ),
+            expanded=False,
         )
         # Entities::Compare: `commit` is the last of `commits` (null when empty).
         rendered = [self._commit_entity(project, c) for c in commits]
@@ -1976,8 +2118,8 @@ class FakeGitLab(ProjectHooksMixin):
             {
                 "commit": rendered[-1] if rendered else None,
                 "commits": rendered,
-                "diffs": diffs,
-                "compare_timeout": False,
+                "diffs": [self._diff_entity(d) for d in diffs],
+                "compare_timeout": overflow,
                 "compare_same_ref": ref_from == ref_to,
                 "web_url": f"{project.web_url}/-/compare/{ref_from}{dots}{ref_to}",
             }
@@ -2336,18 +2478,24 @@ class FakeGitLab(ProjectHooksMixin):
         # https://docs.gitlab.com/api/merge_requests/#get-single-merge-request-commits
         mr = self._mr_from(request)
         project = self._projects[mr.project_id]
+
+        def entity(commit: Commit) -> JSONDict:
+            rendered = self._commit_entity(project, commit)
+            if not self.mr_commits_with_parents:
+                rendered["parent_ids"] = []  # see `mr_commits_with_parents`
+            return rendered
+
         return self._paged_json(
-            request,
-            mr.commits(),
-            lambda c: self._commit_entity(project, c),
-            with_totals=self.mr_commits_send_totals,
+            request, mr.commits(), entity, with_totals=self.mr_commits_send_totals
         )
 
     async def _h_mr_diffs(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs
+        # Lists the files GitLab stored of the MR's diff (`mr_stored_diffs`), no more.
         mr = self._mr_from(request)
-        diffs = mr.diffs(unidiff=_as_bool(request.query_params.get("unidiff", "false")))
-        return self._paged_json(request, diffs, lambda d: d)
+        unidiff = _as_bool(request.query_params.get("unidiff", "false"))
+        diffs, _ = self.mr_stored_diffs(mr, unidiff=unidiff)
+        return self._paged_json(request, diffs, self._diff_entity)
 
     # ---- notes: https://docs.gitlab.com/api/notes/#merge-requests
 

@@ -114,7 +114,7 @@ async def test_ten_quick_pushes_end_on_the_tenth_head(fake: FakeGitLab, journal:
             payload = hook_for(mr, action="update", oldrev=old)
             assert (await deliver(client, bot.url, MR_HOOK, payload)).status_code == 202
     await wait_until_settled(fake, [(mr, "success")], seconds=60)
-    full_checks = len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits"))
+    full_checks = len(fake.calls("GET", f"/merge_requests/{mr.iid}/diffs"))
     await bot.stop()
     [note] = [n for n in fake.notes(project.id, mr.iid) if NOTE_MARKER in str(n["body"])]
     assert f"`{mr.head_sha[:8]}`" in str(note["body"])

@@ -407,3 +407,48 @@ async def test_connections_are_counted(gitlab: FakeGitLab) -> None:
     assert all(a.status_code == 200 for a in answers)
     assert len(gitlab.requests) == 20
     assert 1 <= gitlab.connections() <= 2
+
+
+async def test_diff_limits_and_entity_shapes_follow_gitlab(
+    gitlab: FakeGitLab, client: httpx.AsyncClient
+) -> None:
+    project, _ = seeded(gitlab)
+    gitlab.diff_max_files = 2
+    gitlab.diff_max_patch_bytes = 1000
+    files: dict[str, str | None] = {"a.txt": "a\n", "b.txt": "b\n" * 600, "c.txt": "c\n"}
+    gitlab.commit(project.id, "feature", message="feat: three", files=files)
+    mr = gitlab.open_mr(project.id, source_branch="feature")
+    prefix = f"/projects/{project.id}/merge_requests/{mr.iid}"
+
+    assert (await client.get(prefix)).json()["changes_count"] == "2+"
+    diffs = (await client.get(f"{prefix}/diffs")).json()
+    assert [(d["new_path"], d["too_large"], d["diff"] == "") for d in diffs] == [
+        ("a.txt", False, False),
+        ("b.txt", True, True),
+    ]
+    commits = (await client.get(f"{prefix}/commits")).json()
+    assert commits[0]["parent_ids"] == []
+    gitlab.mr_commits_with_parents = True
+    assert (await client.get(f"{prefix}/commits")).json()[0]["parent_ids"] != []
+
+    compare = (
+        await client.get(
+            f"/projects/{project.id}/repository/compare", params={"from": "main", "to": "feature"}
+        )
+    ).json()
+    assert compare["compare_timeout"] is True
+    assert [d["new_path"] for d in compare["diffs"]] == ["a.txt", "b.txt"]
+
+    gitlab.version = (18, 3)
+    old_shape = (await client.get(f"{prefix}/diffs")).json()
+    assert "collapsed" not in old_shape[1] and old_shape[1]["diff"] == ""
+    gitlab.version = (17, 6)
+    missing = await client.get(
+        f"/projects/{project.id}/repository/tree", params={"path": "nowhere"}
+    )
+    assert missing.status_code == 200 and missing.json() == []
+    gitlab.version = (17, 7)
+    missing = await client.get(
+        f"/projects/{project.id}/repository/tree", params={"path": "nowhere"}
+    )
+    assert missing.status_code == 404

@@ -19,6 +19,7 @@ from bot.local import (
     codeowners,
     commits,
     default_branch,
+    file_texts,
     judge,
     object_sizes,
     open_repository,
@@ -132,6 +133,19 @@ def test_a_diff_past_gitlabs_patch_limit_is_marked_incomplete_as_gitlab_marks_it
 
     assert not by_path["big.txt"].diff_complete and by_path["big.txt"].diff == ""
     assert by_path["small.txt"].diff_complete and by_path["small.txt"].added_lines()
+
+
+def test_a_file_whose_diff_was_left_out_is_read_whole_as_the_server_reads_it(
+    repo: Repo,
+) -> None:
+    base = repo.head()
+    big = "".join(f"line {i} {'x' * 60}\n" for i in range(MAX_FILE_DIFF_BYTES // 60 + 10))
+    repo.commit("feat: big file", {"big.txt": big, "small.txt": "small\n"})
+    git = open_repository(repo.path)
+
+    texts = file_texts(git, repo.head(), changes(git, base, repo.head()))
+
+    assert texts == {"big.txt": big}
 
 
 def test_tree_paths_list_the_root_and_gitlab_dir_as_the_tree_api_does(repo: Repo) -> None:

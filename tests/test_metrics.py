@@ -24,7 +24,7 @@ async def test_metrics_count_what_happened(fake: FakeGitLab, bot: Bot) -> None:
     project = compliant_project(fake)
     fake.commit(project.id, "feature", message="feat: x")
     mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    fake.fail("GET", r"/merge_requests/\d+/commits$", 429, times=1, retry_after=0)
+    fake.fail("GET", r"/merge_requests/\d+/diffs$", 429, times=1, retry_after=0)
     await bot.send("Merge Request Hook", hook_for(mr))
     await bot.send("Merge Request Hook", hook_for(mr), token="wrong")
     await bot.send("Pipeline Hook", {"object_kind": "pipeline"})
@@ -41,7 +41,7 @@ async def test_metrics_count_what_happened(fake: FakeGitLab, bot: Bot) -> None:
         'compliance_check_duration_seconds_count{kind="merge_request",outcome="done"} 1.0' in text
     )
     assert (
-        'compliance_gitlab_calls_total{endpoint="/projects/:id/merge_requests/:iid/commits",'
+        'compliance_gitlab_calls_total{endpoint="/projects/:id/merge_requests/:iid/diffs",'
         'method="GET",status="429"} 1.0'
     ) in text
     assert "compliance_gitlab_retries_total 1.0" in text

@@ -109,7 +109,7 @@ async def test_one_delivery_sent_to_every_replica_at_once_runs_one_check(
     await wait_until_settled(fake, [(mr, "success")], seconds=30)
     await asyncio.gather(*(replica.stop() for replica in replicas))
     assert len(fake.calls("POST", f"/statuses/{mr.head_sha}")) == 1
-    assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits")) == 1
+    assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/diffs")) == 1
     assert len([n for n in fake.notes(project.id, mr.iid) if NOTE_MARKER in str(n["body"])]) == 1
 
 

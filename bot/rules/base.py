@@ -33,6 +33,8 @@ class Need(StrEnum):
     FILE_SIZES = "file_sizes"  # byte sizes of added and modified files
     SIGNATURES = "signatures"  # whether each commit's signature is verified
     CODEOWNERS = "codeowners"  # the CODEOWNERS file, when there is one
+    # The whole text of changed files whose diff GitLab left out (collapsed, too large)
+    FILE_TEXTS = "file_texts"
 
 
 class Scope(StrEnum):
@@ -92,6 +94,12 @@ class Context:
     signatures: Mapping[str, bool] = field(default_factory=dict)
     codeowners: CodeOwnersFile | None = None
     squash_policy: SquashPolicy = SquashPolicy.TITLE
+    # What GitLab left out of `changes` when its diff limits cut the file list short, e.g.
+    # "GitLab's diff limits stopped the list at 1000 files"; empty when every file is listed.
+    changes_truncated: str = ""
+    # path -> the whole file at the head, read because GitLab left its diff out (a changed
+    # file with `diff_complete` False that is not here could not be read).
+    file_texts: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -152,7 +152,19 @@ def _added_path(change: ChangedFile) -> str | None:
     return change.new_path
 
 
+def unseen_files(context: Context, what: str) -> Iterator[Problem]:
+    """One problem when GitLab's diff limits cut the list of changed files short: the
+    files it left out could not be judged, and what cannot be seen is not clean."""
+    if context.changes_truncated:
+        yield Problem(
+            message=f"files GitLab did not list could not be {what}: {context.changes_truncated}",
+            fix="Split the change into smaller merge requests (or pushes) that fit GitLab's "
+            "diff limits, or check the rest by hand.",
+        )
+
+
 def check_prohibited(context: Context, config: ProhibitedFilesConfig) -> Iterator[Problem]:
+    yield from unseen_files(context, "checked for prohibited files")
     patterns = [*config.patterns, *config.extra_patterns]
     if config.regex:
         patterns.append(config.regex)
@@ -212,6 +224,7 @@ def _pure_rename(change: ChangedFile) -> bool:
 def check_max_size(context: Context, config: MaxSizeConfig) -> Iterator[Problem]:
     # `file_sizes` holds git blob sizes, so a Git LFS file is judged by its small pointer and
     # passes, as GitLab's push rule exempts LFS files.
+    yield from unseen_files(context, "checked against the size limit")
     for change in context.changes:
         if change.deleted_file:
             continue
@@ -869,16 +882,19 @@ def check_secrets(context: Context, config: SecretsConfig) -> Iterator[Problem]:
     lines_left = MAX_LINES_TOTAL
     chars_left = MAX_CHARS_TOTAL
     unscanned: list[str] = []
+    yield from unseen_files(context, "scanned for secrets")
     for change in context.changes:
         if change.deleted_file:
             continue  # a deletion adds no line
         path = change.new_path
         if not config.selects(path):
             continue
-        if not change.diff_complete:
+        whole = context.file_texts.get(path) if not change.diff_complete else None
+        if not change.diff_complete and whole is None:
             yield Problem(
                 message=f"{path} could not be scanned for secrets: GitLab did not return its "
-                "diff (too large or collapsed)",
+                "diff (too large or collapsed), and the file was too large (or too many "
+                "such files) to read whole",
                 location=path,
                 fix="Check the file by hand, split the change so its diff fits GitLab's diff "
                 "limits, or `exclude` the path if it cannot hold secrets (generated files).",
@@ -887,7 +903,10 @@ def check_secrets(context: Context, config: SecretsConfig) -> Iterator[Problem]:
         if lines_left <= 0 or chars_left <= 0:
             unscanned.append(path)
             continue
-        added = change.added_lines()
+        # GitLab left the diff out: every line of the file is scanned, as if added.
+        added = (
+            change.added_lines() if whole is None else list(enumerate(whole.splitlines(), start=1))
+        )
         budget = min(MAX_LINES_PER_FILE, lines_left)
         scanned = 0
         for _, text in added[:budget]:
@@ -946,7 +965,7 @@ SECRETS = Rule(
     title="No secrets in added lines",
     config=SecretsConfig,
     check=check_secrets,
-    needs=frozenset({Need.CHANGES}),
+    needs=frozenset({Need.CHANGES, Need.FILE_TEXTS}),
     fix=SECRETS_FIX,
 )
 

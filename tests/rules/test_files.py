@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import random
 import string
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -329,6 +330,36 @@ def test_an_incomplete_diff_is_a_problem_never_a_pass() -> None:
     # A deletion adds nothing, so its missing diff hides nothing.
     gone = ChangedFile("dump.sql", "dump.sql", deleted_file=True, diff_complete=False)
     assert secrets(gone) == []
+
+
+def test_a_left_out_diff_read_whole_is_scanned_line_by_line() -> None:
+    change = ChangedFile("big.py", "big.py", new_file=True, diff_complete=False)
+    context = replace(ctx(change), file_texts={"big.py": f"x = 1\ntoken = '{GLPAT}'\n"})
+    problems = files.SECRETS.run(context, files.SecretsConfig(**ON))
+    assert [p.location for p in problems] == ["big.py:2"]
+    clean = replace(ctx(change), file_texts={"big.py": "x = 1\n"})
+    assert files.SECRETS.run(clean, files.SecretsConfig(**ON)) == []
+
+
+@pytest.mark.parametrize(
+    ("rule", "config"),
+    [
+        (files.SECRETS, files.SecretsConfig(**ON)),
+        (files.PROHIBITED, files.ProhibitedFilesConfig(**ON)),
+        (files.MAX_SIZE, files.MaxSizeConfig(**ON)),
+    ],
+    ids=lambda v: getattr(v, "id", ""),
+)
+def test_a_file_list_gitlab_cut_short_is_never_clean(rule: Rule[Any], config: Any) -> None:
+    listed = added("a.py", "x = 1")
+    truncated = replace(
+        ctx(listed, sizes={"a.py": 6}), changes_truncated="GitLab's diff limits stopped it"
+    )
+    problems = rule.run(truncated, config)
+    assert len(problems) == 1
+    assert "files GitLab did not list could not be" in problems[0].message
+    assert "GitLab's diff limits stopped it" in problems[0].message
+    assert rule.run(ctx(listed, sizes={"a.py": 6}), config) == []
 
 
 def test_allow_suppresses_matching_lines_only() -> None:
