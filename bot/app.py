@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import commands, config, webhook
+from bot import commands, config, redaction, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
 from bot.checks import command as command_check
@@ -32,6 +32,7 @@ from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.store import JobRecord, NewJob, Store, open_store
+from bot.token_watch import TokenWatch
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,16 @@ def create_app(
     """
     base_config = read_instance_defaults(settings.compliance_config)
     metrics = Metrics()
+    # Every sink (logs, journal, statuses, notes) scrubs these; see bot/redaction.py.
+    redaction.register(
+        settings.gitlab_token.get_secret_value(),
+        settings.webhook_secret.get_secret_value(),
+        settings.webhook_signing_token.get_secret_value()
+        if settings.webhook_signing_token is not None
+        else None,
+    )
+    # Learns from every GitLab answer whether the token is refused (401), for /readyz.
+    token_watch = TokenWatch(forward=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -85,7 +96,7 @@ def create_app(
                 lease_seconds=settings.job_lease_seconds,
                 pool_size=settings.db_pool_size,
             ) as store,
-            open_gitlab(settings, transport=transport, observer=metrics) as gitlab,
+            open_gitlab(settings, transport=transport, observer=token_watch) as gitlab,
         ):
             http = gitlab.http
             services = Services(
@@ -224,6 +235,8 @@ def create_app(
             return JSONResponse({"status": "shutting down"}, status_code=503)
         if not await runtime.store.writable():
             return JSONResponse({"status": "store not writable"}, status_code=503)
+        if await token_watch.still_refused(runtime.services.gitlab):
+            return JSONResponse({"status": "GitLab refuses the token (401)"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:

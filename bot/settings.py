@@ -48,6 +48,11 @@ class GitLabSettings(BaseSettings):
         default=16, ge=1, description="GitLab requests in flight at the same time."
     )
 
+    @field_validator("gitlab_token")
+    @classmethod
+    def _token_is_clean(cls, value: SecretStr) -> SecretStr:
+        return _clean_secret(value)
+
     @field_validator("gitlab_url")
     @classmethod
     def _no_trailing_api(cls, value: AnyHttpUrl) -> AnyHttpUrl:
@@ -115,6 +120,11 @@ class Settings(GitLabSettings):
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
 
+    @field_validator("webhook_secret", "webhook_signing_token")
+    @classmethod
+    def _secret_is_clean(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _clean_secret(value)
+
     @field_validator("compliance_db", mode="before")
     @classmethod
     def _path_as_text(cls, value: object) -> object:
@@ -129,11 +139,30 @@ class Settings(GitLabSettings):
     )
 
 
+def _clean_secret(value: SecretStr) -> SecretStr:
+    """Refuse a secret with surrounding whitespace or control characters, naming the problem
+    but never the value.
+
+    A token read from a file often ends in a newline. Sent as it is, httpx refuses the header
+    (`Illegal header value b'glpat-...\\n'`, the whole token in the message) and every call
+    fails; stripping it silently would make the bot use a value other than the one configured.
+    So the bot stops at start, and says what to fix.
+    """
+    text = value.get_secret_value()
+    if text != text.strip():
+        raise ValueError("has leading or trailing whitespace (a newline from a file?); remove it")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("contains a control character; it cannot be sent in an HTTP header")
+    return value
+
+
 def settings_error_line(error: ValidationError) -> str:
     """One line naming every missing or invalid variable, without echoing any value."""
     parts = []
     for item in error.errors():
         name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        # pydantic prefixes a validator's own message with "Value error, ".
         reason = "is not set" if item["type"] == "missing" else item["msg"]
+        reason = reason.removeprefix("Value error, ")
         parts.append(f"{name} {reason}")
     return "configuration error: " + "; ".join(parts)
