@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -170,6 +170,9 @@ def create_app(
             return answer("invalid token", 401, {"error": "invalid token"})
         try:
             body = await _read_capped(request, settings.max_body_bytes)
+        except ClientDisconnect:
+            # The client went away, or was closed for sending too slowly (bot/connections.py).
+            return answer("disconnected", 400, {"error": "incomplete body"})
         except BodyTooLarge:
             return answer(
                 "too large", 413, {"error": f"body larger than {settings.max_body_bytes} bytes"}

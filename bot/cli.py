@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+# An idle keep-alive connection is closed after this long (uvicorn's default, made explicit).
+KEEP_ALIVE_SECONDS = 5
 T = TypeVar("T")
 
 # Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
@@ -110,12 +112,24 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
     except OSError as exc:
         print(f"compliance-bot: COMPLIANCE_CONFIG: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    from bot.connections import ConnectionLimits, effective_max_connections, guarded_protocol
+
+    # Slow or idle clients cannot hold the server: a deadline per request and a bound on
+    # connections (bot/connections.py), on top of uvicorn's keep-alive timeout.
+    limits = ConnectionLimits(
+        request_seconds=settings.request_timeout_seconds,
+        max_connections=effective_max_connections(
+            settings.max_connections, other_files=settings.http_pool_size + settings.db_pool_size
+        ),
+    )
     # uvicorn.run starts the process's one event loop (asyncio.run inside).
     uvicorn.run(
         app,
         host=host,
         port=port,
         log_level=log_level,
+        http=guarded_protocol(limits),
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
         proxy_headers=True,
         server_header=False,
         # The root logger set up above formats uvicorn's lines too; the bot logs one line

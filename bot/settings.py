@@ -119,6 +119,18 @@ class Settings(GitLabSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send one whole request (headers and body); a "
+        "slower or idle one is disconnected.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open client connections at most (lowered to what the open-file limit "
+        "allows); past it, the longest-waiting incomplete request is closed.",
+    )
 
     @field_validator("webhook_secret", "webhook_signing_token")
     @classmethod
