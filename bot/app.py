@@ -27,6 +27,7 @@ from bot.checks import Services
 from bot.checks import command as command_check
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
+from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -105,6 +106,13 @@ def create_app(
                 base_config=base_config,
                 memory=store,
                 running_status_delay=settings.running_status_delay_seconds,
+                command_limiter=CommandLimiter(
+                    CommandLimits(
+                        per_merge_request=settings.command_limit_per_mr,
+                        per_user=settings.command_limit_per_user,
+                        window_seconds=settings.command_limit_window_seconds,
+                    )
+                ),
             )
 
             async def run(job: JobRecord) -> None:

@@ -119,6 +119,15 @@ class Settings(GitLabSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+    command_limit_per_mr: int = Field(
+        default=5, ge=1, description="MR commands answered per MR per window."
+    )
+    command_limit_per_user: int = Field(
+        default=10, ge=1, description="MR commands answered per commenter per window."
+    )
+    command_limit_window_seconds: float = Field(
+        default=600.0, gt=0, description="The window of the command limits, in seconds."
+    )
     request_timeout_seconds: float = Field(
         default=10.0,
         gt=0,
