@@ -17,22 +17,24 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import commands, config, webhook
+from bot import commands, config, redaction, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
 from bot.checks import command as command_check
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
+from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import GitLab, current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.startup import check_token
 from bot.store import JobRecord, NewJob, Store, open_store
+from bot.token_watch import TokenWatch
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +79,20 @@ def create_app(
     """
     base_config = read_instance_defaults(settings.compliance_config)
     metrics = Metrics()
+    # Every sink (logs, journal, statuses, notes) scrubs these; see bot/redaction.py.
+    redaction.register(
+        settings.gitlab_token.get_secret_value(),
+        settings.webhook_secret.get_secret_value(),
+        settings.webhook_signing_token.get_secret_value()
+        if settings.webhook_signing_token is not None
+        else None,
+    )
+    # Learns from every GitLab answer whether the token is refused (401), for /readyz.
+    token_watch = TokenWatch(forward=metrics)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_gitlab(settings, transport=transport, observer=metrics) as gitlab:
+        async with open_gitlab(settings, transport=transport, observer=token_watch) as gitlab:
             token = await check_token(gitlab.http)
             if token.refused is not None:
                 # `serve` set `stop_serving`: it ends the server before it takes a request,
@@ -130,6 +142,9 @@ def create_app(
             return answer("invalid token", 401, {"error": "invalid token"})
         try:
             body = await _read_capped(request, settings.max_body_bytes)
+        except ClientDisconnect:
+            # The client went away, or was closed for sending too slowly (bot/connections.py).
+            return answer("disconnected", 400, {"error": "incomplete body"})
         except BodyTooLarge:
             return answer(
                 "too large", 413, {"error": f"body larger than {settings.max_body_bytes} bytes"}
@@ -195,6 +210,8 @@ def create_app(
             return JSONResponse({"status": "shutting down"}, status_code=503)
         if not await runtime.store.writable():
             return JSONResponse({"status": "store not writable"}, status_code=503)
+        if await token_watch.still_refused(runtime.services.gitlab):
+            return JSONResponse({"status": "GitLab refuses the token (401)"}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     async def metrics_endpoint(request: Request) -> Response:
@@ -231,6 +248,13 @@ async def _serving(
         base_config=base_config,
         memory=store,
         running_status_delay=settings.running_status_delay_seconds,
+        command_limiter=CommandLimiter(
+            CommandLimits(
+                per_merge_request=settings.command_limit_per_mr,
+                per_user=settings.command_limit_per_user,
+                window_seconds=settings.command_limit_window_seconds,
+            )
+        ),
     )
 
     async def run(job: JobRecord) -> None:

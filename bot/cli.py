@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+# An idle keep-alive connection is closed after this long (uvicorn's default, made explicit).
+KEEP_ALIVE_SECONDS = 5
 T = TypeVar("T")
 
 # Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
@@ -110,6 +112,16 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
     except OSError as exc:
         print(f"compliance-bot: COMPLIANCE_CONFIG: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    from bot.connections import ConnectionLimits, effective_max_connections, guarded_protocol
+
+    # Slow or idle clients cannot hold the server: a deadline per request and a bound on
+    # connections (bot/connections.py), on top of uvicorn's keep-alive timeout.
+    limits = ConnectionLimits(
+        request_seconds=settings.request_timeout_seconds,
+        max_connections=effective_max_connections(
+            settings.max_connections, other_files=settings.http_pool_size + settings.db_pool_size
+        ),
+    )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -122,6 +134,8 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
             # per delivery itself, so uvicorn's access log would only repeat it.
             log_config=None,
             access_log=False,
+            http=guarded_protocol(limits),
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
     )
     # The lifespan asks GitLab whose token it holds; on a 401 it stops the server before it

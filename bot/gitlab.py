@@ -33,6 +33,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.model import ChangedFile, Commit
+from bot.redaction import redact
 
 if TYPE_CHECKING:
     from bot.settings import GitLabSettings
@@ -134,7 +135,8 @@ def _describe(response: httpx.Response) -> str:
         message = None
     if message is None:
         message = response.text[:200].strip()
-    return f"{response.status_code} {message}".strip()
+    # GitLab (or a proxy before it) may echo the request, token included.
+    return redact(f"{response.status_code} {message}".strip())
 
 
 class CallObserver(Protocol):
@@ -205,7 +207,8 @@ class GitLab:
                     )
                 status = response.status_code
             except httpx.TransportError as exc:
-                failure = f"{type(exc).__name__}: {exc}".rstrip(": ")
+                # httpx quotes a refused header value whole: `Illegal header value b'...'`.
+                failure = redact(f"{type(exc).__name__}: {exc}".rstrip(": "))
                 wait = policy.backoff(attempt)
                 if self._observer is not None:
                     self._observer.observe_call(method, path, 0)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import TypeVar
 
 from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
+from bot.redaction import redact
 from bot.report import NOTE_MARKER, STATUS_DESCRIPTION_LIMIT, truncate
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ async def set_status(
     target_url: str | None = None,
 ) -> None:
     name = target.name
+    # What GitLab shows is a sink: the description may quote GitLab's error text.
+    description = redact(description)
     for attempt in range(CONFLICT_RETRIES + 1):
         try:
             await gitlab.post_status(
@@ -141,6 +144,8 @@ async def upsert_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> i
     The note is the bot's own (author) and carries the hidden marker. Every page of notes is
     searched, oldest first, because a busy MR pushes the bot's note past the first page.
     """
+    # What GitLab shows is a sink: the note may quote GitLab's error text.
+    body = redact(body)
     me = await gitlab.current_user()
     async for page in gitlab.merge_request_notes(project_id, iid):
         for note in page:

@@ -48,6 +48,11 @@ class GitLabSettings(BaseSettings):
         default=16, ge=1, description="GitLab requests in flight at the same time."
     )
 
+    @field_validator("gitlab_token")
+    @classmethod
+    def _token_is_clean(cls, value: SecretStr) -> SecretStr:
+        return _clean_secret(value)
+
     @field_validator("gitlab_url")
     @classmethod
     def _no_trailing_api(cls, value: AnyHttpUrl) -> AnyHttpUrl:
@@ -114,6 +119,32 @@ class Settings(GitLabSettings):
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
+    command_limit_per_mr: int = Field(
+        default=5, ge=1, description="MR commands answered per MR per window."
+    )
+    command_limit_per_user: int = Field(
+        default=10, ge=1, description="MR commands answered per commenter per window."
+    )
+    command_limit_window_seconds: float = Field(
+        default=600.0, gt=0, description="The window of the command limits, in seconds."
+    )
+    request_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="Time a client has to send one whole request (headers and body); a "
+        "slower or idle one is disconnected.",
+    )
+    max_connections: int = Field(
+        default=256,
+        ge=1,
+        description="Open client connections at most (lowered to what the open-file limit "
+        "allows); past it, the longest-waiting incomplete request is closed.",
+    )
+
+    @field_validator("webhook_secret", "webhook_signing_token")
+    @classmethod
+    def _secret_is_clean(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is None else _clean_secret(value)
 
     @field_validator("compliance_db", mode="before")
     @classmethod
@@ -129,11 +160,30 @@ class Settings(GitLabSettings):
     )
 
 
+def _clean_secret(value: SecretStr) -> SecretStr:
+    """Refuse a secret with surrounding whitespace or control characters, naming the problem
+    but never the value.
+
+    A token read from a file often ends in a newline. Sent as it is, httpx refuses the header
+    (`Illegal header value b'glpat-...\\n'`, the whole token in the message) and every call
+    fails; stripping it silently would make the bot use a value other than the one configured.
+    So the bot stops at start, and says what to fix.
+    """
+    text = value.get_secret_value()
+    if text != text.strip():
+        raise ValueError("has leading or trailing whitespace (a newline from a file?); remove it")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise ValueError("contains a control character; it cannot be sent in an HTTP header")
+    return value
+
+
 def settings_error_line(error: ValidationError) -> str:
     """One line naming every missing or invalid variable, without echoing any value."""
     parts = []
     for item in error.errors():
         name = ".".join(str(p) for p in item["loc"]).upper() or "settings"
+        # pydantic prefixes a validator's own message with "Value error, ".
         reason = "is not set" if item["type"] == "missing" else item["msg"]
+        reason = reason.removeprefix("Value error, ")
         parts.append(f"{name} {reason}")
     return "configuration error: " + "; ".join(parts)

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from bot.redaction import redact_optional
+
 SCHEMA_VERSION = 2
 
 _SCHEMA = """
@@ -257,7 +259,8 @@ class SqliteStore:
         with self._transaction() as db:
             db.execute(
                 "UPDATE jobs SET state = ?, error = ?, updated_at = ? WHERE id = ? AND state = ?",
-                (state, error, now, job_id, RUNNING),
+                # The error column is a sink: GitLab's error text may echo a token.
+                (state, redact_optional(error), now, job_id, RUNNING),
             )
 
     async def release(self, job_id: int, *, now: float) -> None:

@@ -33,6 +33,7 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from bot.redaction import redact_optional
 from bot.store import (
     DONE,
     FAILED,
@@ -370,7 +371,8 @@ class PostgresStore:
             await db.execute(
                 "UPDATE jobs SET state = %s, error = %s, updated_at = %s, owner = NULL, "
                 "lease_until = NULL WHERE id = %s AND state = %s AND owner = %s",
-                (state, error, now, job_id, RUNNING, self.replica),
+                # The error column is a sink: GitLab's error text may echo a token.
+                (state, redact_optional(error), now, job_id, RUNNING, self.replica),
             )
 
     async def release(self, job_id: int, *, now: float) -> None:

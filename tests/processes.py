@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import os
+import resource
 import signal
 import sys
 import uuid
@@ -20,7 +21,11 @@ from tests.servers import free_port
 
 
 class BotProcess:
-    def __init__(self, fake: FakeGitLab, db: Path | str, **env: str) -> None:
+    def __init__(
+        self, fake: FakeGitLab, db: Path | str, *, open_files: int | None = None, **env: str
+    ) -> None:
+        # `open_files`: the process's RLIMIT_NOFILE, as a container or systemd unit may set it.
+        self.open_files = open_files
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -37,10 +42,15 @@ class BotProcess:
         self.output = b""
         self._reader: asyncio.Task[None] | None = None
 
+    def _limit_open_files(self) -> None:
+        if self.open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
+
     async def start(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port),
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            preexec_fn=self._limit_open_files if self.open_files is not None else None,
         )  # fmt: skip
         # Read the logs as they come: a full pipe would block the bot's writes, and its loop.
         self._reader = asyncio.get_running_loop().create_task(self._read(self.process))

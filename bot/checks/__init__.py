@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.commands import CommandLimiter
 from bot.engine import TreeCache
 from bot.gitlab import GitLab
 from bot.store import Store
@@ -29,3 +30,5 @@ class Services:
     running_status_delay: float = 1.0
     # What target-branch commits showed (config, tree, CODEOWNERS), shared by their MRs.
     trees: TreeCache = field(default_factory=TreeCache)
+    # How many MR commands are answered, per MR and per commenter.
+    command_limiter: CommandLimiter = field(default_factory=CommandLimiter)

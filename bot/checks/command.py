@@ -7,6 +7,7 @@ comments, so its help reply can never trigger it.
 from __future__ import annotations
 
 import logging
+import time
 
 from bot import commands
 from bot.checks import Services
@@ -27,6 +28,8 @@ async def run(services: Services, note: NoteEvent) -> None:
     me = await gitlab.current_user()
     if note.author_username == me.get("username"):
         return
+    if not within_limits(services, note):
+        return
     await gitlab.award_emoji(note.project_id, note.mr_iid, note.note_id, ACKNOWLEDGE_EMOJI)
     if command is commands.Command.HELP:
         await gitlab.create_note(note.project_id, note.mr_iid, commands.HELP_TEXT)
@@ -41,3 +44,25 @@ async def run(services: Services, note: NoteEvent) -> None:
     # A recheck reads everything afresh: it is how a user says "don't trust what you knew".
     await merge_request_check.check(services, current, reuse=False)
     log.info("recheck done", extra={"project": note.project_id, "mr": note.mr_iid})
+
+
+def within_limits(services: Services, note: NoteEvent) -> bool:
+    """Whether this command may be answered: anyone who can comment may run a command, so a
+    burst of comments (careless or hostile) gets a bounded number of answers, per MR and per
+    commenter. Past the limit the command is ignored, without a reaction: any answer would
+    itself be a GitLab write the burst caused."""
+    assert note.mr_iid is not None
+    allowed = services.command_limiter.allow(
+        project_id=note.project_id, mr_iid=note.mr_iid, user=note.author_username, now=time.time()
+    )
+    if not allowed:
+        log.warning(
+            "command ignored",
+            extra={
+                "project": note.project_id,
+                "mr": note.mr_iid,
+                "user": note.author_username,
+                "outcome": "rate limited",
+            },
+        )
+    return allowed
