@@ -476,3 +476,37 @@ async def test_mrs_of_one_target_commit_share_its_config_and_tree_reads(
     await bot.settle()
     assert len(fake.calls("GET", "/repository/tree")) == tree_reads + 2
     assert _final_status(fake, second.project_id, second.head_sha)["status"] == "failed"
+
+
+async def test_markdown_is_judged_as_gitlab_renders_it(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: `Intro <!--` does not open a comment in a paragraph (CommonMark), so GitLab
+    # shows the task below it with an open checkbox; the checklist rule must see it too.
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: require finished checklists",
+        files={".gitlab/compliance.yml": "rules:\n  merge_request.checklist: {severity: error}\n"},
+    )
+    fake.commit(project.id, "feature", message="feat: add it", files={"src/f.py": "x = 1\n"})
+    mr = fake.open_mr(
+        project.id, source_branch="feature", title="Add it", description="Intro <!--\n- [ ] task"
+    )
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    [note] = _bot_notes(fake, mr)
+    assert "`merge_request.checklist`" in str(note["body"])
+    assert "unchecked task: task" in str(note["body"])
+
+
+async def test_a_description_of_template_comments_only_is_empty(fake: FakeGitLab, bot: Bot) -> None:
+    # The untouched MR template: GitLab shows nothing of its comments.
+    template = "<!-- What does this MR do? -->\n\n<!--\nHow can a reviewer check it?\n-->\n"
+    mr = _open_mr(fake, message="feat: add it", description=template)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert "`merge_request.description`" in str(note["body"])
