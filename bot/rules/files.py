@@ -2,7 +2,7 @@
 
 Each rule judges the files an MR or a push changes (`Context.changes`); none reads the rest of
 the repository. Paths are selected with gitignore-style patterns (`paths`, `exclude`), the syntax
-of `.gitignore` and CODEOWNERS that GitLab users already know, matched by `pathspec`.
+of `.gitignore` that GitLab users already know, matched as git matches them (bot.gitignore).
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Annotated, Any
 
-import pathspec
 import re2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bot import gitignore
 from bot.model import ChangedFile
 from bot.patterns import Regex, compile_regex
 from bot.rules.base import Context, Need, Problem, Rule, RuleConfig
@@ -29,17 +29,9 @@ MAX_PATTERNS = 200
 # Path selection shared by every file rule
 
 
-@lru_cache(maxsize=512)
-def _spec(patterns: tuple[str, ...]) -> Any:
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
-
-
 def _valid_path_patterns(patterns: list[str]) -> list[str]:
     """Compile the patterns once at config load, so a bad one is a config error, not a crash."""
-    try:
-        _spec(tuple(patterns))
-    except ValueError as exc:  # pathspec's GitWildMatchPatternError is a ValueError
-        raise ValueError(f"not a gitignore-style pattern: {exc}") from None
+    gitignore.validate(patterns)
     return patterns
 
 
@@ -48,7 +40,7 @@ PathPatterns = Annotated[list[str], AfterValidator(_valid_path_patterns)]
 
 
 def _matches(patterns: Sequence[str], path: str) -> bool:
-    return bool(patterns) and bool(_spec(tuple(patterns)).match_file(path))
+    return bool(patterns) and gitignore.compile_patterns(tuple(patterns)).match_file(path)
 
 
 class FileRuleConfig(RuleConfig):

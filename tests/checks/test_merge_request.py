@@ -510,3 +510,33 @@ async def test_a_description_of_template_comments_only_is_empty(fake: FakeGitLab
     assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "failed"
     [note] = _bot_notes(fake, mr)
     assert "`merge_request.description`" in str(note["body"])
+
+
+async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: `!fixtures/id_rsa` cannot re-include a file from the excluded `fixtures/` (git
+    # never enters an excluded directory), and `[[:digit:]]` is a POSIX class.
+    project = compliant_project(fake)
+    config = (
+        "rules:\n"
+        "  files.prohibited:\n"
+        "    severity: error\n"
+        "    paths: ['fixtures/', 'keys[[:digit:]]/']\n"
+        "    exclude: ['fixtures/', '!fixtures/id_rsa']\n"
+    )
+    fake.commit(
+        project.id, "main", message="chore: ban keys", files={".gitlab/compliance.yml": config}
+    )
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: add keys",
+        files={"fixtures/id_rsa": "test key\n", "keys1/id_rsa": "real key\n"},
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", title="Add keys", description="Keys.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    [note] = _bot_notes(fake, mr)
+    assert "keys1/id_rsa is prohibited" in str(note["body"])
+    assert "fixtures/id_rsa is prohibited" not in str(note["body"])

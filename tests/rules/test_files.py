@@ -190,6 +190,28 @@ def test_prohibited_honours_paths_and_exclude() -> None:
     assert len(prohibited(fixture)) == 1
 
 
+def test_prohibited_paths_and_exclude_mean_what_git_means() -> None:
+    # Issue 16: git never re-includes a file under an excluded directory.
+    kept = ChangedFile("fixtures/id_rsa", "fixtures/id_rsa", new_file=True)
+    assert prohibited(kept, exclude=["fixtures/", "!fixtures/id_rsa"]) == []
+    assert len(prohibited(kept, exclude=["fixtures/*", "!fixtures/id_rsa"])) == 1
+    # POSIX classes, escaped trailing spaces, `dir/**/` (directories below dir only)
+    numbered = ChangedFile("keys1/id_rsa", "keys1/id_rsa", new_file=True)
+    assert len(prohibited(numbered, paths=["keys[[:digit:]]/"])) == 1
+    assert prohibited(numbered, paths=["keys[[:alpha:]]/"]) == []
+    spaced = ChangedFile("x /a.pem", "x /a.pem", new_file=True)
+    assert prohibited(spaced, exclude=["x\\ "]) == []
+    assert len(prohibited(spaced, exclude=["x "])) == 1  # the unescaped space is dropped
+    top = ChangedFile("dir/a.pem", "dir/a.pem", new_file=True)
+    below = ChangedFile("dir/sub/a.pem", "dir/sub/a.pem", new_file=True)
+    assert [p.location for p in prohibited(top, below, exclude=["dir/**/"])] == ["dir/a.pem"]
+
+
+def test_a_path_pattern_that_can_never_match_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="can never match"):
+        files.ProhibitedFilesConfig(**ON, exclude=["fixtures/[abc"])
+
+
 # --------------------------------------------------------------------------------------------
 # files.max_size
 
