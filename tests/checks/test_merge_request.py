@@ -540,3 +540,36 @@ async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> 
     [note] = _bot_notes(fake, mr)
     assert "keys1/id_rsa is prohibited" in str(note["body"])
     assert "fixtures/id_rsa is prohibited" not in str(note["body"])
+
+
+async def test_secrets_follow_gitleaks_allowlists(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: gitleaks' own false-positive rules come with its patterns: a lock file is not
+    # scanned, Firebase's published example key is not a secret; a real-looking key still is.
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: scan for secrets",
+        files={".gitlab/compliance.yml": "rules:\n  files.secrets: {severity: error}\n"},
+    )
+    token = "ghp_" + "".join(chr(ord("a") + (i * 7) % 26) for i in range(36))
+    example = "AIzaSy" + "abcdefghijklmnopqrstuvwxyz1234567"
+    live = "sk_live_" + "".join(chr(ord("A") + (i * 11) % 26) for i in range(30))
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: add payments",
+        files={
+            "yarn.lock": f'"resolved" "https://{token}@example.com/x.tgz"\n',
+            "src/firebase.js": f'const apiKey = "{example}";\n',
+            "src/pay.py": f'STRIPE_KEY = "{live}"\n',
+        },
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", title="Pay", description="Payments.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    body = str(_bot_notes(fake, mr)[0]["body"])
+    assert "src/pay.py:1" in body
+    assert "yarn.lock" not in body and "src/firebase.js" not in body

@@ -517,3 +517,30 @@ def test_preview_and_entropy() -> None:
     assert files.shannon_entropy("") == 0.0
     assert files.shannon_entropy("aaaa") == 0.0
     assert files.shannon_entropy("abcd") == 2.0
+
+
+# gitleaks' own false-positive rules (bot/rules/secret_allowlists.py)
+
+FIREBASE_EXAMPLE_KEY = "AIzaSyabcdefghijklmnopqrstuvwxyz1234567"  # gcp-api-key allowlist
+
+
+def test_gitleaks_global_path_allowlist_skips_lock_files_and_vendored_code() -> None:
+    for path in ("package-lock.json", "web/yarn.lock", "node_modules/x/index.js", "go.sum"):
+        assert secrets(added(path, f'"token": "{GLPAT}"')) == [], path
+    assert len(secrets(added("src/lock.json", f'"token": "{GLPAT}"'))) == 1
+
+
+def test_gitleaks_rule_allowlists_drop_known_example_values() -> None:
+    assert secrets(added("src/firebase.js", f'apiKey: "{FIREBASE_EXAMPLE_KEY}"')) == []
+    real = "AIza" + fake(35)
+    assert len(secrets(added("src/firebase.js", f'apiKey: "{real}"'))) == 1
+    # github-pat's allowlisted path, outside node_modules
+    ghp = "ghp_" + fake(36)
+    assert secrets(added("docs/@octokit/auth-token/README.md", ghp)) == []
+    assert len(secrets(added("docs/README.md", ghp))) == 1
+
+
+def test_gitleaks_global_stopwords_and_placeholder_regexes() -> None:
+    # The secret holds gitleaks' stopword `abcdefghijklmnopqrstuvwxyz`: an example value.
+    assert secrets(added("src/pay.py", 'KEY = "sk_live_abcdefghijklmnopqrstuvwxyz0123"')) == []
+    assert len(secrets(added("src/pay.py", f'KEY = "sk_live_{fake(30)}"'))) == 1
