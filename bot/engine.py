@@ -671,16 +671,15 @@ async def _check_push(
     gitlab: GitLab, event: PushEvent, base_config: Mapping[str, Any] | None
 ) -> Report:
     pushed = Repository(gitlab, event.project_id, event.after)
+    default_branch = event.default_branch or await _default_branch(gitlab, event.project_id)
     # A push is judged by the default branch's rules; a push to the default branch reads
     # them from the pushed tree, which is that branch now.
-    on_default = event.branch == event.default_branch or not event.default_branch
-    rules_from = (
-        pushed if on_default else Repository(gitlab, event.project_id, event.default_branch)
-    )
+    on_default = event.branch == default_branch
+    rules_from = pushed if on_default else Repository(gitlab, event.project_id, default_branch)
     config = await rules_from.config(base_config)
     checks = plan(config, Scope.PUSH, event.branch)
     needs = checks.needs
-    base = event.default_branch if event.new_branch else event.before
+    base = default_branch if event.new_branch else event.before
     wants_history = bool(needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
     commits: Sequence[Commit] = ()
     changes: Sequence[ChangedFile] = ()
@@ -730,6 +729,25 @@ async def _check_push(
         facts={"commits": len(commits)} if wants_history else {},
         config_source=config.source,
     )
+
+
+async def _default_branch(gitlab: GitLab, project_id: int) -> str:
+    """The project's default branch, asked of GitLab when the push payload left it empty.
+
+    The rules must never come from the pushed branch just because the payload did not say
+    which branch is the default (DESIGN.md, 9): GET /projects/:id has it
+    (https://docs.gitlab.com/api/projects/#get-a-single-project, `default_branch`).
+    """
+    name = (await gitlab.project(project_id)).get("default_branch")
+    if not isinstance(name, str) or not name:
+        # null for a repository without branches: there are no rules to read, and guessing
+        # would judge the push by its own config.
+        raise GitLabError(
+            "GitLab names no default branch for the project, so its rules cannot be read",
+            method="GET",
+            path=f"/projects/{project_id}",
+        )
+    return name
 
 
 async def _together(*awaitables: Awaitable[Any]) -> list[Any]:

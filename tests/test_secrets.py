@@ -67,7 +67,7 @@ async def test_gitlab_error_text_echoing_the_token_reaches_no_sink(
     )
     fake.fail(
         "GET",
-        r"/merge_requests/\d+/commits$",
+        r"/repository/compare$",
         400,
         body=json.dumps({"message": f"400 bad token {fake.token}, webhook {WEBHOOK_SECRET}"}),
     )

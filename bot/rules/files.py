@@ -2,7 +2,7 @@
 
 Each rule judges the files an MR or a push changes (`Context.changes`); none reads the rest of
 the repository. Paths are selected with gitignore-style patterns (`paths`, `exclude`), the syntax
-of `.gitignore` and CODEOWNERS that GitLab users already know, matched by `pathspec`.
+of `.gitignore` that GitLab users already know, matched as git matches them (bot.gitignore).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from functools import cache, lru_cache
 from typing import Annotated, Any
 
-import pathspec
 import re2
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bot import gitignore
 from bot.model import ChangedFile
 from bot.patterns import Regex, compile_regex
+from bot.rules import secret_allowlists
 from bot.rules.base import Context, Need, Problem, Rule, RuleConfig
 
 # Bounds on what a config may list, so a config cannot make a check unbounded.
@@ -29,17 +30,9 @@ MAX_PATTERNS = 200
 # Path selection shared by every file rule
 
 
-@lru_cache(maxsize=512)
-def _spec(patterns: tuple[str, ...]) -> Any:
-    return pathspec.GitIgnoreSpec.from_lines(patterns)
-
-
 def _valid_path_patterns(patterns: list[str]) -> list[str]:
     """Compile the patterns once at config load, so a bad one is a config error, not a crash."""
-    try:
-        _spec(tuple(patterns))
-    except ValueError as exc:  # pathspec's GitWildMatchPatternError is a ValueError
-        raise ValueError(f"not a gitignore-style pattern: {exc}") from None
+    gitignore.validate(patterns)
     return patterns
 
 
@@ -48,7 +41,7 @@ PathPatterns = Annotated[list[str], AfterValidator(_valid_path_patterns)]
 
 
 def _matches(patterns: Sequence[str], path: str) -> bool:
-    return bool(patterns) and bool(_spec(tuple(patterns)).match_file(path))
+    return bool(patterns) and gitignore.compile_patterns(tuple(patterns)).match_file(path)
 
 
 class FileRuleConfig(RuleConfig):
@@ -360,7 +353,8 @@ class SecretKind:
 
     `entropy` and `allow` work as gitleaks' `entropy` and rule allowlist: a match whose secret
     (its first non-empty capture group, else the whole match) has Shannon entropy at or below
-    `entropy`, or matches `allow`, is a placeholder, not a secret.
+    `entropy`, or matches `allow`, is a placeholder, not a secret. gitleaks' own allowlists
+    (global, and per rule) come with the kinds from bot.rules.secret_allowlists.
     """
 
     id: str
@@ -486,7 +480,6 @@ SECRET_KINDS: tuple[SecretKind, ...] = (
         r"\b((?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16})\b",
         ("A3T", "AKIA", "ASIA", "ABIA", "ACCA"),
         3,
-        allow=r".+EXAMPLE$",  # AWS's documentation keys, such as AKIAIOSFODNN7EXAMPLE
     ),
     SecretKind("gcp-api-key", "Google API key", r"\b(AIza[\w-]{35})" + _END, ("AIza",), 4),
     SecretKind(
@@ -750,7 +743,10 @@ class _Scanner:
 
     kinds: tuple[SecretKind, ...]
     regexes: tuple[Any, ...]
-    allows: tuple[Any, ...]
+    allows: tuple[tuple[Any, ...], ...]  # kind index -> regexes searched in its secrets
+    allowed_paths: tuple[tuple[Any, ...], ...]  # kind index -> regexes searched in the path
+    global_paths: tuple[Any, ...]  # files gitleaks does not scan
+    global_allows: tuple[Any, ...]  # secrets gitleaks takes for placeholders
     keyword_set: Any
     keyword_kinds: tuple[tuple[int, ...], ...]  # keyword index in the set -> kind indices
     key_material: Any
@@ -771,10 +767,22 @@ def _scanner() -> _Scanner:
         literal = re2.escape(keyword)
         keyword_set.Add(literal if keyword != keyword.lower() else f"(?i:{literal})")
     keyword_set.Compile()
+
+    def compiled(patterns: Sequence[str]) -> tuple[Any, ...]:
+        return tuple(re2.compile(pattern, options) for pattern in patterns)
+
+    def rule_allowlist(kind: SecretKind) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return secret_allowlists.RULE_ALLOWLISTS.get(kind.id, ((), ()))
+
     return _Scanner(
         kinds=SECRET_KINDS,
         regexes=tuple(re2.compile(kind.regex, options) for kind in SECRET_KINDS),
-        allows=tuple(re2.compile(k.allow, options) if k.allow else None for k in SECRET_KINDS),
+        allows=tuple(
+            compiled([*([k.allow] if k.allow else []), *rule_allowlist(k)[0]]) for k in SECRET_KINDS
+        ),
+        allowed_paths=tuple(compiled(rule_allowlist(k)[1]) for k in SECRET_KINDS),
+        global_paths=compiled(secret_allowlists.GLOBAL_PATHS),
+        global_allows=compiled(secret_allowlists.GLOBAL_REGEXES),
         keyword_set=keyword_set,
         keyword_kinds=tuple(tuple(kinds) for kinds in keywords.values()),
         key_material=re2.compile(_KEY_MATERIAL, options),
@@ -808,15 +816,22 @@ def _secret_of(match: Any) -> str:
 
 
 def find_secrets(
-    lines: Sequence[tuple[int, str]], allow: Sequence[Any] = (), limit: int | None = None
+    lines: Sequence[tuple[int, str]],
+    allow: Sequence[Any] = (),
+    limit: int | None = None,
+    path: str = "",
 ) -> list[SecretMatch]:
-    """The secrets in (line number, text) pairs, in order, stopping after `limit` of them.
+    """The secrets in (line number, text) pairs of the file `path`, in order, stopping after
+    `limit` of them.
 
-    Lines matching an `allow` regex are skipped. A secret that two kinds match where it starts
-    (Slack's old and new bot token formats) counts once.
+    Lines matching an `allow` regex are skipped, and so are gitleaks' allowlisted files and
+    placeholder secrets (bot.rules.secret_allowlists). A secret that two kinds match where it
+    starts (Slack's old and new bot token formats) counts once.
     """
     scanner = _scanner()
     found: list[SecretMatch] = []
+    if path and any(p.search(path) for p in scanner.global_paths):
+        return found
     for index, (line_no, text) in enumerate(lines):
         hits = scanner.keyword_set.Match(text)
         if not hits or any(a.search(text) for a in allow):
@@ -834,14 +849,24 @@ def find_secrets(
                         continue
                 elif kind.entropy and shannon_entropy(secret) <= kind.entropy:
                     continue
-                kind_allow = scanner.allows[k]
-                if kind_allow is not None and kind_allow.search(secret):
+                if _allowlisted(scanner, k, secret, path):
                     continue
                 starts.add(match.start())
                 found.append(SecretMatch(kind, line_no, secret))
                 if limit is not None and len(found) >= limit:
                     return found
     return found
+
+
+def _allowlisted(scanner: _Scanner, kind: int, secret: str, path: str) -> bool:
+    """gitleaks' checkFindingAllowed: global regexes and stopwords, then the rule's own."""
+    lowered = secret.lower()
+    return (
+        any(a.search(secret) for a in scanner.global_allows)
+        or any(word in lowered for word in secret_allowlists.GLOBAL_STOPWORDS)
+        or any(a.search(secret) for a in scanner.allows[kind])
+        or (bool(path) and any(p.search(path) for p in scanner.allowed_paths[kind]))
+    )
 
 
 def _key_material(
@@ -915,7 +940,7 @@ def check_secrets(context: Context, config: SecretsConfig) -> Iterator[Problem]:
             chars_left -= len(text)
             scanned += 1
         lines_left -= scanned
-        matches = find_secrets(added[:scanned], allow, limit=MAX_FINDINGS_PER_FILE + 1)
+        matches = find_secrets(added[:scanned], allow, limit=MAX_FINDINGS_PER_FILE + 1, path=path)
         yield from _secret_problems(path, matches)
         if scanned < len(added):
             yield Problem(

@@ -19,7 +19,7 @@ import re2
 from pydantic import Field, model_validator
 
 from bot.patterns import MAX_TEXT_LENGTH, Regex, compile_regex
-from bot.rules import conventional
+from bot.rules import conventional, markdown
 from bot.rules.base import (
     MR_ONLY,
     Context,
@@ -75,64 +75,6 @@ def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
     """An enabled rule with nothing to check would pass everything: refuse that config."""
     if config.severity != "off" and missing:
         raise ValueError(f"the rule is enabled but {what}")
-
-
-# --------------------------------------------------------------------------------------------
-# Markdown the rules must not read: fenced code blocks and HTML comments
-# --------------------------------------------------------------------------------------------
-
-# A fence may sit in a list item or a blockquote, so any indentation and `>` markers are allowed
-# (CommonMark stops at 3 spaces for top-level fences; a task list is rarely indented code).
-_FENCE_OPEN = re.compile(r"^[ \t]*(?:>[ \t]*)*(`{3,}|~{3,})(.*)$")
-_FENCE_CLOSE = re.compile(r"^[ \t]*(?:>[ \t]*)*(`{3,}|~{3,})[ \t]*$")
-
-
-def _lines(text: str) -> list[str]:
-    return text[:MAX_TEXT_LENGTH].replace("\r\n", "\n").replace("\r", "\n").split("\n")
-
-
-def _visible_lines(text: str) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) of the Markdown a reader sees as prose.
-
-    Lines in fenced code blocks are left out, and HTML comments are cut out, also across lines:
-    description templates put instructions and examples (`<!-- Closes #123 -->`, `- [ ] ...`)
-    in comments, and code blocks show text rather than state anything.
-    """
-    fence: tuple[str, int] | None = None  # (fence character, fence length) while inside
-    in_comment = False
-    for number, line in enumerate(_lines(text), start=1):
-        if fence is not None:
-            close = _FENCE_CLOSE.match(line)
-            if close and close.group(1)[0] == fence[0] and len(close.group(1)) >= fence[1]:
-                fence = None
-            continue
-        visible: list[str] = []
-        rest = line
-        while rest:
-            if in_comment:
-                end = rest.find("-->")
-                if end < 0:
-                    rest = ""
-                else:
-                    rest = rest[end + 3 :]
-                    in_comment = False
-            else:
-                start = rest.find("<!--")
-                if start < 0:
-                    visible.append(rest)
-                    rest = ""
-                else:
-                    visible.append(rest[:start])
-                    rest = rest[start + 4 :]
-                    in_comment = True
-        shown = "".join(visible)
-        opening = _FENCE_OPEN.match(shown)
-        # A backtick fence's info string cannot hold a backtick (```a``` is inline code).
-        if opening and not (opening.group(1)[0] == "`" and "`" in opening.group(2)):
-            fence = (opening.group(1)[0], len(opening.group(1)))
-            continue
-        if shown.strip():
-            yield number, shown
 
 
 # --------------------------------------------------------------------------------------------
@@ -254,9 +196,10 @@ class DescriptionConfig(RuleConfig):
     min_length: int = Field(
         1,
         ge=1,
-        description="Fewest characters the description must have once leading and trailing "
-        "whitespace is stripped. Only the length is judged: a description template left "
-        "unedited counts like text written by hand.",
+        description="Fewest characters of text the description must show once GitLab renders "
+        "it, leading and trailing whitespace stripped: Markdown markup and HTML comments (an "
+        "untouched template's instructions) do not count, code does. Only the length is "
+        "judged: a template's headings left unedited count like text written by hand.",
     )
 
 
@@ -264,20 +207,32 @@ def _check_description(context: Context, config: DescriptionConfig) -> Iterator[
     mr = context.merge_request
     if mr is None:
         return
-    length = len(mr.description.strip())
+    rendered = markdown.render(mr.description)
+    length = len(rendered.text.strip())
     if length >= config.min_length:
         return
-    if length == 0:
+    if not mr.description.strip():
         message = "the merge request has no description"
+    elif length == 0:
+        message = "the description shows no text: it holds only HTML comments or markup"
     else:
         message = (
             f"the description is {_count(length, 'character')} long; "
             f"at least {config.min_length} expected"
         )
+    if rendered.truncated:
+        message += f"; {_unread(rendered)}"
     yield Problem(
         message=message,
         location="description",
         fix="Describe what the change does and why, and how a reviewer can check it.",
+    )
+
+
+def _unread(rendered: markdown.Rendered) -> str:
+    return (
+        f"only its first {rendered.judged:,} of {rendered.length:,} characters were read, "
+        "the rest could not be judged"
     )
 
 
@@ -294,12 +249,6 @@ DESCRIPTION = Rule[DescriptionConfig](
 # merge_request.checklist
 # --------------------------------------------------------------------------------------------
 
-# A GitLab task list item (https://docs.gitlab.com/user/markdown/#task-lists): a list item
-# (`-`, `*`, `+`, `1.`, `1)`), possibly in a blockquote, whose text starts with a checkbox and
-# has some text after it. `[ ]` is incomplete; `[x]`/`[X]` complete; `[~]` inapplicable
-# (GitLab 15.3+), which counts as done here: it is not an open task.
-_TASK = re.compile(r"^[ \t]*(?:>[ \t]*)*(?:[-+*]|\d{1,9}[.)])[ \t]+\[([ \txX~])\][ \t]+(\S.*)$")
-
 
 class ChecklistConfig(RuleConfig):
     severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
@@ -309,19 +258,18 @@ def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Prob
     mr = context.merge_request
     if mr is None:
         return
-    open_tasks = [
-        (number, task.group(2))
-        for number, line in _visible_lines(mr.description)
-        if (task := _TASK.match(line)) and task.group(1) in " \t"
-    ]
+    # Task list items as GitLab renders checkboxes (https://docs.gitlab.com/user/markdown/
+    # #task-lists): `[ ]` is open; `[x]`, `[X]` and `[~]` (inapplicable) are not.
+    rendered = markdown.render(mr.description)
+    open_tasks = [task for task in rendered.tasks if not task.done]
     fix = (
         "Check the item (`- [x]`) once it is done, or mark it not applicable with `- [~]` "
         f"({_TASK_LISTS_DOC})."
     )
-    for number, text in open_tasks[:_MAX_PROBLEMS]:
+    for task in open_tasks[:_MAX_PROBLEMS]:
         yield Problem(
-            message=f"unchecked task: {_excerpt(text)}",
-            location=f"description line {number}",
+            message=f"unchecked task: {_excerpt(task.text)}",
+            location=f"description line {task.line}",
             fix=fix,
         )
     if len(open_tasks) > _MAX_PROBLEMS:
@@ -330,6 +278,12 @@ def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Prob
             message=f"{_count(more, 'more unchecked task')}",
             location="description",
             fix=fix,
+        )
+    if rendered.truncated:
+        yield Problem(
+            message=f"the description could not be read for tasks whole: {_unread(rendered)}",
+            location="description",
+            fix="Shorten the description, or check its remaining tasks by hand.",
         )
 
 
@@ -406,8 +360,9 @@ class LinkedIssueConfig(RuleConfig):
         default_factory=lambda: list(_ALL_PLACES),
         min_length=1,
         description="Where to look for the reference: `title`, `description` and `branch` "
-        "(the source branch name). Text in HTML comments and fenced code blocks of the "
-        "description is ignored, since templates put example references there.",
+        "(the source branch name). The description is read as GitLab renders it: text in "
+        "HTML comments, code blocks and code spans is ignored, since templates put example "
+        "references there.",
     )
 
     @model_validator(mode="after")
@@ -451,6 +406,8 @@ def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator
         + ")"
     )
     example = "Closes #123" if config.pattern is None else "Closes <reference>"
+    rendered = markdown.render(mr.description)
+    unread = f" ({_unread(rendered)})" if "description" in texts and rendered.truncated else ""
     if config.require_closing:
         if closing:
             return
@@ -458,7 +415,7 @@ def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator
         yield Problem(
             message="the merge request mentions an issue but does not close it"
             if mentioned
-            else "the description has no closing issue reference",
+            else "the description has no closing issue reference" + unread,
             location="description",
             fix=f"Write `{example}` (or Fixes, Resolves, Implements) in the description, so "
             f"that the issue is closed when the merge request is merged ({_CLOSING_DOC}).",
@@ -467,7 +424,7 @@ def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator
     if closing or any(_has_reference(p, t, config.pattern) for p, t in texts.items()):
         return
     yield Problem(
-        message=f"no {what} in the {where}",
+        message=f"no {what} in the {where}{unread}",
         location=where,
         fix=f"Link the issue this merge request works on, e.g. `{example}` in the "
         f"description ({_CLOSING_DOC}).",
@@ -480,7 +437,7 @@ def _searched_texts(mr: MergeRequestFacts, places: Iterable[str]) -> dict[str, s
         if place == "title":
             texts[place] = mr.title[:MAX_TEXT_LENGTH]
         elif place == "description":
-            texts[place] = "\n".join(line for _, line in _visible_lines(mr.description))
+            texts[place] = markdown.render(mr.description).prose
         else:
             texts[place] = mr.source_branch
     return texts

@@ -170,7 +170,7 @@ async def test_gitlab_500_on_diffs_ends_failed_naming_the_infrastructure_error(
 
 async def test_rate_limit_is_waited_out_as_gitlab_asks(fake: FakeGitLab, bot: Bot) -> None:
     mr = _open_mr(fake, message="feat: add it")
-    fake.fail("GET", r"/merge_requests/\d+/commits$", 429, times=1, retry_after=1)
+    fake.fail("GET", r"/merge_requests/\d+/diffs$", 429, times=1, retry_after=1)
     started = time.monotonic()
     await bot.send(MR_HOOK, hook_for(mr))
     await bot.settle()
@@ -181,7 +181,7 @@ async def test_rate_limit_is_waited_out_as_gitlab_asks(fake: FakeGitLab, bot: Bo
 async def test_rate_limit_longer_than_the_retry_budget_fails_honestly(fake: FakeGitLab) -> None:
     async with running_bot(fake, retry_total_seconds=2.0) as bot:
         mr = _open_mr(fake, message="feat: add it")
-        fake.fail("GET", r"/merge_requests/\d+/commits$", 429, retry_after=3600)
+        fake.fail("GET", r"/merge_requests/\d+/diffs$", 429, retry_after=3600)
         await bot.send(MR_HOOK, hook_for(mr))
         await bot.settle()
         status = _final_status(fake, mr.project_id, mr.head_sha)
@@ -361,11 +361,11 @@ async def test_new_commits_cost_a_compare_and_give_the_verdict_of_a_full_check(
 
     # A recheck reads everything afresh, and finds the note already says the same.
     edits = len(fake.calls("PUT", "/notes/"))
-    commit_reads = len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits"))
+    commit_reads = len(fake.calls("GET", f"/merge_requests/{mr.iid}/diffs"))
     author = fake.add_note(mr.project_id, mr.iid, "/compliance recheck", author_username="ada")
     await bot.send("Note Hook", note_hook(mr, author))
     await bot.settle()
-    assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/commits")) == commit_reads + 1
+    assert len(fake.calls("GET", f"/merge_requests/{mr.iid}/diffs")) == commit_reads + 1
     assert len(fake.calls("PUT", "/notes/")) == edits
     assert _bot_notes(fake, mr) == [note]
 
@@ -476,3 +476,100 @@ async def test_mrs_of_one_target_commit_share_its_config_and_tree_reads(
     await bot.settle()
     assert len(fake.calls("GET", "/repository/tree")) == tree_reads + 2
     assert _final_status(fake, second.project_id, second.head_sha)["status"] == "failed"
+
+
+async def test_markdown_is_judged_as_gitlab_renders_it(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: `Intro <!--` does not open a comment in a paragraph (CommonMark), so GitLab
+    # shows the task below it with an open checkbox; the checklist rule must see it too.
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: require finished checklists",
+        files={".gitlab/compliance.yml": "rules:\n  merge_request.checklist: {severity: error}\n"},
+    )
+    fake.commit(project.id, "feature", message="feat: add it", files={"src/f.py": "x = 1\n"})
+    mr = fake.open_mr(
+        project.id, source_branch="feature", title="Add it", description="Intro <!--\n- [ ] task"
+    )
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    [note] = _bot_notes(fake, mr)
+    assert "`merge_request.checklist`" in str(note["body"])
+    assert "unchecked task: task" in str(note["body"])
+
+
+async def test_a_description_of_template_comments_only_is_empty(fake: FakeGitLab, bot: Bot) -> None:
+    # The untouched MR template: GitLab shows nothing of its comments.
+    template = "<!-- What does this MR do? -->\n\n<!--\nHow can a reviewer check it?\n-->\n"
+    mr = _open_mr(fake, message="feat: add it", description=template)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert "`merge_request.description`" in str(note["body"])
+
+
+async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: `!fixtures/id_rsa` cannot re-include a file from the excluded `fixtures/` (git
+    # never enters an excluded directory), and `[[:digit:]]` is a POSIX class.
+    project = compliant_project(fake)
+    config = (
+        "rules:\n"
+        "  files.prohibited:\n"
+        "    severity: error\n"
+        "    paths: ['fixtures/', 'keys[[:digit:]]/']\n"
+        "    exclude: ['fixtures/', '!fixtures/id_rsa']\n"
+    )
+    fake.commit(
+        project.id, "main", message="chore: ban keys", files={".gitlab/compliance.yml": config}
+    )
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: add keys",
+        files={"fixtures/id_rsa": "test key\n", "keys1/id_rsa": "real key\n"},
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", title="Add keys", description="Keys.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    [note] = _bot_notes(fake, mr)
+    assert "keys1/id_rsa is prohibited" in str(note["body"])
+    assert "fixtures/id_rsa is prohibited" not in str(note["body"])
+
+
+async def test_secrets_follow_gitleaks_allowlists(fake: FakeGitLab, bot: Bot) -> None:
+    # Issue 16: gitleaks' own false-positive rules come with its patterns: a lock file is not
+    # scanned, Firebase's published example key is not a secret; a real-looking key still is.
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: scan for secrets",
+        files={".gitlab/compliance.yml": "rules:\n  files.secrets: {severity: error}\n"},
+    )
+    token = "ghp_" + "".join(chr(ord("a") + (i * 7) % 26) for i in range(36))
+    example = "AIzaSy" + "abcdefghijklmnopqrstuvwxyz1234567"
+    live = "sk_live_" + "".join(chr(ord("A") + (i * 11) % 26) for i in range(30))
+    fake.commit(
+        project.id,
+        "feature",
+        message="feat: add payments",
+        files={
+            "yarn.lock": f'"resolved" "https://{token}@example.com/x.tgz"\n',
+            "src/firebase.js": f'const apiKey = "{example}";\n',
+            "src/pay.py": f'STRIPE_KEY = "{live}"\n',
+        },
+    )
+    mr = fake.open_mr(project.id, source_branch="feature", title="Pay", description="Payments.")
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    status = _final_status(fake, mr.project_id, mr.head_sha)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    body = str(_bot_notes(fake, mr)[0]["body"])
+    assert "src/pay.py:1" in body
+    assert "yarn.lock" not in body and "src/firebase.js" not in body

@@ -103,3 +103,30 @@ async def test_tag_push_and_branch_deletion_are_acknowledged_and_ignored(
     assert response.json()["status"] == "ignored"
     await bot.settle()
     assert fake.requests == []
+
+
+async def test_push_with_an_empty_default_branch_is_judged_by_the_default_branchs_rules(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # GitLab's push payload can carry `"default_branch": ""` (a project whose default branch is
+    # not known to the hook, e.g. while the repository is being created). The pushed branch's
+    # own config must not decide: here it switches the failing rule off.
+    project = compliant_project(fake)
+    main = fake.branch_head(project.id, "main")
+    before = fake.commit(
+        project.id,
+        "topic",
+        message="chore: switch the commit rule off",
+        files={".gitlab/compliance.yml": "rules:\n  commit.conventional: {severity: 'off'}\n"},
+        parent=main,
+    )
+    after = fake.commit(project.id, "topic", message="Not a conventional subject")
+    payload = _hook(fake, project.id, "topic", before, after, default_branch="")
+    assert payload["project"]["default_branch"] == ""
+    assert (await bot.send(PUSH_HOOK, payload)).status_code == 202
+    await bot.settle()
+    [status] = _compliance(fake, project.id, after)
+    assert status["status"] == "failed"
+    # A verdict of the rules (commit.conventional's findings), not a failure to check.
+    assert str(status["description"]).endswith("errors, 0 warnings")
+    assert fake.calls("GET", f"/projects/{project.id}")

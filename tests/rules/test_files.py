@@ -191,6 +191,28 @@ def test_prohibited_honours_paths_and_exclude() -> None:
     assert len(prohibited(fixture)) == 1
 
 
+def test_prohibited_paths_and_exclude_mean_what_git_means() -> None:
+    # Issue 16: git never re-includes a file under an excluded directory.
+    kept = ChangedFile("fixtures/id_rsa", "fixtures/id_rsa", new_file=True)
+    assert prohibited(kept, exclude=["fixtures/", "!fixtures/id_rsa"]) == []
+    assert len(prohibited(kept, exclude=["fixtures/*", "!fixtures/id_rsa"])) == 1
+    # POSIX classes, escaped trailing spaces, `dir/**/` (directories below dir only)
+    numbered = ChangedFile("keys1/id_rsa", "keys1/id_rsa", new_file=True)
+    assert len(prohibited(numbered, paths=["keys[[:digit:]]/"])) == 1
+    assert prohibited(numbered, paths=["keys[[:alpha:]]/"]) == []
+    spaced = ChangedFile("x /a.pem", "x /a.pem", new_file=True)
+    assert prohibited(spaced, exclude=["x\\ "]) == []
+    assert len(prohibited(spaced, exclude=["x "])) == 1  # the unescaped space is dropped
+    top = ChangedFile("dir/a.pem", "dir/a.pem", new_file=True)
+    below = ChangedFile("dir/sub/a.pem", "dir/sub/a.pem", new_file=True)
+    assert [p.location for p in prohibited(top, below, exclude=["dir/**/"])] == ["dir/a.pem"]
+
+
+def test_a_path_pattern_that_can_never_match_is_a_config_error() -> None:
+    with pytest.raises(ValidationError, match="can never match"):
+        files.ProhibitedFilesConfig(**ON, exclude=["fixtures/[abc"])
+
+
 # --------------------------------------------------------------------------------------------
 # files.max_size
 
@@ -526,3 +548,30 @@ def test_preview_and_entropy() -> None:
     assert files.shannon_entropy("") == 0.0
     assert files.shannon_entropy("aaaa") == 0.0
     assert files.shannon_entropy("abcd") == 2.0
+
+
+# gitleaks' own false-positive rules (bot/rules/secret_allowlists.py)
+
+FIREBASE_EXAMPLE_KEY = "AIzaSyabcdefghijklmnopqrstuvwxyz1234567"  # gcp-api-key allowlist
+
+
+def test_gitleaks_global_path_allowlist_skips_lock_files_and_vendored_code() -> None:
+    for path in ("package-lock.json", "web/yarn.lock", "node_modules/x/index.js", "go.sum"):
+        assert secrets(added(path, f'"token": "{GLPAT}"')) == [], path
+    assert len(secrets(added("src/lock.json", f'"token": "{GLPAT}"'))) == 1
+
+
+def test_gitleaks_rule_allowlists_drop_known_example_values() -> None:
+    assert secrets(added("src/firebase.js", f'apiKey: "{FIREBASE_EXAMPLE_KEY}"')) == []
+    real = "AIza" + fake(35)
+    assert len(secrets(added("src/firebase.js", f'apiKey: "{real}"'))) == 1
+    # github-pat's allowlisted path, outside node_modules
+    ghp = "ghp_" + fake(36)
+    assert secrets(added("docs/@octokit/auth-token/README.md", ghp)) == []
+    assert len(secrets(added("docs/README.md", ghp))) == 1
+
+
+def test_gitleaks_global_stopwords_and_placeholder_regexes() -> None:
+    # The secret holds gitleaks' stopword `abcdefghijklmnopqrstuvwxyz`: an example value.
+    assert secrets(added("src/pay.py", 'KEY = "sk_live_abcdefghijklmnopqrstuvwxyz0123"')) == []
+    assert len(secrets(added("src/pay.py", f'KEY = "sk_live_{fake(30)}"'))) == 1

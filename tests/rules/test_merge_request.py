@@ -239,6 +239,20 @@ def test_draft_prefix_is_named() -> None:
         ("  ok  ", 3, "the description is 2 characters long; at least 3 expected"),
         ("x", 2, "the description is 1 character long; at least 2 expected"),
         ("## What\n\n## Why\n", 5, None),  # an unedited template counts: length only
+        ("**ok**", 3, "the description is 2 characters long; at least 3 expected"),
+        # Only what GitLab shows counts: an untouched template's comments are no description.
+        (
+            "<!-- What does this MR do? -->\n\n<!--\nWhy was it needed?\n-->\n",
+            1,
+            "the description shows no text: it holds only HTML comments or markup",
+        ),
+        (
+            "<!-- Describe -->\n\nAdds x.",
+            8,
+            "the description is 7 characters long; at least 8 expected",
+        ),
+        ("Intro <!--", 10, None),  # an unclosed comment in a paragraph is shown as text
+        ("```\ncode\n```", 4, None),  # code is shown
     ],
 )
 def test_description(description: str, min_length: int, expected: str | None) -> None:
@@ -285,8 +299,29 @@ CHECKLIST_ON = ChecklistConfig(severity="error")
         ("<!-- - [ ] in a comment -->", []),
         ("<!--\n- [ ] in a comment\n-->\n- [ ] after", ["after"]),
         ("- [ ] kept <!-- note -->", ["kept"]),
-        ("<!-- x --> - [ ] after a comment", ["after a comment"]),
+        # A line that starts an HTML comment starts an HTML block (CommonMark 4.6): the
+        # rest of that line is raw HTML, not a list item.
+        ("<!-- x --> - [ ] after a comment", []),
         ("- [ ] a\r\n- [ ] b\r\n", ["a", "b"]),
+        # Issue 16: an unclosed `<!--` inside a paragraph is literal text, so it hides nothing.
+        ("Intro <!--\n- [ ] task", ["task"]),
+        ("Intro <!--\n\n- [ ] task\n\n-->", ["task"]),
+        # An HTML comment block runs to its `-->`, across blank lines, or to the end.
+        ("<!--\n\n- [ ] hidden\n\n-->\n- [ ] shown", ["shown"]),
+        ("<!-- unclosed\n\n- [ ] hidden to the end", []),
+        # Indented code blocks are code, not tasks.
+        ("Intro\n\n    - [ ] indented code", []),
+        ("    - [ ] indented code at the start", []),
+        # Tasks in nested lists and blockquotes count, as GitLab renders a checkbox there.
+        ("- item\n  - [ ] nested task", ["nested task"]),
+        ("> - [ ] quoted\n>   - [ ] nested in a quote", ["quoted", "nested in a quote"]),
+        ("> > 1. [ ] deep quote", ["deep quote"]),
+        # An HTML block (`<details>`) holds raw HTML up to a blank line (CommonMark 4.6).
+        ("<details>\n- [ ] raw html\n</details>", []),
+        ("<details>\n\n- [ ] markdown inside\n\n</details>", ["markdown inside"]),
+        # A fence needs 3 or fewer spaces of indentation; an item's markup is not hidden text.
+        ("- [ ] **bold** `code` [link](http://x)", ["bold code link"]),
+        ("- [ ] <!-- only a comment -->", [""]),
     ],
 )
 def test_checklist(description: str, open_tasks: list[str]) -> None:
@@ -364,6 +399,11 @@ JIRA_CLOSING = LinkedIssueConfig(
         ({"description": "Closes https://gitlab.example.com/g/p/-/issues/12"}, CLOSING),
         ({"description": "Closes PROJ-12"}, CLOSING),  # GitLab's external-tracker branch
         ({"description": "Summary.\n\nThis fixes #18, #19"}, CLOSING),
+        # an unclosed `<!--` in a paragraph is shown as text (CommonMark), so it hides nothing
+        ({"description": "Intro <!--\nCloses #12"}, CLOSING),
+        ({"description": "See **#12**"}, MENTION),
+        ({"description": "- [x] Closes #12"}, CLOSING),
+        ({"description": "> Closes #12"}, CLOSING),
         # a user pattern replaces GitLab's references
         ({"title": "PROJ-12 add export"}, JIRA),
         ({"description": "Tracked in PROJ-12"}, JIRA),
@@ -389,6 +429,12 @@ def test_linked_issue_passes(fields: dict[str, Any], config: LinkedIssueConfig) 
         # references only in comments and code blocks do not count: templates put them there
         ({"description": "<!-- Closes #123 -->"}, MENTION, "no issue reference"),
         ({"description": "```\nCloses #123\n```"}, MENTION, "no issue reference"),
+        ({"description": "Intro\n\n    Closes #123"}, MENTION, "no issue reference"),
+        ({"description": "See `Closes #123`"}, MENTION, "no issue reference"),
+        ({"description": "<!--\n\nCloses #123\n\n-->"}, MENTION, "no issue reference"),
+        # GitLab reads its closing pattern in the Markdown source: markup between keyword
+        # and reference breaks it (lib/gitlab/closing_issue_extractor.rb)
+        ({"description": "Closes **#12**"}, CLOSING, "does not close it"),
         # only the searched places count
         (
             {"title": "fix #12"},
@@ -627,3 +673,18 @@ def test_size_lists_at_most_three_uncounted_files() -> None:
     changes = tuple(changed(f"f{i}", complete=False) for i in range(5))
     [problem] = SIZE.run(context(changes=changes), SizeConfig(severity="error", max_lines=5))
     assert "(f0, f1, f2, …)" in problem.message
+
+
+def test_a_description_past_the_markdown_limit_is_reported_not_passed() -> None:
+    from bot.rules.markdown import MAX_MARKDOWN_LENGTH
+
+    filler = "Some words here.\n\n" * (MAX_MARKDOWN_LENGTH // 18 + 1)
+    description = filler + "- [ ] a task past the limit\n\nCloses #12\n"
+    [problem] = CHECKLIST.run(context(description=description), CHECKLIST_ON)
+    assert "could not be read for tasks whole" in problem.message
+    [problem] = LINKED_ISSUE.run(
+        context(description=description), LinkedIssueConfig(severity="error", require_closing=True)
+    )
+    assert "the rest could not be judged" in problem.message
+    # Enough text was read to know the description is not empty.
+    assert DESCRIPTION.run(context(description=description), DescriptionConfig()) == []
