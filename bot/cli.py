@@ -74,7 +74,7 @@ def config_validate(file: str) -> int:
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)
-        return 1
+        return EXIT_USAGE  # as `check` exits on an invalid config
     print(f"{file}: valid")
     return 0
 

@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -31,8 +31,17 @@ from bot.rules.catalog import all_rules
 
 # Where a project keeps its config; the first found wins.
 CONFIG_PATHS = (".gitlab/compliance.yml", ".compliance.yml")
-# A config file is a few KiB; anything this large is a mistake or an attack.
-MAX_CONFIG_BYTES = 256 * 1024
+# A config file is a few KiB. These caps keep the largest file accepted to a few milliseconds
+# of parsing and validation, which the server does on its one event loop: past them the
+# file is a config error, never a stalled loop.
+MAX_CONFIG_BYTES = 64 * 1024
+MAX_CONFIG_VALUES = 2000  # scalars, lists and mappings, in all
+MAX_CONFIG_LIST_ITEMS = 500  # in one list
+MAX_CONFIG_DEPTH = 32  # lists and mappings, one inside another
+MAX_CONFIG_NUMBER_CHARS = 100  # an integer's digits (int() of 5,000 digits raises)
+# More problems than this are summed up in one line: a file of 5,000 unknown keys must not
+# make 5,000 lines (nor 5,000 searches for their lines).
+MAX_CONFIG_PROBLEMS = 50
 
 
 class CommitOptions(BaseModel):
@@ -123,34 +132,91 @@ def json_schema() -> dict[str, Any]:
 # -- loading ------------------------------------------------------------------------------
 
 
-class _NoAliasesLoader(yaml.SafeLoader):
-    """Safe YAML without anchors and aliases: they enable "billion laughs" blow-ups and a
-    config file has no need for them."""
+# libyaml's parser where PyYAML was built with it: about 20 times faster than the pure-Python
+# one, which took seconds of the server's loop for a 120 KB file.
+_BaseLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()  # type: ignore[no-untyped-call]
-            raise yaml.MarkedYAMLError(
-                problem="anchors and aliases are not allowed", problem_mark=event.start_mark
+
+class _Loader(_BaseLoader):  # type: ignore[valid-type,misc]
+    """Safe YAML whose values either construct or fail as a YAMLError at their own line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError, TypeError) as exc:
+            # A value the resolver took for an int, float or date that is not one
+            # (`2001-13-45`, `!!int nope`).
+            raise yaml.constructor.ConstructorError(
+                problem=f"cannot read this value: {exc}", problem_mark=node.start_mark
+            ) from None
+
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # int() refuses 4,300+ decimal digits with a ValueError; hex, binary and base-60
+        # ints have no such limit and cost quadratic time. No option needs such a number.
+        if len(str(node.value)) > MAX_CONFIG_NUMBER_CHARS:
+            raise yaml.constructor.ConstructorError(
+                problem=f"number longer than {MAX_CONFIG_NUMBER_CHARS} characters",
+                problem_mark=node.start_mark,
             )
-        return super().compose_node(parent, index)
+        value: int = super().construct_yaml_int(node)
+        return value
+
+
+_Loader.add_constructor("tag:yaml.org,2002:int", _Loader.construct_yaml_int)
+
+_NODE_EVENTS = (yaml.ScalarEvent, yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_END_EVENTS = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _check_shape(text: str) -> None:
+    """Refuse, from the parser's events and before any node or value is built, what would
+    make building or validating the document slow, recursive or explosive: too many values,
+    too long a list, too deep a nesting, and anchors and aliases (a "billion laughs" file
+    expands a few aliases into millions of values; a config file has no need for them).
+    The parser stops at the first excess, so its work is bounded by the caps too."""
+    values = 0
+    # Each enclosing collection: how many items it has so far (a mapping's keys and values
+    # both count, so its cap is twice a list's).
+    enclosing: list[tuple[list[int], yaml.Event]] = []
+    for event in yaml.parse(text, Loader=_BaseLoader):
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            _refuse(event, "anchors and aliases are not allowed")
+        if isinstance(event, _END_EVENTS):
+            enclosing.pop()
+            continue
+        if not isinstance(event, _NODE_EVENTS):
+            continue
+        values += 1
+        if values > MAX_CONFIG_VALUES:
+            _refuse(event, f"more than {MAX_CONFIG_VALUES} values in the file")
+        if enclosing:
+            count, start = enclosing[-1]
+            count[0] += 1
+            if count[0] > count[1]:
+                _refuse(start, f"more than {MAX_CONFIG_LIST_ITEMS} items in one list or mapping")
+        if isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            if len(enclosing) >= MAX_CONFIG_DEPTH:
+                _refuse(event, f"nested more than {MAX_CONFIG_DEPTH} levels deep")
+            per_item = 2 if isinstance(event, yaml.MappingStartEvent) else 1
+            enclosing.append(([0, per_item * MAX_CONFIG_LIST_ITEMS], event))
+
+
+def _refuse(event: yaml.Event, problem: str) -> NoReturn:
+    # libyaml's events carry its own Mark type, with the same line and column.
+    mark = cast(yaml.Mark, event.start_mark)
+    raise yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
 
 
 def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], yaml.Node | None]:
     """The document as data and as a node tree (for line numbers)."""
     if len(text.encode("utf-8")) > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            source, [ConfigProblem(source, 1, 1, f"file is larger than {MAX_CONFIG_BYTES} bytes")]
-        )
+        raise ConfigError(source, [too_large(source)])
     try:
-        loader = _NoAliasesLoader(text)
+        _check_shape(text)
+        loader = _Loader(text)
         try:
             node = loader.get_single_node()
-        finally:
-            loader.dispose()
-        loader = _NoAliasesLoader(text)
-        try:
-            data = loader.get_single_data()
+            data = loader.construct_document(node) if node is not None else None
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
@@ -167,6 +233,11 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], yaml.Node | None
             source, [ConfigProblem(source, 1, 1, "the file must be a mapping of options")]
         )
     return data, node
+
+
+def too_large(source: str) -> ConfigProblem:
+    """The problem of a file past MAX_CONFIG_BYTES (found before or after reading it)."""
+    return ConfigProblem(source, 1, 1, f"larger than {MAX_CONFIG_BYTES // 1024} KiB")
 
 
 def _locate(node: yaml.Node | None, loc: tuple[int | str, ...]) -> tuple[int, int]:
@@ -198,7 +269,8 @@ def validate(data: Mapping[str, Any], node: yaml.Node | None, source: str) -> Ba
         return config_model().model_validate(data)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
+        errors = exc.errors()
+        for error in errors[:MAX_CONFIG_PROBLEMS]:
             loc = tuple(error["loc"])
             line, column = _locate(node, loc)
             where = ".".join(str(p) for p in loc)
@@ -208,6 +280,9 @@ def validate(data: Mapping[str, Any], node: yaml.Node | None, source: str) -> Ba
                     " (not a rule id)" if loc[:1] == ("rules",) and len(loc) == 2 else ""
                 )
             problems.append(ConfigProblem(source, line, column, f"{where}: {message}"))
+        if len(errors) > MAX_CONFIG_PROBLEMS:
+            more = len(errors) - MAX_CONFIG_PROBLEMS
+            problems.append(ConfigProblem(source, 1, 1, f"and {more} more problems"))
         raise ConfigError(source, problems) from None
 
 

@@ -12,7 +12,7 @@ the project's default branch — never from the code under review (DESIGN.md, in
 from __future__ import annotations
 
 import asyncio
-import functools
+import hashlib
 import json
 import logging
 import time
@@ -20,9 +20,17 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
-from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, Config, ConfigError, default_config, load
+from bot.config import (
+    CONFIG_PATHS,
+    MAX_CONFIG_BYTES,
+    Config,
+    ConfigError,
+    default_config,
+    load,
+    too_large,
+)
 from bot.gitlab import Comparison, GitLab, GitLabError, NotFound, ResponseTooLarge
 from bot.incremental import (
     MergeRequestInputs,
@@ -133,11 +141,57 @@ def config_from(config_file: tuple[str, str] | None, base: Mapping[str, Any] | N
     return _parsed_config(path, text, json.dumps(base or {}, sort_keys=True, default=str))
 
 
-@functools.lru_cache(maxsize=256)
+class CacheStats(NamedTuple):
+    hits: int
+    misses: int
+
+
+class ConfigParseCache:
+    """Parsed configs by content, failures included, bounded and least recently used.
+
+    The same file text (and instance defaults) is the same config: the many events of a
+    project parse and validate it once, and an invalid file is not parsed again on every
+    event. Keyed by a hash of the text, so an entry does not keep the text alive.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._entries: OrderedDict[tuple[str, bytes, str], Config | ConfigError] = OrderedDict()
+        self._hits = 0
+        self._misses = 0
+
+    def load(self, path: str, text: str, base_json: str) -> Config:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()
+        key = (path, digest, base_json)
+        entry = self._entries.get(key)
+        if entry is None:
+            self._misses += 1
+            try:
+                entry = load(text, path, base=json.loads(base_json))
+            except ConfigError as exc:
+                # Its problems only: the raised exception's traceback and context would
+                # keep the parser, and the whole text, alive.
+                entry = ConfigError(exc.source, exc.problems)
+            self._entries[key] = entry
+            if len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+        else:
+            self._hits += 1
+            self._entries.move_to_end(key)
+        if isinstance(entry, ConfigError):
+            # A fresh exception each time: raising one instance again grows its traceback.
+            raise ConfigError(entry.source, entry.problems)
+        return entry
+
+    def stats(self) -> CacheStats:
+        return CacheStats(self._hits, self._misses)
+
+
+config_parse_cache = ConfigParseCache()
+
+
 def _parsed_config(path: str, text: str, base_json: str) -> Config:
-    """Parsed once per content: the same file text (and defaults) is the same config, so
-    the many events of a project do not re-validate it. Invalid files raise every time."""
-    return load(text, path, base=json.loads(base_json))
+    return config_parse_cache.load(path, text, base_json)
 
 
 def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -155,6 +209,7 @@ class CommitFiles:
     paths: frozenset[str] | None = None
     config_file: tuple[str, str] | None = None
     config_read: bool = False
+    config_too_large: str | None = None  # the config file's path, when past the cap
     codeowners: CodeOwnersFile | None = None
     codeowners_read: bool = False
 
@@ -212,12 +267,22 @@ class Repository:
         return config_from(await self.config_file(), base)
 
     async def config_file(self) -> tuple[str, str] | None:
-        """(path, text) of the first config file present, or None."""
+        """(path, text) of the first config file present, or None.
+
+        ConfigError when it is larger than MAX_CONFIG_BYTES: as invalid as a syntax error,
+        and known for this commit from then on."""
         if not self.known.config_read:
-            self.known.config_file = await self._first_file(
-                CONFIG_PATHS, await self.paths(), MAX_CONFIG_BYTES
-            )
+            try:
+                self.known.config_file = await self._first_file(
+                    CONFIG_PATHS, await self.paths(), MAX_CONFIG_BYTES
+                )
+            except ResponseTooLarge:
+                present = await self.paths()
+                self.known.config_too_large = next(p for p in CONFIG_PATHS if p in present)
             self.known.config_read = True
+        if self.known.config_too_large is not None:
+            path = self.known.config_too_large
+            raise ConfigError(path, [too_large(path)])
         return self.known.config_file
 
     async def codeowners(self) -> CodeOwnersFile | None:

@@ -35,9 +35,9 @@ from bot.config import (
     MAX_CONFIG_BYTES,
     Config,
     ConfigError,
-    ConfigProblem,
     default_config,
     load,
+    too_large,
 )
 from bot.engine import (
     CODEOWNERS_PATHS,
@@ -272,10 +272,7 @@ def read_config(
             continue
         if size > MAX_CONFIG_BYTES:
             # parse_yaml would say the same after reading it; this avoids reading it.
-            raise ConfigError(
-                candidate,
-                [ConfigProblem(candidate, 1, 1, f"file is larger than {MAX_CONFIG_BYTES} bytes")],
-            )
+            raise ConfigError(candidate, [too_large(candidate)])
         raw = blob(git, revision, candidate)
         return load(raw.decode("utf-8", "replace"), candidate, base=base)
     if path:

@@ -184,8 +184,14 @@ def idempotency_key(headers: Mapping[str, str], event_name: str, body: bytes) ->
 def decode_body(body: bytes) -> dict[str, Any]:
     try:
         payload = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MalformedBody(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        # Python's json recurses per nesting level; no GitLab payload nests deeply.
+        raise MalformedBody("body is not valid JSON: nested too deeply") from None
+    except ValueError as exc:
+        # JSONDecodeError and UnicodeDecodeError are ValueErrors; so is int()'s refusal of
+        # a number of 4,300+ digits, which json.loads raises as it reads one.
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise MalformedBody(f"body is not valid JSON: {reason}") from None
     if not isinstance(payload, dict):
         raise MalformedBody("body is not a JSON object")
     return payload
@@ -197,7 +203,8 @@ def parse_event(event_name: str, payload: dict[str, Any]) -> Event | Ignored:
     # https://docs.gitlab.com/administration/system_hooks/
     if event_name == "System Hook":
         kind = payload.get("object_kind")
-        event_name = {"push": "Push Hook", "merge_request": "Merge Request Hook"}.get(str(kind), "")
+        kind = kind[:50] if isinstance(kind, str) else type(kind).__name__
+        event_name = {"push": "Push Hook", "merge_request": "Merge Request Hook"}.get(kind, "")
         if not event_name:
             return Ignored(f"system hook of kind {kind!r}")
     try:
@@ -207,8 +214,10 @@ def parse_event(event_name: str, payload: dict[str, Any]) -> Event | Ignored:
             return _push(payload)
         if event_name == "Note Hook":
             return _note(payload)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        return Ignored(f"{event_name} payload lacks a needed field: {exc!r}", malformed=True)
+    except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as exc:
+        # A field of the wrong type or out of range is as unusable as a missing one.
+        reason = repr(exc)[:200]
+        return Ignored(f"{event_name} payload lacks a needed field: {reason}", malformed=True)
     return Ignored(f"event {event_name!r} is not handled")
 
 
@@ -219,9 +228,9 @@ _CHECKED_ACTIONS = frozenset({"open", "reopen", "update"})
 
 def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
     attrs = payload["object_attributes"]
-    action = str(attrs.get("action", ""))
+    action = _text(attrs.get("action"))
     if action not in _CHECKED_ACTIONS:
-        return Ignored(f"merge request action {action!r}")
+        return Ignored(f"merge request action {action[:50]!r}")
     changes = payload.get("changes") or {}
     changed = frozenset(str(k) for k in changes) & (METADATA_FIELDS | RETARGET_FIELDS)
     oldrev = attrs.get("oldrev") or None
@@ -231,19 +240,19 @@ def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
     if labels is None:
         labels = attrs.get("labels") or []
     return MergeRequestEvent(
-        project_id=int(attrs["target_project_id"]),
-        source_project_id=int(attrs["source_project_id"]),
-        iid=int(attrs["iid"]),
+        project_id=_id(attrs["target_project_id"]),
+        source_project_id=_id(attrs["source_project_id"]),
+        iid=_id(attrs["iid"]),
         action=action,
         head_sha=_sha(attrs["last_commit"]["id"]),
         oldrev=_sha(oldrev) if oldrev else None,
-        title=str(attrs.get("title") or ""),
-        description=str(attrs.get("description") or ""),
-        labels=tuple(str(label["title"]) for label in labels),
+        title=_text(attrs.get("title")),
+        description=_text(attrs.get("description")),
+        labels=tuple(_string(label["title"]) for label in labels),
         draft=bool(attrs.get("draft", attrs.get("work_in_progress", False))),
-        source_branch=str(attrs["source_branch"]),
-        target_branch=str(attrs["target_branch"]),
-        web_url=str(attrs.get("url") or ""),
+        source_branch=_string(attrs["source_branch"]),
+        target_branch=_string(attrs["target_branch"]),
+        web_url=_text(attrs.get("url")),
         changed_fields=changed,
         assignees=_usernames(payload.get("assignees")),
         reviewers=_usernames(payload.get("reviewers")),
@@ -253,37 +262,39 @@ def _merge_request(payload: dict[str, Any]) -> MergeRequestEvent | Ignored:
 def _usernames(users: object) -> tuple[str, ...]:
     if not isinstance(users, list):
         return ()
-    return tuple(str(u.get("username") or u.get("id")) for u in users if isinstance(u, dict))
+    return tuple(
+        _text(u.get("username")) or str(_id(u.get("id"))) for u in users if isinstance(u, dict)
+    )
 
 
 def _push(payload: dict[str, Any]) -> PushEvent | Ignored:
-    ref = str(payload["ref"])
+    ref = _string(payload["ref"])
     # Tag pushes come as "Tag Push Hook"; a branch ref is refs/heads/<name>.
     # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
     if not ref.startswith("refs/heads/"):
-        return Ignored(f"push to {ref!r} is not a branch")
-    after = str(payload["after"])
+        return Ignored(f"push to {ref[:100]!r} is not a branch")
+    after = _string(payload["after"])
     if after == ZERO_SHA:
         return Ignored("branch deleted")
     project = payload["project"]
     commits = tuple(
         Commit(
             sha=_sha(c["id"]),
-            message=str(c.get("message") or ""),
-            author_name=str((c.get("author") or {}).get("name") or ""),
-            author_email=str((c.get("author") or {}).get("email") or ""),
+            message=_text(c.get("message")),
+            author_name=_text((c.get("author") or {}).get("name")),
+            author_email=_text((c.get("author") or {}).get("email")),
         )
         for c in payload.get("commits") or []
     )
     return PushEvent(
-        project_id=int(payload.get("project_id") or project["id"]),
+        project_id=_id(payload.get("project_id") or project["id"]),
         branch=ref.removeprefix("refs/heads/"),
         before=_sha(payload["before"]),
         after=_sha(after),
         commits=commits,
-        total_commits_count=int(payload.get("total_commits_count", len(commits))),
-        default_branch=str(project.get("default_branch") or ""),
-        web_url=str(project.get("web_url") or ""),
+        total_commits_count=_count(payload.get("total_commits_count", len(commits))),
+        default_branch=_text(project.get("default_branch")),
+        web_url=_text(project.get("web_url")),
     )
 
 
@@ -299,21 +310,62 @@ def _note(payload: dict[str, Any]) -> NoteEvent | Ignored:
     mr = payload.get("merge_request")
     # noteable_id is the MR's global id; the iid is under merge_request.
     # https://docs.gitlab.com/user/project/integrations/webhook_events/#comment-on-a-merge-request
-    mr_iid = int(mr["iid"]) if attrs.get("noteable_type") == "MergeRequest" and mr else None
+    mr_iid = _id(mr["iid"]) if attrs.get("noteable_type") == "MergeRequest" and mr else None
     return NoteEvent(
-        project_id=int(payload.get("project_id") or payload["project"]["id"]),
-        note_id=int(attrs["id"]),
+        project_id=_id(payload.get("project_id") or payload["project"]["id"]),
+        note_id=_id(attrs["id"]),
         mr_iid=mr_iid,
-        body=str(attrs.get("note") or ""),
-        author_username=str((payload.get("user") or {}).get("username") or ""),
+        body=_text(attrs.get("note")),
+        author_username=_text((payload.get("user") or {}).get("username")),
     )
 
 
 def _sha(value: object) -> str:
-    text = str(value)
+    text = _string(value)
     if len(text) != 40 or any(c not in "0123456789abcdef" for c in text):
         raise ValueError(f"not a commit sha: {text[:50]!r}")
     return text
+
+
+# The journal keeps ids in 64-bit signed columns (SQLite INTEGER, PostgreSQL bigint): a
+# larger number would fail there, after the delivery was read as valid.
+MAX_BIGINT = 2**63 - 1
+
+
+def _count(value: object) -> int:
+    """A JSON integer in the bigint range; `true`, `1.9` and `"1"` are not integers."""
+    if type(value) is not int or not 0 <= value <= MAX_BIGINT:
+        raise ValueError(f"not a count: {_shown(value)}")
+    return value
+
+
+def _id(value: object) -> int:
+    """An id or iid: a JSON integer from 1 to the bigint maximum."""
+    if type(value) is not int or not 1 <= value <= MAX_BIGINT:
+        raise ValueError(f"not an id: {_shown(value)}")
+    return value
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"not a string: {_shown(value)}")
+    return value
+
+
+def _text(value: object) -> str:
+    """An optional string field: absent or null is empty."""
+    return "" if value is None else _string(value)
+
+
+def _shown(value: object) -> str:
+    """A value in an error message: short, and never a recursive repr of a deep list."""
+    if isinstance(value, bool | float) or value is None:
+        return repr(value)
+    if isinstance(value, int):
+        return "an integer out of range"
+    if isinstance(value, str):
+        return repr(value[:50])
+    return f"a JSON {'object' if isinstance(value, dict) else 'array'}"
 
 
 # -- events as journal records ------------------------------------------------------------

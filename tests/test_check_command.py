@@ -187,6 +187,29 @@ def test_an_invalid_config_exits_2_naming_its_lines(
 
 
 @pytest.mark.parametrize(
+    ("config", "where"),
+    [
+        # Nested 1,000 deep in 5 KB: RecursionError before.
+        ("rules:\n  merge_request.labels:\n    any_of: " + "[" * 1000 + "]" * 1000 + "\n", ":3:"),
+        # A 5,000-digit integer: ValueError before.
+        ("rules:\n  commit.subject_length:\n    max_length: " + "9" * 5000 + "\n", ":3:17:"),
+    ],
+)
+def test_a_hostile_config_exits_2_naming_its_line(repo: Repo, config: str, where: str) -> None:
+    repo.checkout("main")
+    repo.commit("chore: rules", {".gitlab/compliance.yml": config})
+    repo.checkout("feature")
+    repo.git("reset", "-q", "--hard", "main")
+
+    result = run_cli("check", cwd=repo.path, env=repo.env)
+
+    assert result.returncode == 2, result.stderr[-300:]
+    assert "Traceback" not in result.stderr
+    assert "could not complete: invalid .gitlab/compliance.yml" in result.stdout
+    assert f".gitlab/compliance.yml{where}" in result.stdout
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--base", "no-such-rev"], "is not a commit"),

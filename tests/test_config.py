@@ -132,11 +132,11 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_cli_validate_prints_file_line_col_and_exits_1(tmp_path: Path) -> None:
+def test_cli_validate_prints_file_line_col_and_exits_2(tmp_path: Path) -> None:
     bad = tmp_path / "compliance.yml"
     bad.write_text("rules:\n  commit.dco:\n    severity: loud\n  merge_request.nope: {}\n")
     result = _cli("validate", str(bad))
-    assert result.returncode == 1
+    assert result.returncode == 2
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith(f"{bad}:3:5: ")
     assert lines[1].startswith(f"{bad}:4:3: ")
@@ -149,3 +149,94 @@ def test_cli_schema_is_json() -> None:
     result = _cli("schema")
     assert result.returncode == 0
     assert json.loads(result.stdout)["title"] == "compliance-bot configuration"
+
+
+# -- hostile files: every one is a config error naming FILE:LINE, never a crash -------------
+
+
+def _nested(depth: int) -> str:
+    """A list nested `depth` deep, where a rule expects a list of strings."""
+    return "rules:\n  merge_request.labels:\n    any_of: " + "[" * depth + "]" * depth + "\n"
+
+
+@pytest.mark.parametrize("depth", [40, 400, 990, 1000, 5000])
+def test_deep_nesting_is_an_error_at_its_line(depth: int) -> None:
+    problems = _problems(_nested(depth))
+    assert problems[0].startswith("c.yml:3:"), problems
+    assert "nest" in problems[0]  # ours below libyaml's own limit, libyaml's above
+
+
+def test_block_nesting_is_an_error_at_its_line() -> None:
+    text = "rules:\n" + "".join(" " * (2 * i) + f"k{i}:\n" for i in range(1, 60))
+    [problem] = _problems(text)
+    assert problem.startswith("c.yml:") and "nested" in problem
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9" * 5000, "0x" + "f" * 5000, "0b" + "1" * 5000, ":".join(["59"] * 5000), "1" + "_0" * 3000],
+)
+def test_a_huge_integer_is_an_error_at_its_line(value: str) -> None:
+    [problem] = _problems(f"rules:\n  commit.subject_length:\n    max_length: {value}\n")
+    assert problem.startswith("c.yml:3:17: "), problem
+    assert "number" in problem
+
+
+@pytest.mark.parametrize(
+    "value", ["!!int nope", "2001-13-45", "!!float nope", "!!timestamp 2001-02-31"]
+)
+def test_a_value_yaml_cannot_read_is_an_error_at_its_line(value: str) -> None:
+    [problem] = _problems(f"rules:\n  commit.subject_length:\n    max_length: {value}\n")
+    assert problem.startswith("c.yml:3:17: "), problem
+
+
+def test_billion_laughs_is_refused_at_the_first_anchor() -> None:
+    text = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n' + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{','.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+    )
+    [problem] = _problems(text)
+    assert problem.startswith("c.yml:1:4: ") and "aliases are not allowed" in problem
+
+
+def test_a_list_longer_than_the_cap_is_an_error_at_its_line() -> None:
+    items = ",".join(f"l{i}" for i in range(config.MAX_CONFIG_LIST_ITEMS + 1))
+    [problem] = _problems(f"rules:\n  merge_request.labels:\n    any_of: [{items}]\n")
+    assert problem.startswith("c.yml:3:13: ") and f"{config.MAX_CONFIG_LIST_ITEMS}" in problem
+
+
+def test_more_values_than_the_cap_is_an_error() -> None:
+    per_list = config.MAX_CONFIG_LIST_ITEMS
+    lists = config.MAX_CONFIG_VALUES // per_list + 1
+    text = "rules:\n" + "".join(f"  r{n}: [{','.join('x' * per_list)}]\n" for n in range(lists))
+    [problem] = _problems(text)
+    assert "values" in problem and problem.startswith("c.yml:")
+
+
+def test_oversized_file_says_its_cap_in_kib() -> None:
+    [problem] = _problems("# " + "x" * config.MAX_CONFIG_BYTES)
+    assert problem == f"c.yml:1:1: larger than {config.MAX_CONFIG_BYTES // 1024} KiB"
+
+
+def test_parse_results_are_cached_by_content_failures_included() -> None:
+    from bot.engine import config_from, config_parse_cache
+
+    text = "rules:\n  commit.nope: {}\n# a failure unique to this test\n"
+    before = config_parse_cache.stats()
+    for _ in range(3):
+        with pytest.raises(ConfigError) as caught:
+            config_from((".gitlab/compliance.yml", text), None)
+        assert str(caught.value.problems[0]).startswith(".gitlab/compliance.yml:2:3:")
+    after = config_parse_cache.stats()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+
+
+def test_cli_validate_refuses_a_hostile_file_with_its_line_and_exit_2(tmp_path: Path) -> None:
+    for name, text in (
+        ("deep.yml", _nested(1000)),
+        ("number.yml", "version: " + "9" * 5000 + "\n"),
+    ):
+        bad = tmp_path / name
+        bad.write_text(text)
+        result = _cli("validate", str(bad))
+        assert (result.returncode, result.stderr) == (2, ""), result.stderr[-500:]
+        assert result.stdout.startswith(f"{bad}:")

@@ -8,8 +8,10 @@ import hmac
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from bot import webhook
+from tests.hostile_payloads import mutated_payloads
 from tests.payloads import fixture
 
 
@@ -155,3 +157,79 @@ def test_standard_webhooks_signature() -> None:
         webhook.verify_signature(token, headers, body, now=1700000000 + 301)
     # Without the header (signing not enabled on the hook) only the token is checked.
     webhook.verify_signature(token, {}, body, now=0)
+
+
+# -- hostile bodies: a 400 or an `Ignored`, never an exception ------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"a": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"object_attributes": {"iid": 1' + b"0" * 5000 + b"}}",
+        b'{"a": "\xff"}',
+    ],
+    ids=["deep", "deep-value", "5000-digits", "not-utf8"],
+)
+def test_a_body_python_cannot_read_is_malformed(body: bytes) -> None:
+    with pytest.raises(webhook.MalformedBody) as caught:
+        webhook.decode_body(body)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("target_project_id", True),
+        ("target_project_id", 1.9),
+        ("target_project_id", 2**63),
+        ("target_project_id", "14"),
+        ("iid", -1),
+        ("iid", 0),
+        ("iid", False),
+        ("source_project_id", None),
+        ("title", {"a": 1}),
+        ("source_branch", 3),
+        ("action", ["open"]),
+    ],
+)
+def test_a_field_of_the_wrong_type_or_range_is_ignored(field: str, value: object) -> None:
+    payload = fixture("merge_request.json")
+    payload["object_attributes"][field] = value
+    result = webhook.parse_event("Merge Request Hook", payload)
+    assert isinstance(result, webhook.Ignored)
+
+
+def test_a_system_hook_kind_that_is_not_a_string_is_ignored() -> None:
+    deep: object = []
+    for _ in range(5000):
+        deep = [deep]
+    result = webhook.parse_event("System Hook", {"object_kind": deep})
+    assert isinstance(result, webhook.Ignored) and len(result.reason) < 100
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_payloads())
+def test_a_mutated_payload_is_refused_ignored_or_a_well_typed_event(
+    delivery: tuple[str, bytes],
+) -> None:
+    event_name, body = delivery
+    try:
+        payload = webhook.decode_body(body)
+    except webhook.MalformedBody:
+        return
+    result = webhook.parse_event(event_name, payload)
+    if isinstance(result, webhook.Ignored):
+        assert len(result.reason) < 400
+        return
+    ids = [result.project_id]
+    if isinstance(result, webhook.MergeRequestEvent):
+        ids += [result.source_project_id, result.iid]
+        assert all(isinstance(t, str) for t in (result.title, result.source_branch))
+    elif isinstance(result, webhook.NoteEvent):
+        ids += [result.note_id] + ([result.mr_iid] if result.mr_iid is not None else [])
+    assert all(type(i) is int and 1 <= i < 2**63 for i in ids), ids
+    # What the journal stores reads back as the same event.
+    kind = webhook.event_kind(result)
+    assert webhook.event_from_json(kind, webhook.event_to_json(result)) == result
