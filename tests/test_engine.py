@@ -63,7 +63,10 @@ async def test_a_broken_config_fails_loudly_with_line_numbers(fake: FakeGitLab, 
     await bot.settle()
     state, description = _state(fake, project.id, mr.head_sha)
     assert state == "failed"
-    assert description == "could not complete: invalid .gitlab/compliance.yml"
+    assert description == (
+        "could not complete: invalid .gitlab/compliance.yml (2 problems); "
+        "fix it on the target branch"
+    )
     note = _note(fake, project.id, mr.iid)
     assert ".gitlab/compliance.yml:3:5: rules.commit.dco.severity" in note
     assert ".gitlab/compliance.yml:4:3: " in note and "merge_request.titel" in note

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.model import ChangedFile, Commit, Severity
 
@@ -135,6 +135,13 @@ class RuleConfig(BaseModel):
         "Empty: every branch.",
     )
 
+    @field_validator("severity", mode="before", check_fields=False)
+    @classmethod
+    def _bare_off(cls, value: Any) -> Any:
+        # `severity: off` unquoted is YAML 1.1's boolean false (PyYAML reads `off`, `no` and
+        # `false` alike); an author who wrote `off` meant the rule off.
+        return "off" if value is False else value
+
     def applies_to_branch(self, branch: str) -> bool:
         return not self.branches or any(fnmatch.fnmatchcase(branch, p) for p in self.branches)
 
@@ -148,6 +155,10 @@ class Problem:
     location: str = ""
     fix: str = ""
     severity: Severity | None = None
+    # The facts this problem states (commitlint's rule names, e.g. "subject-full-stop"):
+    # when another rule states all of them at the same location at least as severely, the
+    # engine drops this one, so two rules never report the same fact.
+    covers: frozenset[str] = frozenset()
 
 
 C = TypeVar("C", bound=RuleConfig)
