@@ -125,7 +125,7 @@ def _shorten(text: str, limit: int) -> str:
 # such text may quote anything. Code spans stay code spans (resized), the rest is escaped,
 # and links to documentation stay links.
 _RULE_TEXT = re.compile(
-    r"(?P<fence>`+)(?P<code>.+?)(?P=fence)(?!`)"
+    r"(?<!`)(?P<fence>`+)(?!`)(?P<code>.+?)(?<!`)(?P=fence)(?!`)"
     r"|(?P<url>https://(?:docs\.gitlab\.com|git-scm\.com)/[A-Za-z0-9/_.#~-]*[A-Za-z0-9/_#~-])"
 )
 
@@ -514,7 +514,8 @@ def _rule_block(
     """One rule: its title, its fix hint(s) once, then one line per finding."""
     count = _plural(len(group.findings), "finding")
     title = f"{escape(group.title)} {escape(group.rule, code=True)} · {count}"
-    lines = [f"#### {_ICON[group.severity]} {title}" if heading else f"**{title}**", ""]
+    icon = _ICON[group.severity]
+    lines = [f"#### {icon} {title}" if heading else f"**{icon} {title}**", ""]
     fixes = _hints(group.findings) if hints else []
     if len(fixes) == 1:
         lines += [f"How to fix: {_rule_text(fixes[0])}", ""]

@@ -110,11 +110,13 @@ def inline_tokens(markdown: str) -> list[tuple[str, str]]:
 def bare_references(markdown: str) -> list[str]:
     """Text the reference filters could read as a reference: a reference character in
     plain text that no backslash escapes."""
-    return [
-        content
-        for kind, content in inline_tokens(markdown)
-        if kind == "text" and any(c in content for c in REFERENCE_CHARACTERS)
-    ]
+    found: list[str] = []
+    in_link = False  # GitLab links no reference inside a link (nor inside code)
+    for kind, content in inline_tokens(markdown):
+        in_link = (in_link or kind == "link_open") and kind != "link_close"
+        if kind == "text" and not in_link and any(c in content for c in REFERENCE_CHARACTERS):
+            found.append(content)
+    return found
 
 
 def code_spans(markdown: str) -> list[str]:

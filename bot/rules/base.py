@@ -116,6 +116,16 @@ def messages_to_judge(context: Context) -> list[Message]:
     return [Message(c.message, commit_location(c), c) for c in context.commits]
 
 
+def code(text: str) -> str:
+    """`text` marked as code in a message, whatever backticks it holds: the fence is longer
+    than any backtick run inside (https://spec.commonmark.org/0.31.2/#code-spans). The note
+    re-escapes it (bot.report.escape); plain-text outputs show it as written."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def commit_location(commit: Commit) -> str:
     title = commit.title.replace("\r", " ")
     if len(title) > 72:

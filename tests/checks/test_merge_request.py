@@ -52,11 +52,13 @@ async def test_problems_are_named_in_one_note_and_fixing_them_turns_it_green(
     assert "Added stuff" in body  # the offending commit is named
     assert "`commit.conventional`" in body
     assert "`merge_request.description`" in body
-    assert ":x: Compliance: 3 errors" in body
+    # One finding for the header that is not a Conventional Commit (not one per
+    # commitlint sub-rule), one for the empty description.
+    assert ":x: Compliance: 2 errors, 0 warnings" in body
     states = [s["status"] for s in fake.statuses(mr.project_id, first_head)]
     assert states == ["failed"]  # `running` was updated in place, as GitLab does
     status = _final_status(fake, mr.project_id, first_head)
-    assert status["description"] == "3 errors, 0 warnings"
+    assert status["description"] == "2 errors, 0 warnings"
     assert status["target_url"] == f"{mr.web_url}#note_{note['id']}"
 
     # The author rewrites the commit, force-pushes, and fills in the description.
@@ -420,7 +422,9 @@ async def test_a_deleted_note_is_written_again_on_the_next_change(
 
     [again] = _bot_notes(fake, mr)
     assert again["id"] != note["id"]
-    assert f"Checked `{mr.head_sha[:8]}`, 2 commits" in str(again["body"])
+    project_url = mr.web_url.rsplit("/-/merge_requests/", 1)[0]
+    head = f"[`{mr.head_sha[:8]}`]({project_url}/-/commit/{mr.head_sha})"
+    assert f"Checked {head}, 2 commits" in str(again["body"])
 
 
 async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Path) -> None:
