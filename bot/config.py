@@ -21,7 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from typing import Any, NoReturn, cast
+from typing import Any, Literal, NoReturn, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
@@ -52,6 +52,10 @@ class CommitOptions(BaseModel):
         description="When an MR will be squashed: `title` judges the MR title (GitLab's "
         "default squash commit message) instead of each commit; `commits` judges each commit.",
     )
+
+
+# What an MR's check does with repository findings that already hold on its target branch.
+TargetBranchFindings = Literal["report", "fail"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,16 @@ def config_model() -> type[BaseModel]:
         __config__=ConfigDict(extra="forbid", title="compliance-bot configuration"),
         version=(int, Field(default=1, ge=1, le=1, description="Schema version; 1.")),
         commits=(CommitOptions, Field(default_factory=CommitOptions)),
+        target_branch_findings=(
+            TargetBranchFindings,
+            Field(
+                default="report",
+                description="Repository findings (files, templates, CODEOWNERS, project "
+                "settings) that already hold on an MR's target branch: `report` lists them "
+                "as already there and they do not fail the MR (only what the MR makes worse "
+                "does); `fail` counts them like the MR's own.",
+            ),
+        ),
         rules=(rules_model, Field(default_factory=rules_model)),
     )
     return model
@@ -108,6 +122,11 @@ class Config:
 
     def rule(self, rule_id: str) -> RuleConfig:
         return cast(RuleConfig, getattr(self.model.rules, _field_name(rule_id)))  # type: ignore[attr-defined]
+
+    @property
+    def fails_inherited(self) -> bool:
+        """Whether findings already on the target branch fail an MR."""
+        return bool(self.model.target_branch_findings == "fail")  # type: ignore[attr-defined]
 
     @property
     def squash_policy(self) -> SquashPolicy:

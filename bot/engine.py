@@ -18,7 +18,7 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -116,21 +116,93 @@ def plan(config: Config, scope: Scope, target_branch: str) -> Plan:
 
 
 def evaluate(checks: Plan, context: Context) -> tuple[RuleOutcome, ...]:
-    outcomes = []
+    found: list[tuple[Finding, frozenset[str]]] = []
     for rule, options in checks.rules:
         severity = _SEVERITY[options.severity]
-        findings = tuple(
-            Finding(
-                rule=rule.id,
-                severity=problem.severity or severity,
-                message=problem.message,
-                fix=problem.fix or rule.fix,
-                location=problem.location,
+        found += [
+            (
+                Finding(
+                    rule=rule.id,
+                    severity=problem.severity or severity,
+                    message=problem.message,
+                    fix=problem.fix or rule.fix,
+                    location=problem.location,
+                ),
+                problem.covers,
             )
             for problem in rule.run(context, options)
+        ]
+    kept = _one_finding_per_fact(found)
+    return tuple(
+        RuleOutcome(rule.id, rule.title, tuple(f for f in kept if f.rule == rule.id))
+        for rule, _ in checks.rules
+    )
+
+
+_WEIGHT = {Severity.ERROR: 2, Severity.WARNING: 1, Severity.INFO: 0}
+
+
+def _one_finding_per_fact(found: Sequence[tuple[Finding, frozenset[str]]]) -> list[Finding]:
+    """Two rules never report the same fact: a finding whose facts (`Problem.covers`)
+    another rule's finding at the same location states too, at least as severely, is
+    dropped; of two equal ones the first rule's stays."""
+
+    at: dict[str, list[int]] = {}  # location -> indices of findings that state facts
+    for index, (finding, covers) in enumerate(found):
+        if covers:
+            at.setdefault(finding.location, []).append(index)
+
+    def dominated(index: int) -> bool:
+        finding, covers = found[index]
+        for other_index in at[finding.location]:
+            other, other_covers = found[other_index]
+            if other.rule == finding.rule or not covers <= other_covers:
+                continue
+            weight, other_weight = _WEIGHT[finding.severity], _WEIGHT[other.severity]
+            if other_weight > weight or (other_weight == weight and covers < other_covers):
+                return True
+            if other_weight == weight and covers == other_covers and other_index < index:
+                return True
+        return False
+
+    dropped = {i for indices in at.values() if len(indices) > 1 for i in indices if dominated(i)}
+    return [finding for i, (finding, _) in enumerate(found) if i not in dropped]
+
+
+# The repository rules judge the project, not the change: what they find may already hold on
+# the target branch, before the MR.
+REPOSITORY_FAMILY = "repository."
+
+
+def mark_inherited(
+    outcomes: tuple[RuleOutcome, ...], checks: Plan, on_target: Context, target_branch: str
+) -> tuple[RuleOutcome, ...]:
+    """The repository findings that the target branch (`on_target`: its tree without the
+    MR's changes) shows too are marked `already_on`: not the MR's doing, they do not fail
+    it. What the MR makes worse (it deletes the LICENSE) is found only with its changes,
+    and counts."""
+    repository = Plan(
+        checks.config, tuple(r for r in checks.rules if r[0].id.startswith(REPOSITORY_FAMILY))
+    )
+    if not repository.rules:
+        return outcomes
+    before = {
+        (f.rule, f.severity, f.message, f.location)
+        for outcome in evaluate(repository, on_target)
+        for f in outcome.findings
+    }
+    return tuple(
+        replace(
+            outcome,
+            findings=tuple(
+                replace(f, already_on=target_branch)
+                if (f.rule, f.severity, f.message, f.location) in before
+                else f
+                for f in outcome.findings
+            ),
         )
-        outcomes.append(RuleOutcome(rule.id, rule.title, findings))
-    return tuple(outcomes)
+        for outcome in outcomes
+    )
 
 
 def config_from(config_file: tuple[str, str] | None, base: Mapping[str, Any] | None) -> Config:
@@ -715,9 +787,14 @@ def _judge(checks: Plan, inputs: MergeRequestInputs, event: MergeRequestEvent) -
     facts = {"commits": len(inputs.commits)} if wants_commits else {}
     if wants_changes:
         facts["files"] = len(inputs.changes)
+    outcomes = evaluate(checks, context)
+    if not checks.config.fails_inherited:
+        target_paths = inputs.target_paths if Need.TREE in needs else frozenset()
+        on_target = replace(context, paths=target_paths)
+        outcomes = mark_inherited(outcomes, checks, on_target, event.target_branch)
     return Report(
         head_sha=event.head_sha,
-        outcomes=evaluate(checks, context),
+        outcomes=outcomes,
         facts=facts,
         config_source=checks.config.source,
     )

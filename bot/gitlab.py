@@ -134,7 +134,11 @@ def _describe(response: httpx.Response) -> str:
     except ValueError:
         message = None
     if message is None:
-        message = response.text[:200].strip()
+        text = response.text[:200].strip()
+        # A proxy in front of GitLab (nginx's 502 page) answers HTML: its reason phrase says
+        # the same in two words, and no markup reaches a note or a status.
+        markup = "html" in response.headers.get("content-type", "") or text.startswith("<")
+        message = response.reason_phrase if markup else text
     # GitLab (or a proxy before it) may echo the request, token included.
     return redact(f"{response.status_code} {message}".strip())
 

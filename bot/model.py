@@ -100,6 +100,9 @@ class Finding:
     message: str
     fix: str = ""
     location: str = ""
+    # The target branch, when this repository finding already holds there: not the MR's
+    # doing, so it is shown apart and does not count towards the verdict.
+    already_on: str = ""
 
 
 @dataclass(frozen=True)
@@ -140,11 +143,16 @@ class Report:
 
     @property
     def error_count(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.ERROR)
+        return sum(1 for f in self.findings if f.severity is Severity.ERROR and not f.already_on)
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.WARNING)
+        return sum(1 for f in self.findings if f.severity is Severity.WARNING and not f.already_on)
+
+    @property
+    def inherited(self) -> list[Finding]:
+        """Findings that already hold on the target branch (see `Finding.already_on`)."""
+        return [f for f in self.findings if f.already_on]
 
     @property
     def passed(self) -> bool:

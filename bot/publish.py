@@ -10,7 +10,7 @@ from typing import TypeVar
 
 from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
 from bot.redaction import redact
-from bot.report import NOTE_MARKER, STATUS_DESCRIPTION_LIMIT, truncate
+from bot.report import NOTE_MARKER, incomplete_description
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ async def upsert_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> i
 async def set_incomplete(gitlab: GitLab, target: StatusTarget, exc: GitLabError) -> None:
     """Best effort, after GitLab failed mid-check: the status says the check could not
     complete, so an earlier `running` or a stale `success` is not left standing."""
-    description = truncate(f"could not complete: {exc}", STATUS_DESCRIPTION_LIMIT)
+    description = incomplete_description(str(exc))
     try:
         await set_status(gitlab, target, "failed", description)
     except GitLabError as second:

@@ -1,4 +1,11 @@
-"""Rendering a Report: the MR note's Markdown and the commit status description. No I/O."""
+"""Rendering a Report: the MR note's Markdown and the commit status description. No I/O.
+
+The note is read on GitLab, which renders GitLab Flavored Markdown with raw HTML allowed,
+then links references (`#1`, `!2`, `@user`, ...) and URLs in the resulting text. So every
+piece of text that is not the bot's own (paths, names, titles, subjects, branch names,
+GitLab's error text, and the findings' messages that quote them) passes through `escape`
+(DESIGN.md, invariant 13).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +15,7 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from bot import __version__
 from bot.model import Finding, Report, Severity
@@ -15,33 +23,237 @@ from bot.model import Finding, Report, Severity
 # The hidden marker by which the bot finds its own note among an MR's notes.
 NOTE_MARKER = "<!-- compliance-bot -->"
 
-# GitLab rejects a commit status description longer than 255 characters.
-# https://docs.gitlab.com/api/commits/#set-commit-pipeline-status
+# GitLab rejects a commit status description longer than 255 characters, and its
+# `target_url` too (app/models/generic_commit_status.rb: `validates :target_url,
+# length: { maximum: 255 }`). https://docs.gitlab.com/api/commits/#set-commit-pipeline-status
 STATUS_DESCRIPTION_LIMIT = 255
+TARGET_URL_LIMIT = 255
 
-# Notes are capped at 1,000,000 characters; long before that a note stops being readable, so
-# each rule lists a bounded number of findings.
+# GitLab caps a note at 1,000,000 characters, but long before that a note stops being read:
+# the bot's note stays below this, whatever the MR holds.
 # https://docs.gitlab.com/api/notes/#create-new-merge-request-note
-MAX_FINDINGS_PER_RULE = 25
+NOTE_LIMIT = 100_000
 
-# Findings of one severity above this count start collapsed.
-COLLAPSE_AFTER = 10
+# How many findings of one rule the note lists; past the note's size cap, fewer.
+MAX_FINDINGS_PER_RULE = 20
+# How many locations a rule's line in the summary table names before "+N more".
+SUMMARY_LOCATIONS = 3
+# Bounds on one finding's text in the note, and on a rule's distinct fix hints.
+MAX_MESSAGE_CHARS = 400
+MAX_LOCATION_CHARS = 80
+MAX_HINTS_PER_RULE = 3
+MAX_HINT_CHARS = 500
 
-_SECTIONS = (
-    (Severity.ERROR, "Needs fixing"),
-    (Severity.WARNING, "Warnings"),
-    (Severity.INFO, "For information"),
+RECHECK_COMMAND = "/compliance recheck"
+# Said wherever a check could not complete (the note, the status, `publish.set_incomplete`).
+RETRY_HINT = f"the bot retries by itself; comment {RECHECK_COMMAND} to retry now"
+WHERE_TO_SEE_ALL = (
+    "run `compliance-bot check` locally, or see the CI job's JUnit report, for all of them"
 )
 
+_TITLES = {
+    Severity.ERROR: "Needs fixing",
+    Severity.WARNING: "Warnings",
+    Severity.INFO: "For information",
+}
 _ICON = {
     Severity.ERROR: ":x:",
     Severity.WARNING: ":warning:",
     Severity.INFO: ":information_source:",
 }
+_SECTIONS = tuple(_TITLES.items())
 
 
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+# -- escaping -----------------------------------------------------------------------------
+
+# Bidirectional controls reorder what is shown (`gnp.exe` displays as `exe.png`), even in
+# code; they are removed. https://unicode.org/reports/tr9/ (explicit formatting characters)
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+# Zero-width characters hide text and break copy-paste; none survives into a code span.
+_ZERO_WIDTH = re.compile("[\u200b-\u200d\u2060\ufeff]")
+# Line breaks and other controls: user text is always shown on one line.
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+# Every ASCII punctuation character may be backslash-escaped in CommonMark
+# (https://spec.commonmark.org/0.31.2/#backslash-escapes). Escaped, none starts emphasis,
+# a link, an HTML tag or comment (`<!--`), a table cell (`\|`, GFM), or a list. GitLab keeps
+# a backslash-escaped reference character literal: `\#`, `\!`, `\@`, `\&`, `\%`, `\$`,
+# `\~` and `\^` are wrapped so its reference filters skip them (gitlabhq:
+# lib/banzai/filter/markdown_pre_escape_filter.rb, ESCAPABLE_CHARS with `reference: true`).
+_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_BACKTICKS = re.compile("`+")
+
+
+def _clean(text: str) -> str:
+    return _CONTROLS.sub(" ", _BIDI.sub("", text))
+
+
+def escape(text: str, *, code: bool = False, in_table: bool = False) -> str:
+    """User text as inline Markdown that renders as exactly that text and nothing else.
+
+    `code=True` makes it a code span, sized so that backticks inside cannot close it; in
+    a code span GitLab links no reference and no URL. Otherwise every ASCII punctuation
+    character is backslash-escaped, and `:` is followed by a zero-width space: GitLab
+    autolinks `scheme://` and turns `:name:` into emoji in the rendered text, where no
+    escape survives (gitlabhq: lib/banzai/filter/autolink_filter.rb, emoji_filter.rb).
+    `in_table`: a `|` inside a code span still ends a GFM table cell unless escaped.
+    """
+    text = _clean(text)
+    if not code:
+        return _PUNCTUATION.sub(r"\\\1", text).replace(":", ":\u200b")
+    text = _ZERO_WIDTH.sub("", text)
+    if in_table:
+        text = text.replace("|", "\\|")
+    if not text:
+        return ""
+    fence = "`" * (max((len(run) for run in _BACKTICKS.findall(text)), default=0) + 1)
+    # CommonMark strips one space at each end of a code span when both are there, so a span
+    # that starts or ends with a backtick (or a space) is padded on both sides.
+    # https://spec.commonmark.org/0.31.2/#code-spans
+    pad = " " if text[0] in "` " or text[-1] in "` " else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# The bot's own prose in messages and fixes marks commands and names as `code`; the rest of
+# such text may quote anything. Code spans stay code spans (resized), the rest is escaped,
+# and links to documentation stay links.
+_RULE_TEXT = re.compile(
+    r"(?<!`)(?P<fence>`+)(?!`)(?P<code>.+?)(?<!`)(?P=fence)(?!`)"
+    r"|(?P<url>https://(?:docs\.gitlab\.com|git-scm\.com)/[A-Za-z0-9/_.#~-]*[A-Za-z0-9/_#~-])"
+)
+
+
+def _rule_text(text: str, *, in_table: bool = False) -> str:
+    parts: list[str] = []
+    position = 0
+    for match in _RULE_TEXT.finditer(_clean(text)):
+        parts.append(escape(match.string[position : match.start()]))
+        if match["url"]:
+            parts.append(f"<{match['url']}>")
+        else:
+            parts.append(escape(match["code"].strip(" ") or " ", code=True, in_table=in_table))
+        position = match.end()
+    parts.append(escape(_clean(text)[position:]))
+    return "".join(parts)
+
+
+def plain(text: str, limit: int | None = None) -> str:
+    """Text for a plain-text field (a status description): one line, no HTML."""
+    text = " ".join(_TAGS.sub(" ", _clean(text)).split())
+    return _shorten(text, limit) if limit else text
+
+
+# -- GitLab's error text ------------------------------------------------------------------
+
+_TAGS = re.compile(r"<[^<>]*>|<[^<>]*$")
+_TITLE = re.compile(r"<title>\s*(.*?)\s*</title>", re.IGNORECASE | re.DOTALL)
+_HTML_START = re.compile(r"<(?:!doctype|html|head|body|title|h1)\b", re.IGNORECASE)
+MAX_ERROR_CHARS = 200
+
+
+def summarize_error(text: str) -> str:
+    """GitLab's error as one short line: an HTML error page (a proxy's 502) becomes its
+    title, or its text without tags, never markup."""
+    text = _clean(text)
+    page = _HTML_START.search(text)
+    if page is not None:
+        title = _TITLE.search(text, page.start())
+        rest = text[page.start() :]
+        tail = re.search(r"\s(to (?:GET|POST|PUT|DELETE|PATCH|HEAD) \S+.*)$", rest)
+        summary = title.group(1) if title else _TAGS.sub(" ", rest)
+        before = text[: page.start()]
+        status = re.search(r"(\d{3}) *$", before)
+        if status and summary.strip().startswith(status.group(1)):
+            before = before[: status.start()]  # "502 <title>502 Bad Gateway": one 502
+        text = before + summary + (" " + tail.group(1) if tail else "")
+    return plain(text, MAX_ERROR_CHARS)
+
+
+def incomplete_description(error: str) -> str:
+    """The status description of a check that could not complete because of GitLab."""
+    hint = f"; {RETRY_HINT}"
+    head = "could not complete: "
+    room = STATUS_DESCRIPTION_LIMIT - len(head) - len(hint)
+    return head + plain(summarize_error(error), room) + hint
+
+
+# -- links --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Links:
+    """Where the note's locations point: the project and MR pages as GitLab gives them."""
+
+    project_url: str = ""
+    merge_request_url: str = ""
+
+    @classmethod
+    def for_merge_request(cls, web_url: str) -> Links:
+        """From the MR's `web_url`, which GitLab builds as `<project>/-/merge_requests/<iid>`
+        (gitlabhq: config/routes/merge_requests.rb under the project's `/-/` scope)."""
+        project, separator, _ = web_url.rpartition("/-/merge_requests/")
+        return cls(project_url=_url(project) if separator else "", merge_request_url=web_url)
+
+    def commit(self, sha: str) -> str:
+        return f"{self.project_url}/-/commit/{sha}" if self.project_url else ""
+
+    def blob(self, sha: str, path: str, line: int | None) -> str:
+        """The file at the head commit (`/-/blob/<sha>/<path>#L<line>`), path encoded."""
+        if not self.project_url:
+            return ""
+        anchor = f"#L{line}" if line else ""
+        return f"{self.project_url}/-/blob/{sha}/{quote(path, safe='/')}{anchor}"
+
+
+def _url(url: str) -> str:
+    # A URL goes into `[text](url)`: nothing in it may end the destination.
+    return quote(url, safe=":/?#[]@!$&'*+,;=%~-._")
+
+
+def target_url(links: Links, note_id: int | None) -> str | None:
+    """The status links to the note; past GitLab's 255-character limit, to the MR."""
+    url = links.merge_request_url
+    if not url:
+        return None
+    with_note = f"{url}#note_{note_id}" if note_id is not None else url
+    if len(with_note) <= TARGET_URL_LIMIT:
+        return with_note
+    return url if len(url) <= TARGET_URL_LIMIT else None
+
+
+_COMMIT_LOCATION = re.compile(r"^commit (?P<sha>[0-9a-f]{7,40}): (?P<title>.*)$", re.DOTALL)
+_FILE_LINE = re.compile(r"^(?P<path>[^\s:][^:]*):(?P<line>\d+)$")
+
+
+def _location(finding: Finding, report: Report, links: Links, *, short: bool) -> str:
+    """A finding's location as Markdown: a commit links to it, a file (line) to the file at
+    the head commit. `short` keeps only the link (for the summary table)."""
+    location = _clean(finding.location)
+    commit = _COMMIT_LOCATION.match(location)
+    if commit is not None:
+        sha = commit["sha"]
+        label = escape(sha[:8], code=True)
+        url = links.commit(sha)
+        linked = f"[{label}]({url})" if url else label
+        title = _shorten(commit["title"], 60 if short else MAX_LOCATION_CHARS)
+        return linked if short else f"{linked} {escape(title, code=True)}"
+    file_line = _FILE_LINE.match(location)
+    path, line = (file_line["path"], int(file_line["line"])) if file_line else (location, None)
+    is_file = file_line is not None or finding.rule.startswith("files.")
+    shown = _shorten(location, 50 if short else MAX_LOCATION_CHARS)
+    label = escape(shown, code=True, in_table=short)
+    url = links.blob(report.head_sha, path, line) if is_file and location else ""
+    return f"[{label}]({url})" if url else label
+
+
+# -- the commit status ----------------------------------------------------------------------
 
 
 def status_state(report: Report) -> str:
@@ -49,109 +261,275 @@ def status_state(report: Report) -> str:
 
 
 def status_description(report: Report) -> str:
+    """Plain text of at most 255 characters; counts as the note counts."""
     if report.error is not None:
+        if report.retryable:
+            return incomplete_description(report.error)
         text = f"could not complete: {report.error}"
+        if report.details:
+            text += f" ({_plural(len(report.details), 'problem')}); fix it on the target branch"
     elif report.error_count:
         text = f"{_plural(report.error_count, 'error')}, {_plural(report.warning_count, 'warning')}"
     elif report.warning_count:
         text = f"passed with {_plural(report.warning_count, 'warning')}"
     else:
         text = f"all {len(report.outcomes)} checks passed"
-    return truncate(text, STATUS_DESCRIPTION_LIMIT)
+    inherited = len(report.inherited)
+    if report.error is None and inherited:
+        text += f"; {inherited} already on the target branch"
+    return plain(text, STATUS_DESCRIPTION_LIMIT)
 
 
 def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return _shorten(text, limit)
 
 
-def _code(text: str) -> str:
-    """User-controlled text as a Markdown code span: no formatting, no @mentions, one line."""
-    text = text.replace("`", "'").replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    return f"`{text}`" if text else ""
+# -- the note -----------------------------------------------------------------------------
 
 
-def _cell(text: str) -> str:
-    """Text for a table cell: one line, no column breaks, and no @mention that pings."""
-    text = text.replace("\r", " ").replace("\n", " ").replace("|", "\\|")
-    return text.replace("@", "@\u200b")
+def render_note(report: Report, links: Links | None = None) -> str:
+    """The MR note. Its text depends only on the report (and where it links), so an
+    unchanged verdict is an unchanged note, and the bot can skip the edit.
 
-
-def render_note(report: Report) -> str:
-    """The MR note. Its text depends only on the report, so an unchanged verdict is an
-    unchanged note, and the bot can skip the edit."""
-    lines = [NOTE_MARKER]
-    short = report.head_sha[:8]
+    The first screen is the verdict and one line per failing rule: how many findings and
+    where, linked. Below, each rule's fix hint once and its findings; errors are never
+    collapsed. The note stays under NOTE_LIMIT characters, listing fewer findings per rule
+    as needed, and says what it left out and where to see all of it.
+    """
+    links = links or Links()
     if report.error is not None:
+        return _bounded("\n".join(_incomplete(report, links)))
+    note = ""
+    for per_rule, hints in _SHORTER:
+        note = "\n".join(_verdict(report, links, per_rule, hints=hints))
+        if len(note) < NOTE_LIMIT:
+            return note + "\n"
+    return _bounded(note)
+
+
+# Past the cap, the note lists fewer findings per rule, then leaves the hints out.
+_SHORTER = ((MAX_FINDINGS_PER_RULE, True), (10, True), (5, True), (2, True), (0, True), (0, False))
+
+
+def _bounded(note: str) -> str:
+    """A hard cap, should a note still be too long: cut at a line, and say so."""
+    if len(note) < NOTE_LIMIT:
+        return note + "\n"
+    cut = f"\n\n_The rest of this note is left out: {WHERE_TO_SEE_ALL}._\n"
+    room = NOTE_LIMIT - len(cut) - 1
+    head = note[:room]
+    return head[: head.rfind("\n")] + cut
+
+
+def _footer(report: Report) -> str:
+    source = ""
+    if report.error is None:
+        source = f"Rules from {escape(report.config_source, code=True)} · "
+    return (
+        f"<sub>{source}Comment {escape(RECHECK_COMMAND, code=True)} to check again · "
+        f"compliance-bot {__version__}</sub>"
+    )
+
+
+def _head_link(report: Report, links: Links) -> str:
+    label = escape(report.head_sha[:8], code=True)
+    url = links.commit(report.head_sha)
+    return f"[{label}]({url})" if url else label
+
+
+def _incomplete(report: Report, links: Links) -> list[str]:
+    lines = [NOTE_MARKER, "### :x: Compliance check could not complete", ""]
+    head = _head_link(report, links)
+    if report.details:
+        # An invalid config on the target branch: the problems, each on its line.
         lines += [
-            "### :x: Compliance check could not complete",
-            "",
-            f"The check of `{short}` could not complete, so it is marked failed: "
-            f"{_cell(report.error)}",
+            f"The rules for {head} could not be read, so the check is marked failed: "
+            f"{escape(report.error or '')}.",
             "",
         ]
-        if report.details:
-            shown = report.details[:MAX_FINDINGS_PER_RULE]
-            lines += ["```", *(_cell(d) for d in shown)]
-            if len(report.details) > len(shown):
-                lines.append(f"…and {len(report.details) - len(shown)} more")
-            lines += ["```", "", "Fix the file on the target branch; this MR cannot change it."]
-        else:
-            lines.append(
-                "This is not a verdict on the change. Push again, or ask the bot's operator "
-                "to look at GitLab's availability and the bot's logs."
-            )
-        return "\n".join([*lines, "", _footer(report)]) + "\n"
+        shown = report.details[:MAX_FINDINGS_PER_RULE]
+        lines += [f"- {escape(_shorten(detail, MAX_MESSAGE_CHARS), code=True)}" for detail in shown]
+        if len(report.details) > len(shown):
+            lines.append(f"- … and {len(report.details) - len(shown)} more")
+        lines += [
+            "",
+            "Fix the file on the target branch (this MR cannot change the rules it is judged "
+            f"by), then comment {escape(RECHECK_COMMAND, code=True)}.",
+        ]
+    else:
+        lines += [
+            f"The check of {head} could not complete, so it is marked failed: "
+            f"{escape(summarize_error(report.error or ''))}.",
+            "",
+            "This is not a verdict on the change. The bot retries by itself; comment "
+            f"{escape(RECHECK_COMMAND, code=True)} to retry now.",
+        ]
+    return [*lines, "", _footer(report)]
 
+
+def _heading(report: Report) -> str:
     if report.error_count:
-        heading = (
+        return (
             f"### :x: Compliance: {_plural(report.error_count, 'error')}, "
             f"{_plural(report.warning_count, 'warning')}"
         )
-    elif report.warning_count:
+    if report.warning_count:
         warnings = _plural(report.warning_count, "warning")
-        heading = f"### :white_check_mark: Compliance: passed with {warnings}"
-    else:
-        heading = "### :white_check_mark: Compliance: all checks passed"
-    scope = [f"`{short}`"]
+        return f"### :white_check_mark: Compliance: passed with {warnings}"
+    return "### :white_check_mark: Compliance: all checks passed"
+
+
+@dataclass(frozen=True)
+class _RuleFindings:
+    rule: str
+    title: str
+    severity: Severity
+    findings: tuple[Finding, ...]
+
+
+def _by_rule(report: Report, findings: Sequence[Finding]) -> list[_RuleFindings]:
+    titles = {o.rule: o.title for o in report.outcomes}
+    groups: dict[tuple[str, Severity], list[Finding]] = {}
+    for finding in findings:
+        groups.setdefault((finding.rule, finding.severity), []).append(finding)
+    order = list(Severity)
+    return sorted(
+        (
+            _RuleFindings(rule, titles.get(rule, rule), severity, tuple(found))
+            for (rule, severity), found in groups.items()
+        ),
+        key=lambda group: order.index(group.severity),
+    )
+
+
+def _verdict(report: Report, links: Links, per_rule: int, *, hints: bool) -> list[str]:
+    counted = [f for f in report.findings if not f.already_on]
+    inherited = report.inherited
+    scope = [_head_link(report, links)]
     if "commits" in report.facts:
         scope.append(_plural(report.facts["commits"], "commit"))
     if "files" in report.facts:
         scope.append(_plural(report.facts["files"], "changed file"))
-    lines += [heading, "", f"Checked {', '.join(scope)} against {len(report.outcomes)} rules.", ""]
-
-    for severity, title in _SECTIONS:
-        findings = [f for f in report.findings if f.severity is severity]
-        if not findings:
+    lines = [
+        NOTE_MARKER,
+        _heading(report),
+        "",
+        f"Checked {', '.join(scope)} against {_plural(len(report.outcomes), 'rule')}.",
+        "",
+    ]
+    groups = _by_rule(report, counted)
+    if groups:
+        lines += _summary_table(report, links, groups)
+    if inherited:
+        branch = inherited[0].already_on
+        lines += [
+            f"{_plural(len(inherited), 'finding')} already on {escape(branch, code=True)} "
+            "are not this MR's doing and do not fail it (listed below).",
+            "",
+        ]
+    left_out = 0
+    errors = [g for g in groups if g.severity is Severity.ERROR]
+    for group in errors:
+        block, hidden = _rule_block(report, links, group, per_rule, heading=True, hints=hints)
+        lines += block
+        left_out += hidden
+    for severity in (Severity.WARNING, Severity.INFO):
+        of_severity = [g for g in groups if g.severity is severity]
+        if not of_severity:
             continue
-        table = ["| | Rule | Where | Problem | How to fix |", "|---|---|---|---|---|"]
-        for rule in dict.fromkeys(f.rule for f in findings):
-            of_rule = [f for f in findings if f.rule == rule]
-            table += [_row(f) for f in of_rule[:MAX_FINDINGS_PER_RULE]]
-            hidden = len(of_rule) - MAX_FINDINGS_PER_RULE
-            if hidden > 0:
-                table.append(f"| | `{rule}` | | …and {hidden} more | |")
-        heading = f"**{title}** ({len(findings)})"
-        if len(findings) > COLLAPSE_AFTER:
-            lines += [f"<details><summary>{heading}</summary>", "", *table, "", "</details>", ""]
-        else:
-            lines += [heading, "", *table, ""]
+        count = sum(len(g.findings) for g in of_severity)
+        lines += [
+            f"<details><summary>{_TITLES[severity]}: {count} in "
+            f"{_plural(len(of_severity), 'rule')}</summary>",
+            "",
+        ]
+        for group in of_severity:
+            block, hidden = _rule_block(report, links, group, per_rule, heading=False, hints=hints)
+            lines += block
+            left_out += hidden
+        lines += ["</details>", ""]
+    if inherited:
+        lines += [
+            f"<details><summary>Already on the target branch: {len(inherited)}</summary>",
+            "",
+        ]
+        for group in _by_rule(report, inherited):
+            block, hidden = _rule_block(report, links, group, per_rule, heading=False, hints=hints)
+            lines += block
+            left_out += hidden
+        lines += ["</details>", ""]
+    if left_out or not hints:
+        what = _plural(left_out, "finding") + ("" if hints else " and the fix hints")
+        lines += [f"_{what} not listed here: {WHERE_TO_SEE_ALL}._", ""]
     passed = [o for o in report.outcomes if o.passed]
     if passed:
-        lines += [f"<details><summary>Passed ({len(passed)})</summary>", ""]
-        lines += [f"- :white_check_mark: {o.title} (`{o.rule}`)" for o in passed]
+        lines += [f"<details><summary>Passed: {_plural(len(passed), 'rule')}</summary>", ""]
+        lines += [f"- {escape(o.title)} {escape(o.rule, code=True)}" for o in passed]
         lines += ["", "</details>", ""]
-    return "\n".join([*lines, _footer(report)]) + "\n"
+    return [*lines, _footer(report)]
 
 
-def _footer(report: Report) -> str:
-    return f"<sub>Rules from {_code(report.config_source)} · compliance-bot {__version__}</sub>"
+def _summary_table(report: Report, links: Links, groups: Sequence[_RuleFindings]) -> list[str]:
+    """Danger's table, one line per rule: what, how many, where (the first few, linked)."""
+    rows = ["| | Rule | Findings | Where |", "|---|---|--:|---|"]
+    for group in groups:
+        places = list(dict.fromkeys(f.location for f in group.findings))
+        named = [
+            _location(
+                next(f for f in group.findings if f.location == place), report, links, short=True
+            )
+            for place in places[:SUMMARY_LOCATIONS]
+        ]
+        if len(places) > SUMMARY_LOCATIONS:
+            named.append(f"+{len(places) - SUMMARY_LOCATIONS} more")
+        rule = f"{escape(group.title)} {escape(group.rule, code=True)}"
+        rows.append(
+            f"| {_ICON[group.severity]} | {rule} | {len(group.findings)} | {', '.join(named)} |"
+        )
+    return [*rows, ""]
 
 
-def _row(finding: Finding) -> str:
-    return (
-        f"| {_ICON[finding.severity]} | `{finding.rule}` | {_code(finding.location)} | "
-        f"{_cell(finding.message)} | {_cell(finding.fix)} |"
-    )
+# A fix hint that differs between findings only by the commit it names is one hint; the
+# first finding's (the oldest commit's) stands for all.
+_SHA = re.compile(r"\b[0-9a-f]{7,40}\b")
+
+
+def _hints(findings: Sequence[Finding]) -> list[str]:
+    hints: dict[str, str] = {}
+    for finding in findings:
+        if finding.fix:
+            hints.setdefault(_SHA.sub("<sha>", finding.fix), finding.fix)
+    return [_shorten(h, MAX_HINT_CHARS) for h in hints.values()][:MAX_HINTS_PER_RULE]
+
+
+def _rule_block(
+    report: Report,
+    links: Links,
+    group: _RuleFindings,
+    per_rule: int,
+    *,
+    heading: bool,
+    hints: bool,
+) -> tuple[list[str], int]:
+    """One rule: its title, its fix hint(s) once, then one line per finding."""
+    count = _plural(len(group.findings), "finding")
+    title = f"{escape(group.title)} {escape(group.rule, code=True)} · {count}"
+    icon = _ICON[group.severity]
+    lines = [f"#### {icon} {title}" if heading else f"**{icon} {title}**", ""]
+    fixes = _hints(group.findings) if hints else []
+    if len(fixes) == 1:
+        lines += [f"How to fix: {_rule_text(fixes[0])}", ""]
+    elif fixes:
+        lines += ["How to fix:", "", *(f"- {_rule_text(h)}" for h in fixes), ""]
+    shown = group.findings[:per_rule]
+    for finding in shown:
+        where = _location(finding, report, links, short=False)
+        message = _rule_text(_shorten(finding.message, MAX_MESSAGE_CHARS))
+        lines.append(f"- {where} — {message}" if where else f"- {message}")
+    hidden = len(group.findings) - len(shown)
+    if hidden:
+        lines.append(f"- … and {hidden} more")
+    return [*lines, ""], hidden
 
 
 # -- the command line's formats: text, rich, JSON, JUnit XML, Code Quality ----------------

@@ -240,3 +240,25 @@ def test_cli_validate_refuses_a_hostile_file_with_its_line_and_exit_2(tmp_path: 
         result = _cli("validate", str(bad))
         assert (result.returncode, result.stderr) == (2, ""), result.stderr[-500:]
         assert result.stdout.startswith(f"{bad}:")
+
+
+def test_bare_off_is_off_and_config_validate_accepts_it(tmp_path: Path) -> None:
+    # YAML 1.1 reads an unquoted `off` as false; the author meant the rule off.
+    text = (
+        "rules:\n  commit.conventional:\n    severity: off\n  repository.topics: {severity: off}\n"
+    )
+    loaded = config.load(text, ".gitlab/compliance.yml")
+    assert loaded.rule("commit.conventional").severity == "off"
+    assert loaded.rule("repository.topics").severity == "off"
+    with pytest.raises(ConfigError):
+        config.load("rules:\n  commit.dco: {severity: on}\n", "x.yml")  # `on` is no severity
+    bare = tmp_path / "compliance.yml"
+    bare.write_text(text)
+    assert _cli("validate", str(bare)).returncode == 0
+
+
+def test_target_branch_findings_is_report_or_fail() -> None:
+    assert not config.default_config().fails_inherited
+    assert config.load("target_branch_findings: fail\n", "x.yml").fails_inherited
+    with pytest.raises(ConfigError):
+        config.load("target_branch_findings: ignore\n", "x.yml")

@@ -63,7 +63,10 @@ async def test_a_broken_config_fails_loudly_with_line_numbers(fake: FakeGitLab, 
     await bot.settle()
     state, description = _state(fake, project.id, mr.head_sha)
     assert state == "failed"
-    assert description == "could not complete: invalid .gitlab/compliance.yml"
+    assert description == (
+        "could not complete: invalid .gitlab/compliance.yml (2 problems); "
+        "fix it on the target branch"
+    )
     note = _note(fake, project.id, mr.iid)
     assert ".gitlab/compliance.yml:3:5: rules.commit.dco.severity" in note
     assert ".gitlab/compliance.yml:4:3: " in note and "merge_request.titel" in note
@@ -167,3 +170,31 @@ async def test_default_rules_read_no_sizes_or_signatures(fake: FakeGitLab, bot: 
     assert fake.calls("HEAD") == []
     assert fake.calls("GET", "/signature") == []
     assert fake.calls("GET", "/repository/files/") == []  # no config file: nothing fetched
+
+
+def test_two_rules_never_report_the_same_fact() -> None:
+    from bot import engine
+    from bot.config import load
+    from bot.model import Commit
+    from bot.rules.base import Context, Scope
+
+    rules = (
+        "rules:\n  commit.subject_trailing_period: {severity: warning}\n"
+        "  commit.body_blank_line: {severity: error}\n"
+    )
+    checks = engine.plan(load(rules, "x.yml"), Scope.PUSH, "main")
+    commits = (
+        Commit("a" * 40, "fix: handle it."),  # subject-full-stop: conventional says it
+        Commit("b" * 40, "fix: handle it\nbody"),  # body-leading-blank: the error rule says it
+    )
+    context = Context(scope=Scope.PUSH, branch="main", target_branch="main", commits=commits)
+    found = {
+        (f.rule, f.location[:15], f.severity.value)
+        for o in engine.evaluate(checks, context)
+        for f in o.findings
+        if f.rule.startswith("commit.")
+    }
+    assert found == {
+        ("commit.conventional", "commit aaaaaaaa", "error"),
+        ("commit.body_blank_line", "commit bbbbbbbb", "error"),
+    }

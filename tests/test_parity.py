@@ -20,6 +20,7 @@ from typing import Any
 
 from bot.local import ZERO_SHA
 from bot.report import NOTE_MARKER
+from tests import gfm
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
@@ -118,30 +119,60 @@ def _from_json(document: dict[str, Any], shas: list[str]) -> Counter[Finding]:
 
 
 _ICONS = {":x:": "error", ":warning:": "warning", ":information_source:": "info"}
-_CELL_BREAK = re.compile(r"(?<!\\)\|")
+# A rule's block in the note: `#### :x: Title `rule` · 2 findings` (errors), or the same in
+# bold inside a collapsed section; then its hints, then one `- where — message` per finding.
+_RULE_HEADING = re.compile(
+    r"^(?:#### |\*\*)(:[a-z_]+:) .* `(?P<rule>[a-z_]+\.[a-z_]+)` · \d+ findings?(?:\*\*)?$"
+)
 
 
 def _from_note(body: str, shas: list[str]) -> Counter[Finding]:
-    """The findings of the server's note: each table row is | icon | rule | where | problem |
-    fix |, with `|` escaped and `@` defused in the cells (bot/report.py)."""
+    """The findings of the server's note, read back to plain text with the GFM renderer's
+    tokens: code spans as `'...'` (as `_normalized` shows a message's backticks), escapes
+    undone, the zero-width spaces the note puts after `:` dropped."""
     found: Counter[Finding] = Counter()
+    severity = rule = ""
+    in_hints = False  # in the list under a bare "How to fix:" (a rule with several hints)
+    hint_lines = 0
     for line in body.splitlines():
-        if not line.startswith("| :"):
+        heading = _RULE_HEADING.match(line)
+        if heading:
+            severity, rule, in_hints = _ICONS[heading[1]], heading["rule"], False
             continue
-        cells = [c.strip() for c in _CELL_BREAK.split(line)[1:-1]]
-        icon, rule, where, problem = cells[:4]
-
-        def plain(cell: str) -> str:
-            return cell.replace("\\|", "|").replace("@\u200b", "@")
-
-        found[
-            (
-                _ICONS[icon],
-                rule.strip("`"),
-                _normalized(plain(where.removeprefix("`").removesuffix("`")), shas),
-                _normalized(plain(problem), shas),
-            )
-        ] += 1
+        if line.startswith(("<details>", "</details>")):
+            rule = ""  # a new section: the passed rules are no findings
+            continue
+        if line == "How to fix:":
+            in_hints, hint_lines = True, 0
+            continue
+        if in_hints:
+            hint_lines += line.startswith("- ")
+            in_hints = not (line == "" and hint_lines)
+            continue
+        if not rule or not line.startswith("- ") or line.startswith("- … and"):
+            continue
+        where: list[str] = []
+        message: list[str] = []
+        target, linked_commit = where, False
+        for kind, content in gfm.inline_tokens(line[2:]):
+            if kind == "link_open":
+                linked_commit = linked_commit or target is where
+            if kind == "code_inline":
+                target.append(content if target is where else f"'{content}'")
+            elif kind in ("text", "text_special"):
+                if target is where and " — " in content:
+                    before, after = content.split(" — ", 1)
+                    where.append(before)
+                    target = message
+                    message.append(after)
+                else:
+                    target.append(content)
+        place = "".join(where).strip()
+        commit = re.match(r"^([0-9a-f]{8}) (.*)$", place)
+        if commit and "/-/commit/" in line.split(" — ", 1)[0]:
+            place = f"commit {commit[1]}: {commit[2]}"
+        text = "".join(message).replace("\u200b", "")
+        found[(severity, rule, _normalized(place, shas), _normalized(text, shas))] += 1
     return found
 
 
@@ -234,11 +265,11 @@ async def test_local_ci_and_server_find_the_same(
     ci = _from_json(json.loads(ci_out), git_shas)
     with_token = _from_json(json.loads(token_out), git_shas)
 
-    # The scenario exercises every enabled rule, on every side.
+    # The scenario exercises every enabled rule, on every side; a trailing full stop is
+    # commit.conventional's finding, which commit.subject_trailing_period does not repeat.
     assert {rule for _, rule, _, _ in server} == {
         "commit.conventional",
         "commit.dco",
-        "commit.subject_trailing_period",
         "files.prohibited",
         "files.secrets",
         "files.max_size",

@@ -89,7 +89,8 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
                 )
             log.info("head moved on", extra={"mr": event.target, "sha": event.head_sha})
             return
-        body = report.render_note(checked)
+        links = report.Links.for_merge_request(event.web_url)
+        body = report.render_note(checked, links)
         state = report.status_state(checked)
         description = report.status_description(checked)
         published = memory.published
@@ -109,7 +110,7 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
                 target,
                 state,
                 description,
-                target_url=f"{event.web_url}#note_{note_id}" if event.web_url else None,
+                target_url=report.target_url(links, note_id),
             )
     except GitLabError as exc:
         await set_incomplete(gitlab, target, exc)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.model import ChangedFile, Commit, Severity
 
@@ -124,6 +124,16 @@ def messages_to_judge(context: Context) -> list[Message]:
     return [Message(c.message, commit_location(c), c) for c in context.commits]
 
 
+def code(text: str) -> str:
+    """`text` marked as code in a message, whatever backticks it holds: the fence is longer
+    than any backtick run inside (https://spec.commonmark.org/0.31.2/#code-spans). The note
+    re-escapes it (bot.report.escape); plain-text outputs show it as written."""
+    longest = max((len(run) for run in re.findall("`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def commit_location(commit: Commit) -> str:
     title = commit.title.replace("\r", " ")
     if len(title) > 72:
@@ -143,6 +153,13 @@ class RuleConfig(BaseModel):
         "Empty: every branch.",
     )
 
+    @field_validator("severity", mode="before", check_fields=False)
+    @classmethod
+    def _bare_off(cls, value: Any) -> Any:
+        # `severity: off` unquoted is YAML 1.1's boolean false (PyYAML reads `off`, `no` and
+        # `false` alike); an author who wrote `off` meant the rule off.
+        return "off" if value is False else value
+
     def applies_to_branch(self, branch: str) -> bool:
         return not self.branches or any(fnmatch.fnmatchcase(branch, p) for p in self.branches)
 
@@ -156,6 +173,10 @@ class Problem:
     location: str = ""
     fix: str = ""
     severity: Severity | None = None
+    # The facts this problem states (commitlint's rule names, e.g. "subject-full-stop"):
+    # when another rule states all of them at the same location at least as severely, the
+    # engine drops this one, so two rules never report the same fact.
+    covers: frozenset[str] = frozenset()
 
 
 C = TypeVar("C", bound=RuleConfig)

@@ -92,7 +92,8 @@ def _reword_fix(message: Message, what: str) -> str:
     sha = message.commit.short_sha
     return (
         f"{what} Reword the commit: `git commit --amend` if it is the last one, otherwise "
-        f"`git rebase -i {sha}~` and mark {sha} `reword`; then `git push --force-with-lease`."
+        f"`git rebase -i {sha}~` and mark {sha} `reword` (and each other commit listed); then "
+        "`git push --force-with-lease`."
     )
 
 
@@ -177,6 +178,10 @@ def _conventional_form(config: ConventionalConfig) -> str:
 
 
 def _check_conventional(context: Context, config: ConventionalConfig) -> Iterator[Problem]:
+    """One finding per message and level: a header that is not a Conventional Commit is one
+    finding, whatever the number of commitlint sub-rules it breaks (issue 18). Each finding
+    `covers` the sub-rules it states, so a dedicated rule stating one of them again (a
+    trailing full stop, a missing blank line) is dropped by the engine."""
     # commitlint's warnings (level 1: body-leading-blank, footer-leading-blank) stay below
     # the rule's errors, and never above its configured level.
     warning = Severity.INFO if config.severity == "info" else Severity.WARNING
@@ -185,6 +190,8 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
         if _skipped(message.text, config.default_ignores):
             continue
         fix = _reword_fix(message, form)
+        errors: list[tuple[str, str]] = []  # (commitlint rule, what it says)
+        warnings: list[tuple[str, str]] = []
         for lint_problem in conventional.lint(
             message.text,
             types=config.types,
@@ -193,29 +200,51 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
         ):
             if lint_problem.rule == _HEADER_MAX_LENGTH:
                 continue
+            found = warnings if lint_problem.level == "warning" else errors
+            found.append((lint_problem.rule, lint_problem.message))
+        header = conventional.parsed_header(message.text)
+        breaking = header is not None and header.breaking and not config.allow_breaking
+        if header is not None:
+            if config.require_scope and not header.scope:
+                # commitlint's scope-empty message.
+                errors.append(("scope-empty", "scope may not be empty"))
+            if config.scopes and header.scope and _scope_not_allowed(header.scope, config.scopes):
+                errors.append(
+                    (
+                        "scope-enum",
+                        f'scope "{header.scope}" must be one of [{", ".join(config.scopes)}]',
+                    )
+                )
+        elif {"type-empty", "subject-empty"} <= {rule for rule, _ in errors}:
+            # Not `type: subject` at all: one fact, though commitlint names it twice.
+            first = next(i for i, (rule, _) in enumerate(errors) if rule == "subject-empty")
+            errors = [e for e in errors if e[0] not in ("type-empty", "subject-empty")]
+            errors.insert(
+                first,
+                ("type-empty, subject-empty", 'the header is not "type(scope): subject"'),
+            )
+        if errors or breaking:
+            texts = [f"{text} ({rule})" for rule, text in errors]
+            covers = {name for rule, _ in errors for name in rule.split(", ")}
+            if breaking:
+                texts.append('the breaking-change marker "!" is not allowed here')
+                covers.add("breaking")
+            only_breaking = breaking and not errors
             yield Problem(
-                message=f"{lint_problem.message} ({lint_problem.rule})",
+                message="; ".join(texts),
+                location=message.location,
+                fix=_reword_fix(message, "Drop the `!` before the colon.")
+                if only_breaking
+                else fix,
+                covers=frozenset(covers),
+            )
+        if warnings:
+            yield Problem(
+                message="; ".join(f"{text} ({rule})" for rule, text in warnings),
                 location=message.location,
                 fix=fix,
-                severity=warning if lint_problem.level == "warning" else None,
-            )
-        header = conventional.parsed_header(message.text)
-        if header is None:
-            continue  # type-empty and subject-empty said it already
-        if config.require_scope and not header.scope:
-            # commitlint's scope-empty message.
-            yield Problem("scope may not be empty (scope-empty)", message.location, fix)
-        if config.scopes and header.scope and _scope_not_allowed(header.scope, config.scopes):
-            yield Problem(
-                f'scope "{header.scope}" must be one of [{", ".join(config.scopes)}] (scope-enum)',
-                message.location,
-                fix,
-            )
-        if header.breaking and not config.allow_breaking:
-            yield Problem(
-                'the breaking-change marker "!" is not allowed here',
-                message.location,
-                _reword_fix(message, "Drop the `!` before the colon."),
+                severity=warning,
+                covers=frozenset(rule for rule, _ in warnings),
             )
 
 
@@ -256,6 +285,7 @@ def _check_subject_length(context: Context, config: SubjectLengthConfig) -> Iter
                 f"{lint_problem.message} ({_HEADER_MAX_LENGTH})",
                 message.location,
                 _reword_fix(message, what),
+                covers=frozenset({_HEADER_MAX_LENGTH}),
             )
 
 
@@ -283,6 +313,7 @@ def _check_subject_trailing_period(
                 "the subject ends with a full stop",
                 message.location,
                 _reword_fix(message, "Remove the final `.` from the first line."),
+                covers=frozenset({"subject-full-stop"}),  # commitlint's name for it
             )
 
 
@@ -314,6 +345,7 @@ def _check_body_blank_line(context: Context, config: BodyBlankLineConfig) -> Ite
                 "lines as the title",
                 message.location,
                 _reword_fix(message, "Insert an empty line after the first line."),
+                covers=frozenset({"body-leading-blank"}),  # commitlint's name for it
             )
 
 
@@ -369,6 +401,7 @@ def _check_body_line_length(context: Context, config: BodyLineLengthConfig) -> I
                 f"Wrap the body at {config.max_length} characters or fewer "
                 f"(e.g. `fmt -w {config.max_length}` in your editor).",
             ),
+            covers=frozenset({"body-max-line-length"}),  # commitlint's name
         )
 
 

@@ -30,6 +30,7 @@ from bot.rules.base import (
     RuleConfig,
     SeverityLevel,
 )
+from bot.rules.base import code as markdown_code
 
 _SEVERITY_HELP = (
     "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
@@ -68,7 +69,7 @@ def _excerpt(text: str, limit: int = _EXCERPT) -> str:
 
 def _code(text: str) -> str:
     """`text` as inline Markdown code, whatever backticks it holds."""
-    return f"`{text}`" if "`" not in text else f"`` {text} ``"
+    return markdown_code(text)
 
 
 def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:

@@ -29,6 +29,7 @@ from bot.rules.base import (
     RuleConfig,
     SeverityLevel,
 )
+from bot.rules.base import code as markdown_code
 
 _SEVERITY_HELP = (
     "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
@@ -57,7 +58,8 @@ def apply_changes(paths: Iterable[str], changes: Sequence[ChangedFile]) -> froze
 
 
 def _code(text: str) -> str:
-    return f"`{text}`" if "`" not in text else f"`` {text} ``"
+    """`text` as inline Markdown code, whatever backticks it holds."""
+    return markdown_code(text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,9 +7,10 @@ import threading
 import time
 from pathlib import Path
 
-from bot.report import NOTE_MARKER
+from bot.report import NOTE_MARKER, escape
 from tests.conftest import Bot, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
+from tests.gfm import shown_text
 from tests.payloads import note_hook
 from tests.scenarios import compliant_project, hook_for
 
@@ -52,11 +53,13 @@ async def test_problems_are_named_in_one_note_and_fixing_them_turns_it_green(
     assert "Added stuff" in body  # the offending commit is named
     assert "`commit.conventional`" in body
     assert "`merge_request.description`" in body
-    assert ":x: Compliance: 3 errors" in body
+    # One finding for the header that is not a Conventional Commit (not one per
+    # commitlint sub-rule), one for the empty description.
+    assert ":x: Compliance: 2 errors, 0 warnings" in body
     states = [s["status"] for s in fake.statuses(mr.project_id, first_head)]
     assert states == ["failed"]  # `running` was updated in place, as GitLab does
     status = _final_status(fake, mr.project_id, first_head)
-    assert status["description"] == "3 errors, 0 warnings"
+    assert status["description"] == "2 errors, 0 warnings"
     assert status["target_url"] == f"{mr.web_url}#note_{note['id']}"
 
     # The author rewrites the commit, force-pushes, and fills in the description.
@@ -420,7 +423,9 @@ async def test_a_deleted_note_is_written_again_on_the_next_change(
 
     [again] = _bot_notes(fake, mr)
     assert again["id"] != note["id"]
-    assert f"Checked `{mr.head_sha[:8]}`, 2 commits" in str(again["body"])
+    project_url = mr.web_url.rsplit("/-/merge_requests/", 1)[0]
+    head = f"[`{mr.head_sha[:8]}`]({project_url}/-/commit/{mr.head_sha})"
+    assert f"Checked {head}, 2 commits" in str(again["body"])
 
 
 async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Path) -> None:
@@ -498,7 +503,8 @@ async def test_markdown_is_judged_as_gitlab_renders_it(fake: FakeGitLab, bot: Bo
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     [note] = _bot_notes(fake, mr)
     assert "`merge_request.checklist`" in str(note["body"])
-    assert "unchecked task: task" in str(note["body"])
+    # As the note shows it: user text goes through the one escaping function.
+    assert escape("unchecked task: task") in str(note["body"])
 
 
 async def test_a_description_of_template_comments_only_is_empty(fake: FakeGitLab, bot: Bot) -> None:
@@ -538,8 +544,8 @@ async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> 
     status = _final_status(fake, mr.project_id, mr.head_sha)
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     [note] = _bot_notes(fake, mr)
-    assert "keys1/id_rsa is prohibited" in str(note["body"])
-    assert "fixtures/id_rsa is prohibited" not in str(note["body"])
+    assert "keys1/id_rsa is prohibited" in shown_text(str(note["body"]))
+    assert "fixtures/id_rsa is prohibited" not in shown_text(str(note["body"]))
 
 
 async def test_secrets_follow_gitleaks_allowlists(fake: FakeGitLab, bot: Bot) -> None:

@@ -142,9 +142,11 @@ def default_verdict(message: str) -> set[str]:
     ]
     names = set()
     for problem in problems:
-        match = re.search(r"\(([a-z-]+)\)$", problem.message)
-        assert match, problem.message
-        names.add(match.group(1))
+        # One finding per message and level; each part ends with the names it stands for.
+        for part in problem.message.split("; "):
+            match = re.search(r"\(([a-z-]+(?:, [a-z-]+)*)\)$", part)
+            assert match, problem.message
+            names.update(match.group(1).split(", "))
     return names
 
 
@@ -242,10 +244,35 @@ def test_conventional_options(message: str, options: dict[str, Any], expected: l
 
 def test_conventional_without_default_ignores_judges_merges() -> None:
     got = messages("commit.conventional", "Merge branch 'a' into 'main'", default_ignores=False)
-    assert got == [
-        "subject may not be empty (subject-empty)",
-        'type may not be empty: the header must look like "type(scope): subject" (type-empty)',
-    ]
+    assert got == ['the header is not "type(scope): subject" (type-empty, subject-empty)']
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        # One cause, one finding: what commitlint reports as two or three sub-rules.
+        ("Added stuff", ['the header is not "type(scope): subject" (type-empty, subject-empty)']),
+        (
+            "Added stuff.",
+            [
+                'the header is not "type(scope): subject" (type-empty, subject-empty); '
+                'subject may not end with full stop "." (subject-full-stop)'
+            ],
+        ),
+        (
+            "FEAT: Add x.",
+            [
+                'subject "Add x." must not be sentence-case (start it with a lower-case letter) '
+                '(subject-case); subject may not end with full stop "." '
+                '(subject-full-stop); type "FEAT" must be lower-case (type-case); type "FEAT" is '
+                "not one of build, chore, ci, docs, feat, fix, perf, refactor, revert, style, test "
+                "(type-enum)"
+            ],
+        ),
+    ],
+)
+def test_a_header_is_one_finding_whatever_it_breaks(message: str, expected: list[str]) -> None:
+    assert messages("commit.conventional", message) == expected
 
 
 def test_scope_options_do_not_judge_ignored_messages() -> None:
