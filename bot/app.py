@@ -244,7 +244,8 @@ def create_app(
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:
     """Housekeeping on the loop: catch-up on start and periodically, retries of failed
-    checks, and pruning of old idempotency keys and finished jobs."""
+    checks, and pruning of old idempotency keys, finished and failed jobs, and projects
+    GitLab does not show the bot."""
     next_catch_up = 0.0
     while True:
         now = time.time()
@@ -265,8 +266,10 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
                 now=now,
             ):
                 runner.wake()
-            keep = settings.dedup_ttl_days * 86400
-            await store.prune(keys_older_than=now - keep, jobs_older_than=now - keep)
+            await store.prune(
+                keys_older_than=now - settings.dedup_ttl_days * 86400,
+                jobs_older_than=now - settings.journal_retention_days * 86400,
+            )
         except Exception:
             log.exception("sweep failed; trying again later")
         await asyncio.sleep(min(SWEEP_SECONDS, settings.catchup_interval_seconds))

@@ -113,6 +113,12 @@ class Settings(GitLabSettings):
     dedup_ttl_days: float = Field(
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
+    journal_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long finished and failed checks, and projects GitLab answers "
+        "404/403 for, stay in the journal before they are pruned.",
+    )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
 
     @field_validator("compliance_db", mode="before")

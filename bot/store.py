@@ -13,6 +13,9 @@ commits. https://www.sqlite.org/pragma.html#pragma_synchronous
 
 Job states: queued -> running -> done | failed; queued or running -> superseded when a newer
 head of the same target arrives. `failed` jobs are retried later by the sweep.
+
+Bounded: finished and failed jobs, and projects GitLab no longer shows the bot, are pruned
+after the journal's retention; a queued or running job never is.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -62,6 +65,11 @@ CREATE TABLE IF NOT EXISTS leases (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
     until REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS unreachable_projects (
+    project_id INTEGER PRIMARY KEY,
+    as_of REAL NOT NULL,
+    marked_at REAL NOT NULL
 );
 """
 
@@ -120,9 +128,20 @@ class Store(Protocol):
 
     async def enqueue(self, job: NewJob, *, seen_at: float, now: float) -> int | None: ...
 
-    async def projects_seen(self) -> list[tuple[int, float]]: ...
+    async def projects_seen(self) -> list[tuple[int, float]]:
+        """Projects catch-up covers, with their last event: those seen, except those marked
+        unreachable since their last delivery."""
+        ...
 
-    async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None: ...
+    async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
+        """GitLab answered 404/403 for the project when catch-up read it after the event at
+        `as_of`: catch-up skips it until a newer delivery for it arrives."""
+        ...
+
+    async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
+        """Forget delivery keys older than `keys_older_than`; finished and failed jobs, and
+        unreachable projects, marked before `jobs_older_than` (the journal's retention)."""
+        ...
 
     async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
         """Extend the leases of this process's running jobs (they are alive)."""
@@ -312,16 +331,43 @@ class SqliteStore:
             ).rowcount
 
     async def projects_seen(self) -> list[tuple[int, float]]:
-        rows = self._db.execute("SELECT project_id, last_event_at FROM projects").fetchall()
+        rows = self._db.execute(
+            "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
+            "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
+            "AND u.as_of >= projects.last_event_at)"
+        ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(project_id) DO UPDATE SET as_of = excluded.as_of, "
+                "marked_at = excluded.marked_at",
+                (project_id, as_of, now),
+            )
+
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
-        """Idempotency keys are kept for a bounded time; finished jobs likewise."""
+        """Idempotency keys are kept for a bounded time; finished and failed jobs, and
+        projects GitLab does not show the bot, for the journal's retention."""
         with self._transaction() as db:
             db.execute("DELETE FROM deliveries WHERE received_at < ?", (keys_older_than,))
             db.execute(
-                "DELETE FROM jobs WHERE state IN (?, ?) AND updated_at < ?",
-                (DONE, SUPERSEDED, jobs_older_than),
+                "DELETE FROM jobs WHERE state IN (?, ?, ?) AND updated_at < ?",
+                (DONE, SUPERSEDED, FAILED, jobs_older_than),
+            )
+            # A project marked unreachable, with no delivery since, for longer than retention.
+            db.execute(
+                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
+                "WHERE u.project_id = projects.project_id "
+                "AND u.as_of >= projects.last_event_at AND u.marked_at < ?)",
+                (jobs_older_than,),
+            )
+            # Marks of projects pruned, or forgotten because a delivery came after them.
+            db.execute(
+                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
+                "WHERE p.project_id = unreachable_projects.project_id "
+                "AND p.last_event_at <= unreachable_projects.as_of)"
             )
             db.execute(
                 "DELETE FROM snapshots WHERE target NOT IN "
@@ -375,6 +421,7 @@ class SqliteStore:
         counts["deliveries"] = int(
             self._db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
         )
+        counts["projects"] = int(self._db.execute("SELECT COUNT(*) FROM projects").fetchone()[0])
         return counts
 
     async def writable(self) -> bool:
@@ -399,7 +446,10 @@ def is_postgres_url(location: str) -> bool:
 
 @asynccontextmanager
 async def open_store(
-    location: str, *, lease_seconds: float = 30.0, pool_size: int = 8
+    location: str,
+    *,
+    lease_seconds: float = 30.0,
+    pool_size: int = 8,
 ) -> AsyncIterator[Store]:
     """The journal at `location`: a `postgresql://` URL (shared by replicas) or a SQLite
     file path (one process). Closed when the block ends."""
