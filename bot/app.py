@@ -84,6 +84,7 @@ def create_app(
                 str(settings.compliance_db),
                 lease_seconds=settings.job_lease_seconds,
                 pool_size=settings.db_pool_size,
+                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
             ) as store,
             open_gitlab(settings, transport=transport, observer=metrics) as gitlab,
         ):
@@ -202,9 +203,17 @@ def create_app(
             event_uuid=request.headers.get("x-gitlab-event-uuid"),
         )
         # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
-        accepted = await runtime.store.accept(
-            key, job, project_id=event.project_id, now=time.time()
-        )
+        try:
+            accepted = await runtime.store.accept(
+                key, job, project_id=event.project_id, now=time.time()
+            )
+        except Exception as exc:
+            # Locked by another process past SQLITE_BUSY_TIMEOUT_MS, a full disk, PostgreSQL
+            # down: the event is not on disk, so never a 2xx (DESIGN.md, invariant 4). GitLab
+            # does not retry; the 503 shows in the hook's recent events, and catch-up finds
+            # the MR once the journal takes writes again.
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+            return answer("journal unavailable", 503, {"error": "journal unavailable"})
         if accepted.duplicate:
             runtime.runner.stats.duplicates += 1
             return answer("duplicate", 200, {"status": "duplicate"})

@@ -119,6 +119,13 @@ class Settings(GitLabSettings):
         description="How long finished and failed checks, and projects GitLab answers "
         "404/403 for, stay in the journal before they are pruned.",
     )
+    sqlite_busy_timeout_ms: int = Field(
+        default=250,
+        ge=0,
+        le=10_000,
+        description="With SQLite: how long a delivery's journal write waits for a lock held "
+        "by another process before it fails (the delivery then gets 503).",
+    )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
 
     @field_validator("compliance_db", mode="before")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -137,12 +138,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
         3,
         # Projects GitLab answered 404/403 for at catch-up, as of their last event (a newer
-        # delivery brings them back).
+        # delivery brings them back); and the one row `writable` rewrites to prove a write.
         """
         CREATE TABLE unreachable_projects (
             project_id BIGINT PRIMARY KEY,
             as_of DOUBLE PRECISION NOT NULL,
             marked_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE journal_probe (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            written_at DOUBLE PRECISION NOT NULL
         );
         """,
     ),
@@ -481,8 +486,14 @@ class PostgresStore:
 
     async def writable(self) -> bool:
         try:
-            async with self._pool.connection(timeout=5) as db, db.transaction():
-                await db.execute("SELECT 1 FROM leases LIMIT 1 FOR UPDATE")
+            async with self._pool.connection(timeout=5) as db:
+                # A committed write (one row, rewritten), not only a lock: it fails when the
+                # database cannot write, e.g. its disk is full.
+                await db.execute(
+                    "INSERT INTO journal_probe(id, written_at) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                    (time.time(),),
+                )
         except (psycopg.Error, TimeoutError):
             return False
         return True

@@ -14,13 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import re
+import resource
+import sqlite3
+import sys
 import time
 from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
 
 from bot.store import NewJob, open_store
 from tests.conftest import running_bot
 from tests.fake_gitlab import FakeGitLab
 from tests.payloads import merge_request_hook
+from tests.processes import BotProcess, deliver
 from tests.scenarios import compliant_project, hook_for, wait_until_settled
 
 MR_HOOK = "Merge Request Hook"
@@ -111,6 +119,47 @@ async def test_an_unreachable_project_is_skipped_until_its_next_delivery(journal
         assert await store.writable()
 
 
+async def test_a_locked_sqlite_journal_fails_fast_and_leaves_the_loop_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "journal.db"
+    async with open_store(str(path)) as store:
+        await store.accept("k1", _job(), project_id=1, now=1.0)
+        other = sqlite3.connect(path, isolation_level=None)  # as another process would
+        other.execute("BEGIN EXCLUSIVE")
+        ticks = 0
+
+        async def tick() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.001)
+                ticks += 1
+
+        loop = asyncio.get_running_loop()
+        ticker = loop.create_task(tick())
+        # A worker's write, unlike a delivery, waits the lock out: it holds up nothing else.
+        background = loop.create_task(store.save_snapshot("1!1", "{}", now=2.0))
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            await store.accept("k2", _job(head="b" * 40), project_id=1, now=2.0)
+        waited = time.monotonic() - started
+        ticker.cancel()
+        assert not await store.writable()
+        await asyncio.wait({background}, timeout=0.5)
+        assert not background.done()
+        other.execute("ROLLBACK")
+        other.close()
+        await background
+        assert await store.load_snapshot("1!1") == "{}"
+        print(f"\nlocked journal: accept failed after {waited * 1e3:.0f} ms, {ticks} loop ticks")
+        assert waited < 2.0
+        assert ticks >= 10  # the loop ran other work meanwhile
+        # The lock is gone: the same delivery is accepted, nothing was half written.
+        assert await store.writable()
+        assert not (await store.accept("k2", _job(head="b" * 40), project_id=1, now=3.0)).duplicate
+        assert (await store.counts())["queued"] == 1
+
+
 # -- the server, over real HTTP -------------------------------------------------------------
 
 
@@ -191,3 +240,116 @@ async def test_failed_jobs_and_unknown_projects_leave_the_journal(
         # The reachable project stays, however quiet, so catch-up keeps covering it.
         assert [p for p, _ in await store.projects_seen()] == [project.id]
         await wait_until_settled(fake, [(mr, "success")], seconds=30)
+
+
+async def _hold_exclusive_lock(path: Path) -> asyncio.subprocess.Process:
+    """Another process (a backup, an `sqlite3` shell) holding the journal's write lock."""
+    script = (
+        "import sqlite3, sys\n"
+        f"db = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+        "db.execute('BEGIN EXCLUSIVE')\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "db.execute('ROLLBACK')\n"
+    )
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    assert await holder.stdout.readline() == b"locked\n"
+    return holder
+
+
+async def _release(holder: asyncio.subprocess.Process) -> None:
+    assert holder.stdin is not None
+    holder.stdin.write(b"\n")
+    await holder.stdin.drain()
+    assert await holder.wait() == 0
+
+
+async def _until_ready(client: httpx.AsyncClient, url: str) -> None:
+    deadline = time.monotonic() + 30
+    while (await client.get(f"{url}/readyz")).status_code != 200:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)
+
+
+async def test_a_journal_locked_by_another_process_gets_quick_503s_and_a_free_loop(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: feature")
+    mr = fake.open_mr(project.id, source_branch="feature", description="Feature.")
+    db = tmp_path / "journal.db"
+    bot = BotProcess(fake, db)
+    await bot.start()
+    try:
+        holder = await _hold_exclusive_lock(db)
+        async with httpx.AsyncClient(timeout=30) as client:
+
+            async def timed_delivery() -> tuple[httpx.Response, float]:
+                started = time.monotonic()
+                answer = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="while-locked")
+                return answer, time.monotonic() - started
+
+            delivery = asyncio.get_running_loop().create_task(timed_delivery())
+            health: list[float] = []
+            while not delivery.done() or len(health) < 20:
+                asked = time.monotonic()
+                assert (await client.get(f"{bot.url}/healthz")).status_code == 200
+                health.append(time.monotonic() - asked)
+                if len(health) == 1 or delivery.done():
+                    await asyncio.sleep(0.05)  # spread the probes over the lock's time
+            answer, delivery_seconds = await delivery
+            readyz_locked = (await client.get(f"{bot.url}/readyz")).status_code
+            await _release(holder)
+            print(
+                f"\nlocked journal: webhook answered {answer.status_code} after "
+                f"{delivery_seconds * 1e3:.0f} ms; /healthz slowest {max(health) * 1e3:.0f} ms "
+                f"of {len(health)}"
+            )
+            assert 500 <= answer.status_code < 600, answer.text
+            assert delivery_seconds < 3.0
+            assert max(health) < 1.5
+            assert readyz_locked == 503
+
+            await _until_ready(client, bot.url)
+            # The sender delivers again once the journal is free (GitLab's "Resend request").
+            again = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="while-locked")
+            assert again.status_code == 202  # the 503'd delivery was never journaled
+            await wait_until_settled(fake, [(mr, "success")], seconds=30)
+    finally:
+        log = await bot.stop()
+    assert fake.token not in log
+
+
+async def test_readyz_is_unready_while_the_journal_cannot_be_written(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: feature")
+    mr = fake.open_mr(project.id, source_branch="feature", description="Feature.")
+    bot = BotProcess(fake, tmp_path / "journal.db")
+    await bot.start()
+    assert bot.process is not None
+    pid = bot.process.pid
+    try:
+        async with httpx.AsyncClient(timeout=30) as client:
+            # A full disk, as the bot sees it: every write to a file fails (EFBIG, which
+            # SQLite reports as a disk I/O error, as it does ENOSPC). Logs go to a pipe.
+            soft, hard = resource.prlimit(pid, resource.RLIMIT_FSIZE)
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (1, hard))
+            try:
+                readyz = (await client.get(f"{bot.url}/readyz")).status_code
+                healthz = (await client.get(f"{bot.url}/healthz")).status_code
+                answer = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="disk-full")
+            finally:
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
+            assert (readyz, healthz) == (503, 200)
+            assert 500 <= answer.status_code < 600, answer.text
+            await _until_ready(client, bot.url)
+            again = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="disk-full")
+            assert again.status_code == 202
+            await wait_until_settled(fake, [(mr, "success")], seconds=30)
+    finally:
+        await bot.stop()
