@@ -110,6 +110,7 @@ def create_app(
                     str(settings.compliance_db),
                     lease_seconds=settings.job_lease_seconds,
                     pool_size=settings.db_pool_size,
+                    sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                 ) as store,
                 _serving(app, settings, gitlab, store, metrics, base_config),
             ):
@@ -188,9 +189,17 @@ def create_app(
             event_uuid=request.headers.get("x-gitlab-event-uuid"),
         )
         # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
-        accepted = await runtime.store.accept(
-            key, job, project_id=event.project_id, now=time.time()
-        )
+        try:
+            accepted = await runtime.store.accept(
+                key, job, project_id=event.project_id, now=time.time()
+            )
+        except Exception as exc:
+            # Locked by another process past SQLITE_BUSY_TIMEOUT_MS, a full disk, PostgreSQL
+            # down: the event is not on disk, so never a 2xx (DESIGN.md, invariant 4). GitLab
+            # does not retry; the 503 shows in the hook's recent events, and catch-up finds
+            # the MR once the journal takes writes again.
+            fields["error"] = f"{type(exc).__name__}: {exc}"
+            return answer("journal unavailable", 503, {"error": "journal unavailable"})
         if accepted.duplicate:
             runtime.runner.stats.duplicates += 1
             return answer("duplicate", 200, {"status": "duplicate"})
@@ -296,7 +305,8 @@ async def _serving(
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:
     """Housekeeping on the loop: catch-up on start and periodically, retries of failed
-    checks, and pruning of old idempotency keys and finished jobs."""
+    checks, and pruning of old idempotency keys, finished and failed jobs, and projects
+    GitLab does not show the bot."""
     next_catch_up = 0.0
     while True:
         now = time.time()
@@ -317,8 +327,10 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
                 now=now,
             ):
                 runner.wake()
-            keep = settings.dedup_ttl_days * 86400
-            await store.prune(keys_older_than=now - keep, jobs_older_than=now - keep)
+            await store.prune(
+                keys_older_than=now - settings.dedup_ttl_days * 86400,
+                jobs_older_than=now - settings.journal_retention_days * 86400,
+            )
         except Exception:
             log.exception("sweep failed; trying again later")
         await asyncio.sleep(min(SWEEP_SECONDS, settings.catchup_interval_seconds))

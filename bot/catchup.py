@@ -6,6 +6,10 @@ last event from that project and queues a check for each MR whose head carries n
 `compliance` status yet (DESIGN.md, invariant 5). GitLab also sends no push hook at all for
 a push of more than 3 branches, so the branches committed to since then are looked at too
 (`catch_up_branches`).
+
+A project whose listing GitLab answers 404 or 403 (gone, or hidden from the bot's token)
+drops out: the store remembers it as of its last event and catch-up skips it until a newer
+delivery for it arrives. Ids no GitLab project has cost one listing each, not one per pass.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.gitlab import GitLab, GitLabError
+from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
 from bot.publish import fallback_status_name
 from bot.store import NewJob, Store
 from bot.webhook import (
@@ -33,6 +37,21 @@ log = logging.getLogger(__name__)
 CLOCK_SKEW_SECONDS = 300
 # Branches looked at per project and interval: the most recently committed ones (one page).
 RECENT_BRANCHES = 20
+# gitlabhq/gitlabhq lib/api/merge_requests.rb, `get ":id/merge_requests"`: `user_project`
+# (lib/api/helpers.rb, find_project!) answers 404 "Project Not Found" for a project that does
+# not exist or the token cannot see; `authorize! :read_merge_request` answers 403 when the
+# token sees the project but not its merge requests.
+UNREACHABLE_STATUSES = frozenset({403, 404})
+
+
+def _unreachable(exc: GitLabError, project_id: int) -> bool:
+    """GitLab's answer to the project's MR listing itself (not to a later call) says the
+    bot cannot read it."""
+    return (
+        isinstance(exc, GitLabHTTPError)
+        and exc.status in UNREACHABLE_STATUSES
+        and exc.path == f"/projects/{project_id}/merge_requests"
+    )
 
 
 async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
@@ -78,6 +97,14 @@ async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
                 ),
             )
         except GitLabError as exc:
+            if _unreachable(exc, project_id):
+                await store.mark_unreachable(project_id, as_of=last_event_at, now=time.time())
+                log.info(
+                    "catch-up skips a project GitLab does not show the bot, until its next "
+                    "delivery",
+                    extra={"project": project_id, "error": str(exc)},
+                )
+                continue
             log.warning(
                 "catch-up could not read a project",
                 extra={"project": project_id, "error": str(exc)},

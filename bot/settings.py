@@ -118,6 +118,19 @@ class Settings(GitLabSettings):
     dedup_ttl_days: float = Field(
         default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
     )
+    journal_retention_days: float = Field(
+        default=7.0,
+        gt=0,
+        description="How long finished and failed checks, and projects GitLab answers "
+        "404/403 for, stay in the journal before they are pruned.",
+    )
+    sqlite_busy_timeout_ms: int = Field(
+        default=250,
+        ge=0,
+        le=10_000,
+        description="With SQLite: how long a delivery's journal write waits for a lock held "
+        "by another process before it fails (the delivery then gets 503).",
+    )
     workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
     command_limit_per_mr: int = Field(
         default=5, ge=1, description="MR commands answered per MR per window."

@@ -11,23 +11,36 @@ thread hop and keeps the one-loop, no-threads rule. `synchronous=NORMAL` in WAL 
 durable against a process crash (kill -9); only an OS crash or power loss can drop the last
 commits. https://www.sqlite.org/pragma.html#pragma_synchronous
 
+Another process holding the file's lock (a backup, an `sqlite3` shell) must not freeze that
+loop: SQLite's own busy wait sleeps in the calling thread, so it is kept to a few
+milliseconds per try, and the store waits between tries on the loop, up to a bounded total
+(`SQLITE_BUSY_TIMEOUT_MS`). Past it the call fails and a delivery is answered 503.
+https://www.sqlite.org/c3ref/busy_timeout.html
+
 Job states: queued -> running -> done | failed; queued or running -> superseded when a newer
 head of the same target arrives. `failed` jobs are retried later by the sweep.
+
+Bounded: finished and failed jobs, and projects GitLab no longer shows the bot, are pruned
+after the journal's retention; a queued or running job never is.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
+import inspect
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from bot.redaction import redact_optional
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -65,11 +78,29 @@ CREATE TABLE IF NOT EXISTS leases (
     holder TEXT NOT NULL,
     until REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS unreachable_projects (
+    project_id INTEGER PRIMARY KEY,
+    as_of REAL NOT NULL,
+    marked_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS journal_probe (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    written_at REAL NOT NULL
+);
 """
 
 # What the last check of each target proved (its inputs and what it published) is kept for
 # the target's next event. Bounded: the oldest beyond this many are dropped by `prune`.
 MAX_SNAPSHOTS = 5000
+
+# With SQLite, the longest the event loop sleeps inside one try for another process's lock.
+SQLITE_BUSY_SLICE_MS = 5
+# Calls on a request's path (a delivery, /readyz, /metrics) give up after the busy timeout.
+# Background calls (workers, sweeper) wait at least this long: they hold up nothing but
+# themselves, and a worker's `finish` that gave up would leave its job `running`.
+# They also try less often, so that many waiting workers keep the loop nearly free.
+ANSWERING_CALLS = frozenset({"accept", "writable", "_probe", "counts"})
+BACKGROUND_BUSY_SECONDS = 30.0
 
 QUEUED, RUNNING, DONE, FAILED, SUPERSEDED = "queued", "running", "done", "failed", "superseded"
 
@@ -122,9 +153,20 @@ class Store(Protocol):
 
     async def enqueue(self, job: NewJob, *, seen_at: float, now: float) -> int | None: ...
 
-    async def projects_seen(self) -> list[tuple[int, float]]: ...
+    async def projects_seen(self) -> list[tuple[int, float]]:
+        """Projects catch-up covers, with their last event: those seen, except those marked
+        unreachable since their last delivery."""
+        ...
 
-    async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None: ...
+    async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
+        """GitLab answered 404/403 for the project when catch-up read it after the event at
+        `as_of`: catch-up skips it until a newer delivery for it arrives."""
+        ...
+
+    async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
+        """Forget delivery keys older than `keys_older_than`; finished and failed jobs, and
+        unreachable projects, marked before `jobs_older_than` (the journal's retention)."""
+        ...
 
     async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
         """Extend the leases of this process's running jobs (they are alive)."""
@@ -151,33 +193,90 @@ class Store(Protocol):
 
     async def counts(self) -> dict[str, int]: ...
 
-    async def writable(self) -> bool: ...
+    async def writable(self) -> bool:
+        """Whether the journal takes a write now: a real one, so a full disk shows too."""
+        ...
 
     async def close(self) -> None: ...
 
 
+_Method = TypeVar("_Method", bound=Callable[..., Coroutine[Any, Any, Any]])
+_Class = TypeVar("_Class", bound=type)
+
+
+def _is_busy(error: sqlite3.OperationalError) -> bool:
+    # Extended codes carry the primary code in their low byte (SQLITE_BUSY_SNAPSHOT, ...).
+    # https://www.sqlite.org/rescode.html
+    code = getattr(error, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+
+
+def _waiting_out_locks(method: _Method) -> _Method:
+    """Run a store call again while another process holds the lock, sleeping on the loop
+    between tries, until the store's busy budget is spent. Every call is one transaction
+    (rolled back when it fails) or one read, so running it again is safe."""
+
+    background = method.__name__ not in ANSWERING_CALLS
+    longest_pause = 1.0 if background else 0.05
+
+    @functools.wraps(method)
+    async def wrapper(self: SqliteStore, *args: Any, **kwargs: Any) -> Any:
+        budget = self.busy_timeout
+        if background:
+            budget = max(budget, BACKGROUND_BUSY_SECONDS)
+        deadline = time.monotonic() + budget
+        pause = 0.002
+        while True:
+            try:
+                return await method(self, *args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _is_busy(exc) or left <= 0:
+                    raise
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 2, longest_pause)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _every_call_waits_out_locks(cls: _Class) -> _Class:
+    for name, member in list(vars(cls).items()):
+        if inspect.iscoroutinefunction(member):
+            setattr(cls, name, _waiting_out_locks(member))
+    return cls
+
+
+@_every_call_waits_out_locks
 class SqliteStore:
     """The embedded store. One connection, used only from the event loop's thread."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_ms: float = 250) -> None:
+        # The total time a call waits for another process's lock (see the module's doc).
+        self.busy_timeout = busy_timeout_ms / 1000
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=True)
         self._db.row_factory = sqlite3.Row
+        # Opening runs before the server answers anything: it may wait the whole budget.
+        self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
         # executescript commits on its own; every statement in the schema is idempotent.
         self._db.executescript(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        self._db.execute(f"PRAGMA busy_timeout={min(SQLITE_BUSY_SLICE_MS, int(busy_timeout_ms))}")
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may have rolled back already (an I/O error during the write).
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     async def accept(
         self, key: str, job: NewJob | None, *, project_id: int | None, now: float
@@ -315,16 +414,43 @@ class SqliteStore:
             ).rowcount
 
     async def projects_seen(self) -> list[tuple[int, float]]:
-        rows = self._db.execute("SELECT project_id, last_event_at FROM projects").fetchall()
+        rows = self._db.execute(
+            "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
+            "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
+            "AND u.as_of >= projects.last_event_at)"
+        ).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(project_id) DO UPDATE SET as_of = excluded.as_of, "
+                "marked_at = excluded.marked_at",
+                (project_id, as_of, now),
+            )
+
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
-        """Idempotency keys are kept for a bounded time; finished jobs likewise."""
+        """Idempotency keys are kept for a bounded time; finished and failed jobs, and
+        projects GitLab does not show the bot, for the journal's retention."""
         with self._transaction() as db:
             db.execute("DELETE FROM deliveries WHERE received_at < ?", (keys_older_than,))
             db.execute(
-                "DELETE FROM jobs WHERE state IN (?, ?) AND updated_at < ?",
-                (DONE, SUPERSEDED, jobs_older_than),
+                "DELETE FROM jobs WHERE state IN (?, ?, ?) AND updated_at < ?",
+                (DONE, SUPERSEDED, FAILED, jobs_older_than),
+            )
+            # A project marked unreachable, with no delivery since, for longer than retention.
+            db.execute(
+                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
+                "WHERE u.project_id = projects.project_id "
+                "AND u.as_of >= projects.last_event_at AND u.marked_at < ?)",
+                (jobs_older_than,),
+            )
+            # Marks of projects pruned, or forgotten because a delivery came after them.
+            db.execute(
+                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
+                "WHERE p.project_id = unreachable_projects.project_id "
+                "AND p.last_event_at <= unreachable_projects.as_of)"
             )
             db.execute(
                 "DELETE FROM snapshots WHERE target NOT IN "
@@ -378,15 +504,24 @@ class SqliteStore:
         counts["deliveries"] = int(
             self._db.execute("SELECT COUNT(*) FROM deliveries").fetchone()[0]
         )
+        counts["projects"] = int(self._db.execute("SELECT COUNT(*) FROM projects").fetchone()[0])
         return counts
 
     async def writable(self) -> bool:
         try:
-            with self._transaction():
-                pass
+            await self._probe()
         except sqlite3.Error:
             return False
         return True
+
+    async def _probe(self) -> None:
+        # An empty transaction takes the lock but writes nothing: a full disk would pass.
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO journal_probe(id, written_at) VALUES (1, ?) "
+                "ON CONFLICT(id) DO UPDATE SET written_at = excluded.written_at",
+                (time.time(),),
+            )
 
     async def close(self) -> None:
         self._db.close()
@@ -402,7 +537,11 @@ def is_postgres_url(location: str) -> bool:
 
 @asynccontextmanager
 async def open_store(
-    location: str, *, lease_seconds: float = 30.0, pool_size: int = 8
+    location: str,
+    *,
+    lease_seconds: float = 30.0,
+    pool_size: int = 8,
+    sqlite_busy_timeout_ms: float = 250,
 ) -> AsyncIterator[Store]:
     """The journal at `location`: a `postgresql://` URL (shared by replicas) or a SQLite
     file path (one process). Closed when the block ends."""
@@ -413,7 +552,7 @@ async def open_store(
 
         store = await PostgresStore.open(location, lease_seconds=lease_seconds, pool_size=pool_size)
     else:
-        store = SqliteStore(location)
+        store = SqliteStore(location, busy_timeout_ms=sqlite_busy_timeout_ms)
     try:
         yield store
     finally:

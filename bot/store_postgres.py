@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Any
@@ -133,6 +134,22 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
                 RETURNING id INTO job_id;
         END
         $$;
+        """,
+    ),
+    (
+        3,
+        # Projects GitLab answered 404/403 for at catch-up, as of their last event (a newer
+        # delivery brings them back); and the one row `writable` rewrites to prove a write.
+        """
+        CREATE TABLE unreachable_projects (
+            project_id BIGINT PRIMARY KEY,
+            as_of DOUBLE PRECISION NOT NULL,
+            marked_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE journal_probe (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            written_at DOUBLE PRECISION NOT NULL
+        );
         """,
     ),
 )
@@ -414,16 +431,42 @@ class PostgresStore:
 
     async def projects_seen(self) -> list[tuple[int, float]]:
         async with self._pool.connection() as db:
-            cursor = await db.execute("SELECT project_id, last_event_at FROM projects")
+            cursor = await db.execute(
+                "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
+                "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
+                "AND u.as_of >= projects.last_event_at)"
+            )
             rows = await cursor.fetchall()
         return [(int(r["project_id"]), float(r["last_event_at"])) for r in rows]
+
+    async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) "
+                "VALUES (%s, %s, %s) ON CONFLICT (project_id) DO UPDATE SET "
+                "as_of = excluded.as_of, marked_at = excluded.marked_at",
+                (project_id, as_of, now),
+            )
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
         async with self._pool.connection() as db, db.transaction():
             await db.execute("DELETE FROM deliveries WHERE received_at < %s", (keys_older_than,))
             await db.execute(
-                "DELETE FROM jobs WHERE state IN (%s, %s) AND updated_at < %s",
-                (DONE, SUPERSEDED, jobs_older_than),
+                "DELETE FROM jobs WHERE state IN (%s, %s, %s) AND updated_at < %s",
+                (DONE, SUPERSEDED, FAILED, jobs_older_than),
+            )
+            # A project marked unreachable, with no delivery since, for longer than retention.
+            await db.execute(
+                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
+                "WHERE u.project_id = projects.project_id "
+                "AND u.as_of >= projects.last_event_at AND u.marked_at < %s)",
+                (jobs_older_than,),
+            )
+            # Marks of projects pruned, or forgotten because a delivery came after them.
+            await db.execute(
+                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
+                "WHERE p.project_id = unreachable_projects.project_id "
+                "AND p.last_event_at <= unreachable_projects.as_of)"
             )
             await db.execute(
                 "DELETE FROM snapshots WHERE target NOT IN "
@@ -437,13 +480,22 @@ class PostgresStore:
             counts = {str(r["state"]): int(r["n"]) for r in await cursor.fetchall()}
             cursor = await db.execute("SELECT COUNT(*) AS n FROM deliveries")
             row = await cursor.fetchone()
+            cursor = await db.execute("SELECT COUNT(*) AS n FROM projects")
+            projects = await cursor.fetchone()
         counts["deliveries"] = int(row["n"]) if row else 0
+        counts["projects"] = int(projects["n"]) if projects else 0
         return counts
 
     async def writable(self) -> bool:
         try:
-            async with self._pool.connection(timeout=5) as db, db.transaction():
-                await db.execute("SELECT 1 FROM leases LIMIT 1 FOR UPDATE")
+            async with self._pool.connection(timeout=5) as db:
+                # A committed write (one row, rewritten), not only a lock: it fails when the
+                # database cannot write, e.g. its disk is full.
+                await db.execute(
+                    "INSERT INTO journal_probe(id, written_at) VALUES (1, %s) "
+                    "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
+                    (time.time(),),
+                )
         except (psycopg.Error, TimeoutError):
             return False
         return True
