@@ -105,6 +105,8 @@ def create_app(
                 stop_serving()
                 yield
                 return
+            if token.user is not None:
+                gitlab.remember_current_user(token.user)
             async with (
                 open_store(
                     str(settings.compliance_db),

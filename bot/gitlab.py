@@ -294,6 +294,10 @@ class GitLab:
 
     # -- typed calls -----------------------------------------------------------------------
 
+    def remember_current_user(self, user: dict[str, Any]) -> None:
+        """GitLab's answer to GET /user, read elsewhere (once, as `serve` starts)."""
+        self._user = user
+
     async def current_user(self) -> dict[str, Any]:
         """The bot's own user, read once per process."""
         # https://docs.gitlab.com/api/users/#get-the-current-user

@@ -38,6 +38,12 @@ def bot_settings(fake: FakeGitLab, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
+def delivery_calls(fake: FakeGitLab) -> list[Any]:
+    """What the bot asked GitLab, less the one GET /user it makes as it starts
+    (bot/startup.py), which is part of no delivery."""
+    return [r for r in fake.requests if (r.method, r.path) != ("GET", "/api/v4/user")]
+
+
 @dataclass
 class Bot:
     url: str
@@ -80,9 +86,6 @@ async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
         overrides.setdefault("compliance_db", Path(tmp) / "journal.db")
         app = create_app(bot_settings(fake, **overrides))
         async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
-            # The tests count what each delivery makes the bot ask GitLab; the one GET /user
-            # the bot makes as it starts (bot/startup.py) is not part of any delivery.
-            fake.requests.clear()
             yield Bot(url=url, app=app, client=client)
 
 

@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 
 from bot.report import NOTE_MARKER, escape
-from tests.conftest import Bot, running_bot
+from tests.conftest import Bot, delivery_calls, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.gfm import shown_text
-from tests.payloads import note_hook
+from tests.payloads import note_hook, push_hook
 from tests.scenarios import compliant_project, hook_for
 
 MR_HOOK = "Merge Request Hook"
+
+
+ZERO = "0" * 40
 
 
 def _open_mr(
@@ -100,7 +103,7 @@ async def test_wrong_or_missing_token_leaves_gitlab_untouched(fake: FakeGitLab, 
         assert response.status_code == 401
         assert "hook-secret" not in response.text
     await bot.settle()
-    assert fake.requests == []
+    assert delivery_calls(fake) == []
 
 
 async def test_redelivery_does_nothing_new(fake: FakeGitLab, bot: Bot) -> None:
@@ -431,8 +434,14 @@ async def test_a_deleted_note_is_written_again_on_the_next_change(
 async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     mr = _open_mr(fake, message="feat: add it")
+    main = fake.branch_head(mr.project_id, "main")
     async with running_bot(fake, compliance_db=journal) as first:
         await first.send(MR_HOOK, hook_for(mr))
+        # The push that made `main`, so that catch-up finds no branch left unchecked either.
+        push = push_hook(
+            project_id=mr.project_id, branch="main", before=ZERO, after=main, commits=[]
+        )
+        await first.send("Push Hook", push)
         await first.settle()
     calls_before = len(fake.requests)
 
@@ -446,12 +455,12 @@ async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Pa
         await second.send(MR_HOOK, labelled)
         await second.settle()
 
-    # Catch-up on start lists the open MRs and finds their heads checked; the label change
-    # itself reads and writes nothing.
+    # Catch-up on start lists the open MRs and the recent branches, and finds their heads
+    # checked; the label change itself reads and writes nothing.
     made = [f"{r.method} {r.path}" for r in fake.requests[calls_before:]]
     assert [m for m in made if not m.startswith("GET ")] == []
     assert [m for m in made if f"/merge_requests/{mr.iid}" in m or "/repository/" in m] == [
-        m for m in made if m.endswith("/statuses")
+        m for m in made if m.endswith(("/statuses", "/repository/branches"))
     ]
 
 
