@@ -189,6 +189,40 @@ async def test_rate_limit_longer_than_the_retry_budget_fails_honestly(fake: Fake
         assert "429" in str(status["description"])
 
 
+async def test_a_502_is_retried_soon_whatever_the_rate_limit_window_says(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # GitLab sends RateLimit-Reset (the end of the throttle's window, a Unix time) on every
+    # answer; on a self-managed instance the window is an hour by default. A 502 is not a
+    # request to wait for it: only a 429 or an explicit Retry-After is.
+    fake.rate_limit_period_seconds = 3600
+    mr = _open_mr(fake, message="feat: add it")
+    fake.fail("GET", r"/merge_requests/\d+/commits$", 502, times=1)
+    fake.fail("GET", r"/merge_requests/\d+/diffs$", 503, times=1)
+    started = time.monotonic()
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+    assert [r.status for r in fake.calls("GET", "/commits")][:2] == [502, 200]
+    assert time.monotonic() - started < 30
+
+
+async def test_answers_lost_after_gitlab_wrote_leave_one_note_and_the_right_status(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    # The note is created and the status set, but both answers are lost on the way back.
+    fake.drop("POST", r"/merge_requests/\d+/notes$", after_processing=True)
+    fake.drop("POST", r"/statuses/", after_processing=True)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert [m for m, _, _ in fake.processed_then_dropped] == ["POST", "POST"]
+    assert len(_bot_notes(fake, mr)) == 1
+    final = _final_status(fake, mr.project_id, mr.head_sha)
+    assert final["status"] == "success"
+    assert str(final["target_url"]).endswith(f"#note_{_bot_notes(fake, mr)[0]['id']}")
+
+
 async def test_status_joins_the_heads_pipeline_instead_of_opening_an_external_one(
     fake: FakeGitLab, bot: Bot
 ) -> None:
