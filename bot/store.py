@@ -133,6 +133,10 @@ class Store(Protocol):
         that job was accepted."""
         ...
 
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        """Which of these jobs this process no longer runs: another took them over."""
+        ...
+
     async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
         """Hold a named lease (e.g. catch-up) for `seconds`, if no other process holds it."""
         ...
@@ -344,6 +348,10 @@ class SqliteStore:
             if row:
                 found.add(job_id)
         return frozenset(found)
+
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        """One process per file: no other process can take its jobs over."""
+        return frozenset()
 
     async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
         """One process per file: it always holds its leases."""

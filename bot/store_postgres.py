@@ -365,6 +365,16 @@ class PostgresStore:
             )
             return frozenset(int(row["id"]) for row in await cursor.fetchall())
 
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        if not job_ids:
+            return frozenset()
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "SELECT id FROM jobs WHERE id = ANY(%s) AND NOT (state = %s AND owner = %s)",
+                (list(job_ids), RUNNING, self.replica),
+            )
+            return frozenset(int(row["id"]) for row in await cursor.fetchall())
+
     async def finish(self, job_id: int, state: str, *, error: str | None, now: float) -> None:
         async with self._pool.connection() as db:
             await db.execute(

@@ -427,6 +427,7 @@ class FakeGitLab:
         self._chaos = random.Random(0)
         # Requests GitLab handled whose answer a drop(after_processing=True) then lost.
         self.processed_then_dropped: list[tuple[str, str, int]] = []
+        self._holds: list[tuple[str, re.Pattern[str], asyncio.Event, asyncio.Event]] = []
         # RateLimit-* headers on every answer, as GitLab sends them (see _rate_limit_headers).
         self.send_rate_limit_headers = True
         # GitLab.com's window; a self-managed instance's default is 3600 (Admin > Network).
@@ -953,6 +954,16 @@ class FakeGitLab:
             )
         )
 
+    def hold(self, method: str, path_regex: str) -> tuple[asyncio.Event, asyncio.Event]:
+        """Hold the next matching request before GitLab handles it, until released.
+
+        Returns (arrived, release): `arrived` is set once the request is held; setting
+        `release` lets it through. Tests use it to land an event at an exact point of a
+        check instead of guessing with sleeps."""
+        arrived, release = asyncio.Event(), asyncio.Event()
+        self._holds.append((method.upper(), re.compile(path_regex), arrived, release))
+        return arrived, release
+
     def seed_chaos(self, seed: int) -> None:
         self._chaos = random.Random(seed)
 
@@ -1145,6 +1156,13 @@ class FakeGitLab:
 
         if self.latency:
             await asyncio.sleep(self.latency)
+        for held in list(self._holds):
+            held_method, pattern, arrived, release = held
+            if held_method in ("*", entry.method) and pattern.search(path):
+                self._holds.remove(held)
+                arrived.set()
+                await release.wait()
+                break
 
         fault = self._take_fault(entry.method, path)
         if fault is not None and fault.drop and fault.after_processing:

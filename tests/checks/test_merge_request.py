@@ -223,6 +223,50 @@ async def test_answers_lost_after_gitlab_wrote_leave_one_note_and_the_right_stat
     assert str(final["target_url"]).endswith(f"#note_{_bot_notes(fake, mr)[0]['id']}")
 
 
+async def test_heads_delivered_out_of_order_end_on_the_newest_head(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # GitLab sends hooks from Sidekiq, and two replicas accept them in whatever order their
+    # database commits: the older head's event can be journaled after the newer one's and
+    # replace it. The check that runs must still end on the MR's newest head.
+    mr = _open_mr(fake, message="feat: add it")
+    first = mr.head_sha
+    middle = fake.commit(mr.project_id, "feature", message="fix: middle")
+    newest = fake.commit(mr.project_id, "feature", message="Not conventional")
+    newer_hook = hook_for(mr, action="update", oldrev=middle, head_sha=newest)
+    older_hook = hook_for(mr, action="update", oldrev=first, head_sha=middle)
+    for payload in (newer_hook, older_hook):
+        assert (await bot.send(MR_HOOK, payload)).status_code == 202
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, newest)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
+    for sha in (first, middle):  # no older head is left `running`
+        assert [s["status"] for s in fake.statuses(mr.project_id, sha)][-1:] != ["running"]
+
+
+async def test_a_check_superseded_while_running_leaves_no_running_status(
+    fake: FakeGitLab,
+) -> None:
+    async with running_bot(fake, running_status_delay_seconds=0) as bot:
+        mr = _open_mr(fake, message="feat: add it")
+        first = mr.head_sha
+        # The first check has read everything and shows `running` when the push lands.
+        arrived, release = fake.hold("POST", r"/merge_requests/\d+/notes$")
+        assert (await bot.send(MR_HOOK, hook_for(mr))).status_code == 202
+        await arrived.wait()
+        assert [s["status"] for s in fake.statuses(mr.project_id, first)] == ["running"]
+        newest = fake.commit(mr.project_id, "feature", message="fix: more")
+        pushed = hook_for(mr, action="update", oldrev=first, head_sha=newest)
+        assert (await bot.send(MR_HOOK, pushed)).status_code == 202
+        release.set()
+        await bot.settle()
+    assert [s["status"] for s in fake.statuses(mr.project_id, first)][-1] == "canceled"
+    assert _final_status(fake, mr.project_id, newest)["status"] == "success"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
+
+
 async def test_status_joins_the_heads_pipeline_instead_of_opening_an_external_one(
     fake: FakeGitLab, bot: Bot
 ) -> None:
