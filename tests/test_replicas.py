@@ -134,10 +134,13 @@ async def test_the_bot_outlives_a_postgresql_restart(
             # answer 2xx (GitLab shows the delivery failed), and it does not crash.
             down = await deliver(client, bot.url, MR_HOOK, hook_for(after))
             assert down.status_code >= 500
-            await asyncio.sleep(2)  # the workers' claims fail meanwhile
+            await bot.wait_for_log("the journal failed")  # the workers' claims fail meanwhile
         finally:
             postgres.resume()
 
+        # The pool reconnects in the background, with a backoff that grew while the server
+        # was down: the bot is ready again when /readyz says so, not after a fixed delay.
+        assert await bot.wait_ready(120)
         answer = await deliver(client, bot.url, MR_HOOK, hook_for(after))
         assert answer.status_code == 202
         await wait_until_settled(fake, [(after, "success")], seconds=30)
