@@ -158,6 +158,7 @@ def _job(row: dict[str, Any]) -> JobRecord:
         payload=str(row["payload"]),
         attempts=int(row["attempts"]),
         event_uuid=row["event_uuid"],
+        contested=bool(row.get("contested")),
     )
 
 
@@ -322,7 +323,12 @@ class PostgresStore:
                     "  AND NOT EXISTS (SELECT 1 FROM jobs AS running"
                     "    WHERE running.target = queued.target AND running.state = %s)"
                     "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid",
+                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid, "
+                    # Contested: it replaced an older job of its target with another head.
+                    "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
+                    "AND older.id < jobs.id AND older.state = 'superseded' "
+                    "AND older.head_sha <> jobs.head_sha "
+                    "AND older.updated_at >= jobs.created_at) AS contested",
                     (
                         RUNNING,
                         self.replica,

@@ -56,7 +56,12 @@ class Memory:
 
 
 async def check(
-    services: Services, event: MergeRequestEvent, *, reuse: bool = True, adopted: int = 0
+    services: Services,
+    event: MergeRequestEvent,
+    *,
+    reuse: bool = True,
+    adopted: int = 0,
+    verify_head: bool = False,
 ) -> None:
     """Check the MR's head and publish the verdict. `reuse=False` reads everything afresh
     and searches for the note (`/compliance recheck`).
@@ -64,7 +69,9 @@ async def check(
     When the MR has moved on to a newer head than the event's, the check adopts that head:
     the newer head's own job may already be gone, superseded in the journal by this older
     event that was accepted after it (replicas commit deliveries in any order, and GitLab
-    sends hooks from Sidekiq in any order too). Nothing else would then check it."""
+    sends hooks from Sidekiq in any order too). Nothing else would then check it.
+    `verify_head` (the job replaced one with another head) reads the MR's head even when
+    the check reused what it knew and read no MR: one call, only in that case."""
     gitlab = services.gitlab
     memory = await _recall(services, event.target) if reuse else Memory(None, None)
     # Statuses go on the head sha in the MR's source project, so MRs from forks work.
@@ -89,6 +96,11 @@ async def check(
             checkpoint=ensure_current,
         )
         checked = result.report
+        if verify_head and result.reuse is not engine.Reuse.NONE and not checked.retryable:
+            # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+            current = (await gitlab.merge_request(event.project_id, event.iid)).get("sha")
+            if current and current != event.head_sha:
+                checked = replace(checked, superseded_by=str(current))
         if checked.superseded_by is not None:
             # The MR's head moved on. A `running` this check posted ends as canceled rather
             # than spinning forever in the commit list; then the newer head is checked.

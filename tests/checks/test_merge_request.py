@@ -245,6 +245,31 @@ async def test_heads_delivered_out_of_order_end_on_the_newest_head(
         assert [s["status"] for s in fake.statuses(mr.project_id, sha)][-1:] != ["running"]
 
 
+async def test_an_older_push_journaled_last_does_not_end_on_its_older_head(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # The older push's check can reuse what the first check read (its oldrev is the head
+    # judged then) and so never reads the MR's head: it must still not be the last word.
+    mr = _open_mr(fake, message="feat: add it")
+    assert (await bot.send(MR_HOOK, hook_for(mr))).status_code == 202
+    await bot.settle()
+    first = mr.head_sha
+    older = fake.commit(mr.project_id, "feature", message="fix: older")
+    newest = fake.commit(mr.project_id, "feature", message="Not conventional")
+    # The newest head's check is about to publish when the older push is journaled.
+    arrived, release = fake.hold("PUT", r"/notes/\d+$")
+    newest_hook = hook_for(mr, action="update", oldrev=older, head_sha=newest)
+    assert (await bot.send(MR_HOOK, newest_hook)).status_code == 202
+    await arrived.wait()
+    older_hook = hook_for(mr, action="update", oldrev=first, head_sha=older)
+    assert (await bot.send(MR_HOOK, older_hook)).status_code == 202
+    release.set()
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, newest)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
+
+
 async def test_a_check_superseded_while_running_leaves_no_running_status(
     fake: FakeGitLab,
 ) -> None:
