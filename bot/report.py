@@ -145,6 +145,12 @@ def _rule_text(text: str, *, in_table: bool = False) -> str:
     return "".join(parts)
 
 
+def bot_text(text: str) -> str:
+    """The bot's own sentence as Markdown: its `code` spans stay code spans (resized),
+    everything else, user text included, is escaped."""
+    return _rule_text(text)
+
+
 def plain(text: str, limit: int | None = None) -> str:
     """Text for a plain-text field (a status description): one line, no HTML."""
     text = " ".join(_TAGS.sub(" ", _clean(text)).split())

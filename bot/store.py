@@ -231,9 +231,13 @@ class Store(Protocol):
         """Every waiver of these projects, withdrawn and expired included, newest first."""
         ...
 
-    async def take_expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
-        """The MRs (project id, iid) whose waivers expired since last asked, each waiver
-        reported once across replicas."""
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+        """MRs (project id, iid) with a waiver that expired by `now` and whose re-check is
+        not queued yet (`mark_expiry_handled`)."""
+        ...
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
+        """The MR's re-check after its waivers expired by `now` is queued."""
         ...
 
     async def prune_waivers(self, *, ended_before: float) -> None:
@@ -591,15 +595,21 @@ class SqliteStore:
         ).fetchall()
         return [waiver_from_row(dict(r)) for r in rows]
 
-    async def take_expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+        rows = self._db.execute(
+            "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE expiry_handled = 0 "
+            "AND expires_at <= ? AND withdrawn_at IS NULL LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
         with self._transaction() as db:
-            rows = db.execute(
-                "UPDATE waivers SET expiry_handled = 1 WHERE id IN (SELECT id FROM waivers "
-                "WHERE expiry_handled = 0 AND expires_at <= ? AND withdrawn_at IS NULL "
-                "ORDER BY expires_at LIMIT ?) RETURNING project_id, mr_iid",
-                (now, limit),
-            ).fetchall()
-        return list(dict.fromkeys((int(r[0]), int(r[1])) for r in rows))
+            db.execute(
+                "UPDATE waivers SET expiry_handled = 1 WHERE project_id = ? AND mr_iid = ? "
+                "AND expires_at <= ?",
+                (project_id, mr_iid, now),
+            )
 
     async def prune_waivers(self, *, ended_before: float) -> None:
         with self._transaction() as db:

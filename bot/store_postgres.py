@@ -160,7 +160,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         4,
         # Waivers (`/compliance waive`): who, when, why, the rule, the fingerprints of the
         # findings waived, the head they were given on, and until when. `expiry_handled`
-        # marks a waiver whose expiry has queued its MR's re-check, once across replicas.
+        # marks a waiver whose expiry has queued its MR's re-check.
         """
         CREATE TABLE waivers (
             id BIGSERIAL PRIMARY KEY,
@@ -609,18 +609,24 @@ class PostgresStore:
             rows = await cursor.fetchall()
         return [waiver_from_row(r) for r in rows]
 
-    async def take_expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
         async with self._pool.connection() as db:
-            # SKIP LOCKED: two replicas sweeping at once each take different waivers.
             cursor = await db.execute(
-                "UPDATE waivers SET expiry_handled = TRUE WHERE id IN (SELECT id FROM waivers "
-                "WHERE NOT expiry_handled AND expires_at <= %s AND withdrawn_at IS NULL "
-                "ORDER BY expires_at LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "RETURNING project_id, mr_iid",
+                "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE NOT expiry_handled "
+                "AND expires_at <= %s AND withdrawn_at IS NULL LIMIT %s",
                 (now, limit),
             )
             rows = await cursor.fetchall()
-        return list(dict.fromkeys((int(r["project_id"]), int(r["mr_iid"])) for r in rows))
+        return [(int(r["project_id"]), int(r["mr_iid"])) for r in rows]
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
+        # Replicas sweeping at once may both queue the MR's re-check; `enqueue` keeps one.
+        async with self._pool.connection() as db:
+            await db.execute(
+                "UPDATE waivers SET expiry_handled = TRUE WHERE project_id = %s "
+                "AND mr_iid = %s AND expires_at <= %s",
+                (project_id, mr_iid, now),
+            )
 
     async def prune_waivers(self, *, ended_before: float) -> None:
         async with self._pool.connection() as db:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import contextlib
 import json
 import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,10 +76,12 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
+async def running_bot(
+    fake: FakeGitLab, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> AsyncIterator[Bot]:
     with tempfile.TemporaryDirectory(prefix="compliance-bot-") as tmp:
         overrides.setdefault("compliance_db", Path(tmp) / "journal.db")
-        app = create_app(bot_settings(fake, **overrides))
+        app = create_app(bot_settings(fake, **overrides), clock=clock)
         async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
             # The tests count what each delivery makes the bot ask GitLab; the one GET /user
             # the bot makes as it starts (bot/startup.py) is not part of any delivery.
