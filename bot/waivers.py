@@ -9,7 +9,7 @@ same rule on a later push is not waived. The journal keeps every waiver (bot/sto
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from bot.model import Finding, Report, Waived
@@ -106,8 +106,3 @@ def apply_waivers(report: Report, waivers: Iterable[Waiver], now: float) -> Repo
         ),
     )
 
-
-def next_expiry(waivers: Sequence[Waiver], now: float) -> float | None:
-    """When the first of the active waivers ends."""
-    ends = [w.expires_at for w in waivers if w.active(now)]
-    return min(ends) if ends else None
