@@ -105,4 +105,3 @@ def apply_waivers(report: Report, waivers: Iterable[Waiver], now: float) -> Repo
             for outcome in report.outcomes
         ),
     )
-
