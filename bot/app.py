@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from bot.checks import Services
 from bot.checks import command as command_check
 from bot.checks import merge_request as merge_request_check
 from bot.checks import push as push_check
+from bot.checks import waive as waive_command
 from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import GitLab, current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
@@ -71,9 +72,13 @@ def read_instance_defaults(path: Path | None) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    """The ASGI app. `transport` replaces the network under the GitLab client (tests).
+    """The ASGI app. `transport` replaces the network under the GitLab client (tests);
+    `clock` is the time waivers are given, applied and expired by (tests move it on).
 
     Raises ConfigError when the instance defaults file (COMPLIANCE_CONFIG) is invalid.
     """
@@ -114,7 +119,7 @@ def create_app(
                     pool_size=settings.db_pool_size,
                     sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
                 ) as store,
-                _serving(app, settings, gitlab, store, metrics, base_config),
+                _serving(app, settings, gitlab, store, metrics, base_config, clock),
             ):
                 yield
 
@@ -249,6 +254,7 @@ async def _serving(
     store: Store,
     metrics: Metrics,
     base_config: dict[str, Any],
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[None]:
     """The workers and the sweeper over an open client and journal, for as long as the
     server serves."""
@@ -266,6 +272,7 @@ async def _serving(
                 window_seconds=settings.command_limit_window_seconds,
             )
         ),
+        clock=clock,
     )
 
     async def run(job: JobRecord) -> None:
@@ -306,9 +313,9 @@ async def _serving(
 
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:
-    """Housekeeping on the loop: catch-up on start and periodically, retries of failed
-    checks, and pruning of old idempotency keys, finished and failed jobs, and projects
-    GitLab does not show the bot."""
+    """Housekeeping on the loop: catch-up on start and periodically, re-checks of MRs whose
+    waivers expired, retries of failed checks, and pruning of old idempotency keys,
+    finished and failed jobs, and projects GitLab does not show the bot."""
     next_catch_up = 0.0
     while True:
         now = time.time()
@@ -323,6 +330,9 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
                     services.gitlab, store, status_name=services.status_name
                 ):
                     runner.wake()
+            # An expired waiver turns its MR's status back without waiting for a push.
+            if await waive_command.queue_expired(services, store):
+                runner.wake()
             if await store.retry_failed(
                 older_than=now - settings.retry_failed_after_seconds,
                 max_attempts=settings.retry_failed_attempts,

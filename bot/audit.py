@@ -807,6 +807,19 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="also check that each member has a profile README (a public project named "
         "like the username, with a README)",
     )
+    parser.add_argument(
+        "--waivers",
+        action="store_true",
+        help="list the waivers given on the group's MRs (active, expired, withdrawn: "
+        "project, MR, rule, by whom, why, until when) from the bot's journal, instead of "
+        "auditing the projects",
+    )
+    parser.add_argument(
+        "--journal",
+        metavar="COMPLIANCE_DB",
+        help="with --waivers: the bot's journal, a SQLite file or a postgresql:// URL "
+        "(default: $COMPLIANCE_DB)",
+    )
     parser.set_defaults(run=audit_command)
 
 
@@ -837,6 +850,8 @@ def audit_command(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"compliance-bot: {settings_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    if args.waivers:
+        return _waivers_command(args, settings)
     policy = None
     if args.config is not None:
         loaded = _load_policy(args.config)
@@ -860,3 +875,24 @@ def audit_command(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     write_report(result, args.format, sys.stdout, sys.stderr, only_failing=args.only_failing)
     return result.exit_code()
+
+
+def _waivers_command(args: argparse.Namespace, settings: GitLabSettings) -> int:
+    import os
+    import time
+
+    from bot import audit_waivers
+    from bot.cli import run_event_loop
+    from bot.gitlab import GitLabError
+
+    journal = args.journal or os.environ.get("COMPLIANCE_DB")
+    if not audit_waivers.usable_journal(journal):
+        return EXIT_USAGE
+    assert journal is not None
+    try:
+        rows = run_event_loop(audit_waivers.run(settings, journal, args.group, now=time.time()))
+    except (GitLabError, ValueError) as exc:
+        print(f"compliance-bot: could not list the waivers: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    sys.stdout.write(audit_waivers.render(rows, args.format))
+    return EXIT_COMPLIANT

@@ -54,6 +54,30 @@ class CommitOptions(BaseModel):
     )
 
 
+class WaiverOptions(BaseModel):
+    """Who may waive findings with `/compliance waive`, and for how long."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access_level: int = Field(
+        default=40,
+        ge=10,
+        le=60,
+        description="The access level on the MR's target project needed to waive a finding "
+        "(https://docs.gitlab.com/api/members/#roles: 30 Developer, 40 Maintainer, "
+        "50 Owner); a rule's `waiver_access_level` overrides it.",
+    )
+    default_days: int = Field(
+        default=30, ge=1, le=3650, description="How long a waiver lasts when it says nothing."
+    )
+    max_days: int = Field(
+        default=90, ge=1, le=3650, description="The longest a waiver may last; longer is refused."
+    )
+    authors_may_waive: bool = Field(
+        default=False, description="Whether an MR's author may waive findings on their own MR."
+    )
+
+
 # What an MR's check does with repository findings that already hold on its target branch.
 TargetBranchFindings = Literal["report", "fail"]
 
@@ -108,6 +132,7 @@ def config_model() -> type[BaseModel]:
                 "does); `fail` counts them like the MR's own.",
             ),
         ),
+        waivers=(WaiverOptions, Field(default_factory=WaiverOptions)),
         rules=(rules_model, Field(default_factory=rules_model)),
     )
     return model
@@ -127,6 +152,15 @@ class Config:
     def fails_inherited(self) -> bool:
         """Whether findings already on the target branch fail an MR."""
         return bool(self.model.target_branch_findings == "fail")  # type: ignore[attr-defined]
+
+    @property
+    def waivers(self) -> WaiverOptions:
+        return cast(WaiverOptions, self.model.waivers)  # type: ignore[attr-defined]
+
+    def waiver_access_level(self, rule_id: str) -> int:
+        """The access level needed to waive `rule_id`'s findings."""
+        own = self.rule(rule_id).waiver_access_level
+        return own if own is not None else self.waivers.access_level
 
     @property
     def squash_policy(self) -> SquashPolicy:

@@ -538,6 +538,18 @@ class GitLab:
             raise GitLabError("GitLab answered the branch listing with a non-list")
         return branches
 
+    async def project_member(self, project_id: int, user_id: int) -> dict[str, Any] | None:
+        """The user's membership of the project, inherited from its groups included; None
+        when GitLab answers 404 (not a member, or no such user)."""
+        # https://docs.gitlab.com/api/members/#get-a-member-of-a-group-or-project-including-inherited-and-invited-members
+        # gitlabhq/gitlabhq lib/api/members.rb `get ":id/members/all/:user_id"`; the entity
+        # (lib/api/entities/member.rb) merges UserBasic: `state` is the user's own state.
+        try:
+            result: dict[str, Any] = await self.get(f"/projects/{project_id}/members/all/{user_id}")
+        except NotFound:
+            return None
+        return result
+
     async def create_note(self, project_id: int, iid: int, body: str) -> dict[str, Any]:
         """Create a note; raises OutcomeUnknown when it may exist though the answer was lost
         (a second POST would make a second note)."""

@@ -88,6 +88,16 @@ class ChangedFile:
 
 
 @dataclass(frozen=True)
+class Waived:
+    """A maintainer's waiver of one finding: who, why, and until when (seconds since the
+    epoch, UTC). A waived finding is shown apart and does not count towards the verdict."""
+
+    by: str
+    reason: str
+    until: float
+
+
+@dataclass(frozen=True)
 class Finding:
     """One problem a rule found.
 
@@ -103,6 +113,13 @@ class Finding:
     # The target branch, when this repository finding already holds there: not the MR's
     # doing, so it is shown apart and does not count towards the verdict.
     already_on: str = ""
+    # Set when an active waiver covers this finding (see bot/waivers.py).
+    waived: Waived | None = None
+
+    @property
+    def counts(self) -> bool:
+        """Whether the finding counts towards the verdict: not inherited, not waived."""
+        return not self.already_on and self.waived is None
 
 
 @dataclass(frozen=True)
@@ -143,16 +160,21 @@ class Report:
 
     @property
     def error_count(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.ERROR and not f.already_on)
+        return sum(1 for f in self.findings if f.severity is Severity.ERROR and f.counts)
 
     @property
     def warning_count(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.WARNING and not f.already_on)
+        return sum(1 for f in self.findings if f.severity is Severity.WARNING and f.counts)
 
     @property
     def inherited(self) -> list[Finding]:
         """Findings that already hold on the target branch (see `Finding.already_on`)."""
-        return [f for f in self.findings if f.already_on]
+        return [f for f in self.findings if f.already_on and f.waived is None]
+
+    @property
+    def waived(self) -> list[Finding]:
+        """Findings an active waiver covers (see `Finding.waived`)."""
+        return [f for f in self.findings if f.waived is not None]
 
     @property
     def passed(self) -> bool:

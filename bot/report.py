@@ -14,11 +14,12 @@ import json
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 from bot import __version__
-from bot.model import Finding, Report, Severity
+from bot.model import Finding, Report, Severity, Waived
 
 # The hidden marker by which the bot finds its own note among an MR's notes.
 NOTE_MARKER = "<!-- compliance-bot -->"
@@ -142,6 +143,12 @@ def _rule_text(text: str, *, in_table: bool = False) -> str:
         position = match.end()
     parts.append(escape(_clean(text)[position:]))
     return "".join(parts)
+
+
+def bot_text(text: str) -> str:
+    """The bot's own sentence as Markdown: its `code` spans stay code spans (resized),
+    everything else, user text included, is escaped."""
+    return _rule_text(text)
 
 
 def plain(text: str, limit: int | None = None) -> str:
@@ -268,8 +275,8 @@ def status_description(report: Report) -> str:
         text = f"could not complete: {report.error}"
         if report.details:
             text += f" ({_plural(len(report.details), 'problem')}); fix it on the target branch"
-    elif report.error_count:
-        text = f"{_plural(report.error_count, 'error')}, {_plural(report.warning_count, 'warning')}"
+    elif report.error_count or report.waived:
+        text = _counts(report)
     elif report.warning_count:
         text = f"passed with {_plural(report.warning_count, 'warning')}"
     else:
@@ -278,6 +285,27 @@ def status_description(report: Report) -> str:
     if report.error is None and inherited:
         text += f"; {inherited} already on the target branch"
     return plain(text, STATUS_DESCRIPTION_LIMIT)
+
+
+def _counts(report: Report) -> str:
+    """`2 errors, 1 warning`, with `, 1 waived` when waivers cover findings."""
+    errors = _plural(report.error_count, "error")
+    warnings = _plural(report.warning_count, "warning")
+    waived = len(report.waived)
+    if not waived:
+        return f"{errors}, {warnings}"
+    if report.error_count or report.warning_count:
+        return f"{errors}, {warnings}, {waived} waived"
+    return f"{errors}, {waived} waived"
+
+
+def _utc(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def waiver_text(waived: Waived) -> str:
+    """`waived by @maria until 2030-01-11 12:00 UTC: reason` (plain text, not escaped)."""
+    return f"waived by @{waived.by} until {_utc(waived.until)}: {waived.reason}"
 
 
 def truncate(text: str, limit: int) -> str:
@@ -369,10 +397,9 @@ def _incomplete(report: Report, links: Links) -> list[str]:
 
 def _heading(report: Report) -> str:
     if report.error_count:
-        return (
-            f"### :x: Compliance: {_plural(report.error_count, 'error')}, "
-            f"{_plural(report.warning_count, 'warning')}"
-        )
+        return f"### :x: Compliance: {_counts(report)}"
+    if report.waived:
+        return f"### :white_check_mark: Compliance: {_counts(report)}"
     if report.warning_count:
         warnings = _plural(report.warning_count, "warning")
         return f"### :white_check_mark: Compliance: passed with {warnings}"
@@ -403,7 +430,7 @@ def _by_rule(report: Report, findings: Sequence[Finding]) -> list[_RuleFindings]
 
 
 def _verdict(report: Report, links: Links, per_rule: int, *, hints: bool) -> list[str]:
-    counted = [f for f in report.findings if not f.already_on]
+    counted = [f for f in report.findings if f.counts]
     inherited = report.inherited
     scope = [_head_link(report, links)]
     if "commits" in report.facts:
@@ -458,6 +485,10 @@ def _verdict(report: Report, links: Links, per_rule: int, *, hints: bool) -> lis
             lines += block
             left_out += hidden
         lines += ["</details>", ""]
+    if report.waived:
+        block, hidden = _waived_block(report, links, per_rule)
+        lines += block
+        left_out += hidden
     if left_out or not hints:
         what = _plural(left_out, "finding") + ("" if hints else " and the fix hints")
         lines += [f"_{what} not listed here: {WHERE_TO_SEE_ALL}._", ""]
@@ -467,6 +498,36 @@ def _verdict(report: Report, links: Links, per_rule: int, *, hints: bool) -> lis
         lines += [f"- {escape(o.title)} {escape(o.rule, code=True)}" for o in passed]
         lines += ["", "</details>", ""]
     return [*lines, _footer(report)]
+
+
+def _waived_block(report: Report, links: Links, per_rule: int) -> tuple[list[str], int]:
+    """The "Waived" section: each waiver (rule, who, until when, why), then its findings.
+    Only the bot writes this note, so the record stays as the journal has it."""
+    titles = {o.rule: o.title for o in report.outcomes}
+    groups: dict[tuple[str, Waived], list[Finding]] = {}
+    for finding in report.waived:
+        assert finding.waived is not None
+        groups.setdefault((finding.rule, finding.waived), []).append(finding)
+    lines = [f"#### :shield: Waived: {len(report.waived)}", ""]
+    hidden = 0
+    for (rule, waived), findings in groups.items():
+        count = _plural(len(findings), "finding")
+        title = f"{escape(titles.get(rule, rule))} {escape(rule, code=True)} · {count}"
+        lines += [
+            f"**{title}** — waived by {escape('@' + waived.by)} until {_utc(waived.until)}: "
+            f"{escape(_shorten(waived.reason, MAX_MESSAGE_CHARS))}",
+            "",
+        ]
+        shown = findings[:per_rule]
+        for finding in shown:
+            where = _location(finding, report, links, short=False)
+            message = _rule_text(_shorten(finding.message, MAX_MESSAGE_CHARS))
+            lines.append(f"- {where} — {message}" if where else f"- {message}")
+        if len(findings) > len(shown):
+            lines.append(f"- … and {len(findings) - len(shown)} more")
+            hidden += len(findings) - len(shown)
+        lines.append("")
+    return lines, hidden
 
 
 def _summary_table(report: Report, links: Links, groups: Sequence[_RuleFindings]) -> list[str]:
@@ -563,9 +624,8 @@ def summary_line(report: Report) -> str:
     """`Compliance: 2 errors, 1 warning`, as the note's heading says it, without Markdown."""
     if report.error is not None:
         return f"Compliance check could not complete: {report.error}"
-    if report.error_count:
-        errors = _plural(report.error_count, "error")
-        return f"Compliance: {errors}, {_plural(report.warning_count, 'warning')}"
+    if report.error_count or report.waived:
+        return f"Compliance: {_counts(report)}"
     if report.warning_count:
         return f"Compliance: passed with {_plural(report.warning_count, 'warning')}"
     return "Compliance: all checks passed"
@@ -789,8 +849,9 @@ def render_junit(
     caveats = {item.rule: item.reason for item in not_judged if item.partial}
     for outcome in report.outcomes:
         testcase = case(outcome.rule)
-        failed = [f for f in outcome.findings if f.severity in fails]
-        other = [f for f in outcome.findings if f.severity not in fails]
+        waived = [f for f in outcome.findings if f.waived is not None]
+        failed = [f for f in outcome.findings if f.severity in fails and f.waived is None]
+        other = [f for f in outcome.findings if f.severity not in fails and f.waived is None]
         if failed:
             failure = ET.SubElement(
                 testcase,
@@ -811,6 +872,20 @@ def render_junit(
                 message=_xml_text(f"{outcome.title}: passes, with {_plural(len(out), 'note')}"),
             )
             shown.text = _xml_text("\n".join(out))
+            counts["skipped"] += 1
+        if waived:
+            # A waived finding is skipped, with the waiver's reason (who, until when, why).
+            reasons = list(dict.fromkeys(waiver_text(f.waived) for f in waived if f.waived))
+            skipped = ET.SubElement(
+                case(f"{outcome.rule} (waived)"), "skipped", message=_xml_text(reasons[0])
+            )
+            skipped.text = _xml_text(
+                "\n".join(
+                    [*reasons, *(_finding_text(f) for f in waived)]
+                    if len(reasons) > 1
+                    else [_finding_text(f) for f in waived]
+                )
+            )
             counts["skipped"] += 1
     for item in not_judged:
         if item.partial:
@@ -881,6 +956,8 @@ def render_codequality(report: Report, *, known_paths: Collection[str] = frozens
             key = fingerprint("compliance-bot", "", description)
             entry("compliance-bot", "critical", description, path, line, key)
     for finding in report.findings:
+        if finding.waived is not None:
+            continue  # waived: the note and the JUnit report say so; no open issue here
         location = finding.location
         match = _PATH_AND_LINE.match(location)
         if location in known_paths:

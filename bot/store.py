@@ -30,6 +30,7 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
@@ -39,8 +40,9 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from bot.redaction import redact_optional
+from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deliveries (
@@ -87,6 +89,24 @@ CREATE TABLE IF NOT EXISTS journal_probe (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     written_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS waivers (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project_id INTEGER NOT NULL,
+    mr_iid INTEGER NOT NULL,
+    rule TEXT NOT NULL,
+    location TEXT NOT NULL,
+    fingerprints TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    author TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    head_sha TEXT NOT NULL,
+    withdrawn_at REAL,
+    withdrawn_by TEXT,
+    expiry_handled INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS waivers_mr ON waivers(project_id, mr_iid);
+CREATE INDEX IF NOT EXISTS waivers_expiry ON waivers(expiry_handled, expires_at);
 """
 
 # What the last check of each target proved (its inputs and what it published) is kept for
@@ -200,6 +220,37 @@ class Store(Protocol):
     async def drop_snapshot(self, target: str) -> None: ...
 
     async def counts(self) -> dict[str, int]: ...
+
+    # -- waivers: the trail of `/compliance waive`, kept until `prune_waivers` ---------------
+
+    async def add_waiver(self, waiver: NewWaiver) -> int: ...
+
+    async def withdraw_waivers(
+        self, project_id: int, mr_iid: int, rule: str, *, by: str, now: float
+    ) -> int:
+        """Withdraw the MR's active waivers of `rule`; how many there were."""
+        ...
+
+    async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
+        """The MR's waivers not withdrawn (active or expired), oldest first, bounded."""
+        ...
+
+    async def list_waivers(self, project_ids: Sequence[int], *, limit: int) -> list[Waiver]:
+        """Every waiver of these projects, withdrawn and expired included, newest first."""
+        ...
+
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+        """MRs (project id, iid) with a waiver that expired by `now` and whose re-check is
+        not queued yet (`mark_expiry_handled`)."""
+        ...
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
+        """The MR's re-check after its waivers expired by `now` is queued."""
+        ...
+
+    async def prune_waivers(self, *, ended_before: float) -> None:
+        """Forget waivers that expired or were withdrawn before `ended_before`."""
+        ...
 
     async def writable(self) -> bool:
         """Whether the journal takes a write now: a real one, so a full disk shows too."""
@@ -525,6 +576,66 @@ class SqliteStore:
         counts["projects"] = int(self._db.execute("SELECT COUNT(*) FROM projects").fetchone()[0])
         return counts
 
+    async def add_waiver(self, waiver: NewWaiver) -> int:
+        with self._transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
+                "author, created_at, expires_at, head_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _waiver_values(waiver),
+            )
+            return int(cursor.lastrowid or 0)
+
+    async def withdraw_waivers(
+        self, project_id: int, mr_iid: int, rule: str, *, by: str, now: float
+    ) -> int:
+        with self._transaction() as db:
+            return db.execute(
+                "UPDATE waivers SET withdrawn_at = ?, withdrawn_by = ? WHERE project_id = ? "
+                "AND mr_iid = ? AND rule = ? AND withdrawn_at IS NULL AND expires_at > ?",
+                (now, by, project_id, mr_iid, rule, now),
+            ).rowcount
+
+    async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
+        rows = self._db.execute(
+            SELECT_WAIVERS + "WHERE project_id = ? AND mr_iid = ? "
+            "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT ?",
+            (project_id, mr_iid, MAX_WAIVERS_PER_MR),
+        ).fetchall()
+        return [waiver_from_row(dict(r)) for r in reversed(rows)]
+
+    async def list_waivers(self, project_ids: Sequence[int], *, limit: int) -> list[Waiver]:
+        # The ids as one JSON parameter: any number of them, no SQL built from values.
+        rows = self._db.execute(
+            SELECT_WAIVERS  # noqa: S608 -- literals only; the ids are a parameter
+            + "WHERE project_id IN (SELECT value FROM json_each(?)) "
+            "ORDER BY id DESC LIMIT ?",
+            (json.dumps([int(i) for i in project_ids]), limit),
+        ).fetchall()
+        return [waiver_from_row(dict(r)) for r in rows]
+
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+        rows = self._db.execute(
+            "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE expiry_handled = 0 "
+            "AND expires_at <= ? AND withdrawn_at IS NULL LIMIT ?",
+            (now, limit),
+        ).fetchall()
+        return [(int(r[0]), int(r[1])) for r in rows]
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE waivers SET expiry_handled = 1 WHERE project_id = ? AND mr_iid = ? "
+                "AND expires_at <= ?",
+                (project_id, mr_iid, now),
+            )
+
+    async def prune_waivers(self, *, ended_before: float) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "DELETE FROM waivers WHERE expires_at < ? OR withdrawn_at < ?",
+                (ended_before, ended_before),
+            )
+
     async def writable(self) -> bool:
         try:
             await self._probe()
@@ -543,6 +654,48 @@ class SqliteStore:
 
     async def close(self) -> None:
         self._db.close()
+
+
+# The columns `waiver_from_row` reads, in the SELECTs of both engines.
+SELECT_WAIVERS = (
+    "SELECT id, project_id, mr_iid, rule, location, fingerprints, reason, author, created_at, "
+    "expires_at, head_sha, withdrawn_at, withdrawn_by FROM waivers "
+)
+
+
+def _waiver_values(waiver: NewWaiver) -> tuple[Any, ...]:
+    return (
+        waiver.project_id,
+        waiver.mr_iid,
+        waiver.rule,
+        waiver.location,
+        json.dumps(list(waiver.fingerprints)),
+        waiver.reason,
+        waiver.author,
+        waiver.created_at,
+        waiver.expires_at,
+        waiver.head_sha,
+    )
+
+
+def waiver_from_row(row: dict[str, Any]) -> Waiver:
+    """A waiver from a row of either engine."""
+    withdrawn_at = row["withdrawn_at"]
+    return Waiver(
+        id=int(row["id"]),
+        project_id=int(row["project_id"]),
+        mr_iid=int(row["mr_iid"]),
+        rule=str(row["rule"]),
+        location=str(row["location"]),
+        fingerprints=tuple(str(f) for f in json.loads(row["fingerprints"])),
+        reason=str(row["reason"]),
+        author=str(row["author"]),
+        created_at=float(row["created_at"]),
+        expires_at=float(row["expires_at"]),
+        head_sha=str(row["head_sha"]),
+        withdrawn_at=float(withdrawn_at) if withdrawn_at is not None else None,
+        withdrawn_by=row["withdrawn_by"],
+    )
 
 
 def now() -> float:

@@ -41,11 +41,15 @@ from bot.store import (
     MAX_SNAPSHOTS,
     QUEUED,
     RUNNING,
+    SELECT_WAIVERS,
     SUPERSEDED,
     Accepted,
     JobRecord,
     NewJob,
+    _waiver_values,
+    waiver_from_row,
 )
+from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 
 # Any constant works; it names "the bot's schema migrations" among advisory locks.
 MIGRATION_LOCK = 0x636F6D706C  # "compl"
@@ -150,6 +154,32 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             written_at DOUBLE PRECISION NOT NULL
         );
+        """,
+    ),
+    (
+        4,
+        # Waivers (`/compliance waive`): who, when, why, the rule, the fingerprints of the
+        # findings waived, the head they were given on, and until when. `expiry_handled`
+        # marks a waiver whose expiry has queued its MR's re-check.
+        """
+        CREATE TABLE waivers (
+            id BIGSERIAL PRIMARY KEY,
+            project_id BIGINT NOT NULL,
+            mr_iid BIGINT NOT NULL,
+            rule TEXT NOT NULL,
+            location TEXT NOT NULL,
+            fingerprints TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            author TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL,
+            head_sha TEXT NOT NULL,
+            withdrawn_at DOUBLE PRECISION,
+            withdrawn_by TEXT,
+            expiry_handled BOOLEAN NOT NULL DEFAULT FALSE
+        );
+        CREATE INDEX waivers_mr ON waivers(project_id, mr_iid);
+        CREATE INDEX waivers_expiry ON waivers(expires_at) WHERE NOT expiry_handled;
         """,
     ),
 )
@@ -550,6 +580,76 @@ class PostgresStore:
     async def drop_snapshot(self, target: str) -> None:
         async with self._pool.connection() as db:
             await db.execute("DELETE FROM snapshots WHERE target = %s", (target,))
+
+    # -- waivers ---------------------------------------------------------------------------
+
+    async def add_waiver(self, waiver: NewWaiver) -> int:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
+                "author, created_at, expires_at, head_sha) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                _waiver_values(waiver),
+            )
+            row = await cursor.fetchone()
+        assert row is not None
+        return int(row["id"])
+
+    async def withdraw_waivers(
+        self, project_id: int, mr_iid: int, rule: str, *, by: str, now: float
+    ) -> int:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "UPDATE waivers SET withdrawn_at = %s, withdrawn_by = %s WHERE project_id = %s "
+                "AND mr_iid = %s AND rule = %s AND withdrawn_at IS NULL AND expires_at > %s",
+                (now, by, project_id, mr_iid, rule, now),
+            )
+            return cursor.rowcount
+
+    async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                SELECT_WAIVERS + "WHERE project_id = %s AND mr_iid = %s "
+                "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT %s",
+                (project_id, mr_iid, MAX_WAIVERS_PER_MR),
+            )
+            rows = await cursor.fetchall()
+        return [waiver_from_row(r) for r in reversed(rows)]
+
+    async def list_waivers(self, project_ids: Sequence[int], *, limit: int) -> list[Waiver]:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                SELECT_WAIVERS + "WHERE project_id = ANY(%s) ORDER BY id DESC LIMIT %s",
+                (list(project_ids), limit),
+            )
+            rows = await cursor.fetchall()
+        return [waiver_from_row(r) for r in rows]
+
+    async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE NOT expiry_handled "
+                "AND expires_at <= %s AND withdrawn_at IS NULL LIMIT %s",
+                (now, limit),
+            )
+            rows = await cursor.fetchall()
+        return [(int(r["project_id"]), int(r["mr_iid"])) for r in rows]
+
+    async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
+        # Replicas sweeping at once may both queue the MR's re-check; `enqueue` keeps one.
+        async with self._pool.connection() as db:
+            await db.execute(
+                "UPDATE waivers SET expiry_handled = TRUE WHERE project_id = %s "
+                "AND mr_iid = %s AND expires_at <= %s",
+                (project_id, mr_iid, now),
+            )
+
+    async def prune_waivers(self, *, ended_before: float) -> None:
+        async with self._pool.connection() as db:
+            await db.execute(
+                "DELETE FROM waivers WHERE expires_at < %s OR withdrawn_at < %s",
+                (ended_before, ended_before),
+            )
 
     async def close(self) -> None:
         await self._pool.close()

@@ -108,6 +108,8 @@ class NoteEvent:
     mr_iid: int | None
     body: str
     author_username: str
+    # The commenter's user id (`user.id`): whose membership a waiver is checked against.
+    author_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -317,7 +319,17 @@ def _note(payload: dict[str, Any]) -> NoteEvent | Ignored:
         mr_iid=mr_iid,
         body=_text(attrs.get("note")),
         author_username=_text((payload.get("user") or {}).get("username")),
+        author_id=_user_id(payload.get("user")),
     )
+
+
+def _user_id(user: object) -> int | None:
+    if not isinstance(user, dict) or user.get("id") is None:
+        return None
+    try:
+        return _id(user["id"])
+    except (TypeError, ValueError):
+        return None
 
 
 def _sha(value: object) -> str:

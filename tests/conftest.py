@@ -7,8 +7,9 @@ import json
 import signal
 import tempfile
 import threading
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,10 +84,12 @@ class Bot:
 
 
 @contextlib.asynccontextmanager
-async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
+async def running_bot(
+    fake: FakeGitLab, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> AsyncIterator[Bot]:
     with tempfile.TemporaryDirectory(prefix="compliance-bot-") as tmp:
         overrides.setdefault("compliance_db", Path(tmp) / "journal.db")
-        app = create_app(bot_settings(fake, **overrides))
+        app = create_app(bot_settings(fake, **overrides), clock=clock)
         async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
             yield Bot(url=url, app=app, client=client)
 

@@ -228,6 +228,8 @@ class Project:
     archived: bool = False
     branches: dict[str, str] = field(default_factory=dict)  # branch -> head sha
     objects: set[str] = field(default_factory=set, repr=False)  # shas this repo holds
+    # Direct members: username -> access level (https://docs.gitlab.com/api/members/#roles)
+    members: dict[str, int] = field(default_factory=dict)
     _fake: FakeGitLab | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -788,6 +790,16 @@ class FakeGitLab(ProjectHooksMixin):
         user = self._user(username)
         self._users[username]["state"] = state
         group.members[username] = access_level
+        return user
+
+    def add_project_member(
+        self, project_id: int, username: str, *, access_level: int = 30, state: str = "active"
+    ) -> JSONDict:
+        """Make a user a direct member of a project; `state` is the user's (active, blocked)."""
+        project = self._get_project(project_id)
+        user = self._user(username)
+        self._users[username]["state"] = state
+        project.members[username] = access_level
         return user
 
     def share_project_with_group(self, project_id: int, group_id: int) -> None:
@@ -1437,6 +1449,7 @@ class FakeGitLab(ProjectHooksMixin):
             ("PUT", mr + "/notes/{note_id}", self._h_put_note),
             ("GET", mr + "/notes/{note_id}/award_emoji", self._h_awards),
             ("POST", mr + "/notes/{note_id}/award_emoji", self._h_post_award),
+            ("GET", p + "/members/all/{user_id}", self._h_project_member_all),
             ("GET", "/api/v4/groups/{gid}", self._h_group),
             ("GET", "/api/v4/groups/{gid}/projects", self._h_group_projects),
             ("GET", "/api/v4/groups/{gid}/members/all", self._h_group_members_all),
@@ -1989,6 +2002,32 @@ class FakeGitLab(ProjectHooksMixin):
         return self._paged_json(
             request, members, lambda name: self._member_entity(name, *best[name])
         )
+
+    async def _h_project_member_all(self, request: Request) -> Response:
+        # https://docs.gitlab.com/api/members/#get-a-member-of-a-group-or-project-including-inherited-and-invited-members
+        # gitlabhq/gitlabhq lib/api/members.rb `get ":id/members/all/:user_id"`:
+        # `find_all_members(source).find_by!(user_id:)`: direct members and those inherited
+        # from the project's ancestor groups, at the highest level among them (invited groups
+        # are not modelled here). A user who is none of them: `find_by!` raises
+        # RecordNotFound, which lib/api/api.rb renders as 404 {"message": "404 Not found"}.
+        # The entity (lib/api/entities/member.rb) merges UserBasic, so `state` is the user's
+        # state ("active", "blocked", ...), not the membership's.
+        project = self._project_from(request)
+        user_id = self._int_path(request, "user_id", "user_id")
+        username = next((n for n, u in self._users.items() if u["id"] == user_id), None)
+        levels: list[tuple[int, str]] = []
+        if username is not None:
+            if username in project.members:
+                levels.append((project.members[username], project.created_at))
+            group = self._group_by_path(project.namespace) if project.namespace else None
+            while group is not None:
+                if username in group.members:
+                    levels.append((group.members[username], group.created_at))
+                group = self._groups.get(group.parent_id) if group.parent_id else None
+        if username is None or not levels:
+            raise _ApiError(404, {"message": "404 Not found"})
+        access, since = max(levels)
+        return JSONResponse(self._member_entity(username, access, since))
 
     async def _h_tree(self, request: Request) -> Response:
         # https://docs.gitlab.com/api/repositories/#list-repository-tree

@@ -116,6 +116,7 @@ def note_hook(mr: Any, note: dict[str, Any], *, action: str | None = "create") -
     payload["project_id"] = mr.project_id
     payload["project"]["id"] = mr.project_id
     payload["user"]["username"] = note["author"]["username"]
+    payload["user"]["id"] = note["author"]["id"]
     payload["object_attributes"].update(
         id=note["id"], note=note["body"], noteable_type="MergeRequest", project_id=mr.project_id
     )

@@ -6,7 +6,8 @@ publishes the verdict. Each is documented in the README under its own heading.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,3 +33,5 @@ class Services:
     trees: TreeCache = field(default_factory=TreeCache)
     # How many MR commands are answered, per MR and per commenter.
     command_limiter: CommandLimiter = field(default_factory=CommandLimiter)
+    # The time waivers are created, applied and expired by (tests move it forward).
+    clock: Callable[[], float] = time.time

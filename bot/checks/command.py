@@ -1,4 +1,5 @@
-"""MR commands: `/compliance recheck` runs the check again; `/compliance help` replies.
+"""MR commands: `/compliance recheck` runs the check again; `/compliance help` replies;
+`/compliance waive` and `unwaive` are carried out by `bot.checks.waive`.
 
 The bot acknowledges each command with an award emoji on the comment and ignores its own
 comments, so its help reply can never trigger it.
@@ -10,7 +11,7 @@ import logging
 import time
 
 from bot import commands
-from bot.checks import Services
+from bot.checks import Services, waive
 from bot.checks import merge_request as merge_request_check
 from bot.webhook import NoteEvent, merge_request_from_api
 
@@ -33,6 +34,9 @@ async def run(services: Services, note: NoteEvent) -> None:
     await gitlab.award_emoji(note.project_id, note.mr_iid, note.note_id, ACKNOWLEDGE_EMOJI)
     if command is commands.Command.HELP:
         await gitlab.create_note(note.project_id, note.mr_iid, commands.HELP_TEXT)
+        return
+    if command in (commands.Command.WAIVE, commands.Command.UNWAIVE):
+        await waive.run(services, note)
         return
     # The MR as GitLab has it now: the current head, title and description.
     current = merge_request_from_api(await gitlab.merge_request(note.project_id, note.mr_iid))

@@ -20,6 +20,7 @@ from bot.checks import Services
 from bot.gitlab import GitLab, GitLabError, GitLabUnavailable, NotFound
 from bot.incremental import MergeRequestInputs
 from bot.jobs import Superseded, ensure_current, superseded_by_newer_head
+from bot.model import Report
 from bot.publish import (
     StatusTarget,
     in_pipeline,
@@ -28,6 +29,7 @@ from bot.publish import (
     set_status,
     upsert_note,
 )
+from bot.waivers import apply_waivers
 from bot.webhook import MergeRequestEvent, merge_request_from_api
 
 log = logging.getLogger(__name__)
@@ -55,6 +57,32 @@ class Memory:
     published: Published | None
 
 
+async def judge(services: Services, event: MergeRequestEvent) -> engine.MergeRequestCheck:
+    """The engine's verdict on the MR's head, published nowhere (a waive command needs the
+    findings before it records a waiver; `check(judged=...)` then publishes it)."""
+    memory = await _recall(services, event.target)
+    return await engine.check_merge_request_incrementally(
+        services.gitlab,
+        event,
+        base_config=services.base_config,
+        previous=memory.inputs,
+        now=time.time(),
+        trees=services.trees,
+    )
+
+
+async def _ready(result: engine.MergeRequestCheck) -> engine.MergeRequestCheck:
+    return result
+
+
+async def _with_waivers(services: Services, event: MergeRequestEvent, checked: Report) -> Report:
+    """The report with the MR's active waivers applied: waived findings do not count."""
+    if services.memory is None or checked.error is not None or not checked.findings:
+        return checked
+    active = await services.memory.waivers_of(event.project_id, event.iid)
+    return apply_waivers(checked, active, services.clock())
+
+
 async def check(
     services: Services,
     event: MergeRequestEvent,
@@ -62,6 +90,7 @@ async def check(
     reuse: bool = True,
     adopted: int = 0,
     verify_head: bool = False,
+    judged: engine.MergeRequestCheck | None = None,
 ) -> None:
     """Check the MR's head and publish the verdict. `reuse=False` reads everything afresh
     and searches for the note (`/compliance recheck`).
@@ -71,7 +100,8 @@ async def check(
     event that was accepted after it (replicas commit deliveries in any order, and GitLab
     sends hooks from Sidekiq in any order too). Nothing else would then check it.
     `verify_head` (the job replaced one with another head) reads the MR's head even when
-    the check reused what it knew and read no MR: one call, only in that case."""
+    the check reused what it knew and read no MR: one call, only in that case. `judged` is a
+    verdict `judge` just gave for this head, published as it is."""
     gitlab = services.gitlab
     memory = await _recall(services, event.target) if reuse else Memory(None, None)
     # Statuses go on the head sha in the MR's source project, so MRs from forks work.
@@ -91,7 +121,9 @@ async def check(
                 previous=memory.inputs if reuse else None,
                 now=time.time(),
                 trees=services.trees if reuse else None,
-            ),
+            )
+            if judged is None
+            else _ready(judged),
             delay=services.running_status_delay,
             checkpoint=ensure_current,
         )
@@ -109,6 +141,7 @@ async def check(
             log.info("head moved on", extra={"mr": event.target, "sha": event.head_sha})
             moved_on = True
         else:
+            checked = await _with_waivers(services, event, checked)
             links = report.Links.for_merge_request(event.web_url)
             body = report.render_note(checked, links)
             state = report.status_state(checked)

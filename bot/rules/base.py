@@ -152,6 +152,18 @@ class RuleConfig(BaseModel):
         description="Only judge MRs targeting (or pushes to) these branches: glob patterns. "
         "Empty: every branch.",
     )
+    waivable: bool = Field(
+        default=True,
+        description="Whether a maintainer may waive this rule's findings on an MR with "
+        "`/compliance waive`.",
+    )
+    waiver_access_level: int | None = Field(
+        default=None,
+        ge=10,
+        le=60,
+        description="The access level needed to waive this rule (40 Maintainer, 50 Owner); "
+        "unset: `waivers.access_level`.",
+    )
 
     @field_validator("severity", mode="before", check_fields=False)
     @classmethod
