@@ -31,10 +31,9 @@ from typing import Any
 
 import httpx
 
-from bot.audit import AuditOptions, Status, repository_plan, run_audit
+from bot.audit import AuditOptions, Status, outcome_of, repository_plan, run_audit
 from bot.config import CONFIG_PATHS, default_config, load
 from bot.engine import evaluate
-from bot.model import Severity
 from bot.rules.base import Context, ProjectFacts, Scope
 from bot.settings import GitLabSettings
 
@@ -95,8 +94,7 @@ def _verdict(paths: set[str], project: Any, config_text: tuple[str, str] | None)
         ),
     )
     findings = [f for outcome in evaluate(checks, context) for f in outcome.findings]
-    failed = any(f.severity is Severity.ERROR for f in findings)
-    return str(Status.NON_COMPLIANT if failed else Status.COMPLIANT)
+    return str(outcome_of(findings))
 
 
 def baseline(url: str, token: str, group: str, *, limit: int) -> dict[str, str]:
