@@ -142,8 +142,10 @@ def _comparison(comparison: Comparison) -> str:
             for c in changes[:500]
         )
         more = f"<li>… and {len(changes) - 500} more</li>" if len(changes) > 500 else ""
+        # Open unless long: what got worse always is.
+        opened = " open" if direction == "worse" or len(changes) <= 50 else ""
         groups.append(
-            f'<details class="chg c-{direction}"{" open" if direction == "worse" else ""}>'
+            f'<details class="chg c-{direction}"{opened}>'
             f"<summary>{len(changes)} {direction}</summary><ul>{items}{more}</ul></details>"
         )
     body = "".join(groups) or "<p>Nothing changed.</p>"
