@@ -56,7 +56,7 @@ EXIT_USAGE = 2
 EXIT_ERROR = 3
 EXIT_INTERRUPTED = 130
 
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 64
 # Invariant 8, everything is bounded: a listing longer than this is reported, not read on.
 MAX_PROJECTS = 100_000
 MAX_MEMBERS = 10_000

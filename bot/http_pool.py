@@ -24,8 +24,7 @@ invariant 1); only its transport is this one.
 
 from __future__ import annotations
 
-import select
-import socket
+import asyncio
 import ssl
 from collections.abc import Iterable
 from typing import Any
@@ -40,35 +39,40 @@ import httpx
 _POOL_ATTRIBUTES = ("_connections", "_requests", "_max_connections", "_max_keepalive_connections")
 
 
-def _socket_readable(sock: socket.socket | None) -> bool:
-    """Whether the socket has something to read (for an idle HTTP/1.1 connection: the server
-    closed it); as httpcore's `is_socket_readable`. A socket that is gone counts as
-    readable, so the connection is dropped rather than used."""
-    if sock is None:
-        return True
-    fd = sock.fileno()
-    if fd < 0:
-        return True
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    return bool(poller.poll(0))
-
-
 class _Stream(httpcore.AsyncNetworkStream):
-    """An httpcore stream that looks its socket up once instead of on every check."""
+    """An httpcore network stream on asyncio's own streams.
 
-    def __init__(self, inner: httpcore.AsyncNetworkStream) -> None:
-        self._inner = inner
-        self._socket: socket.socket | None = inner.get_extra_info("socket")
+    httpcore's default (anyio) stream enters a cancel scope for every read and write and
+    builds a dictionary of socket attributes, with a `getpeername` system call, for every
+    check of an idle connection; this one uses `asyncio.timeout` and asks the reader."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return await self._inner.read(max_bytes, timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                return await self._reader.read(max_bytes)
+        except TimeoutError:
+            raise httpcore.ReadTimeout("timed out reading from GitLab") from None
+        except OSError as exc:
+            raise httpcore.ReadError(str(exc) or type(exc).__name__) from exc
 
     async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        await self._inner.write(buffer, timeout)
+        if not buffer:
+            return
+        try:
+            async with asyncio.timeout(timeout):
+                self._writer.write(buffer)
+                await self._writer.drain()
+        except TimeoutError:
+            raise httpcore.WriteTimeout("timed out writing to GitLab") from None
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from exc
 
     async def aclose(self) -> None:
-        await self._inner.aclose()
+        self._writer.close()
 
     async def start_tls(
         self,
@@ -76,19 +80,38 @@ class _Stream(httpcore.AsyncNetworkStream):
         server_hostname: str | None = None,
         timeout: float | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.start_tls(ssl_context, server_hostname, timeout))
+        try:
+            async with asyncio.timeout(timeout):
+                await self._writer.start_tls(ssl_context, server_hostname=server_hostname)
+        except TimeoutError:
+            self._writer.close()
+            raise httpcore.ConnectTimeout("timed out in the TLS handshake") from None
+        except (OSError, ssl.SSLError) as exc:
+            self._writer.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self
 
     def get_extra_info(self, info: str) -> Any:
         if info == "is_readable":
-            return _socket_readable(self._socket)
-        return self._inner.get_extra_info(info)
+            # Asked of an idle connection: anything there (the server's EOF, or bytes no
+            # request asked for, like a 408 before it hangs up) means it cannot be reused.
+            # The event loop has already read what arrived into the reader; its buffer has
+            # no public accessor.
+            buffered = getattr(self._reader, "_buffer", None)
+            return (
+                self._reader.at_eof()
+                or self._writer.transport.is_closing()
+                or buffered is None
+                or len(buffered) > 0
+            )
+        name = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
+        if name in ("ssl_object", "sockname", "peername", "socket"):
+            return self._writer.get_extra_info(name)
+        return None
 
 
 class _Backend(httpcore.AsyncNetworkBackend):
-    """httpcore's anyio backend, its streams wrapped in `_Stream`."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
+    """Connections on asyncio's streams (`_Stream`)."""
 
     async def connect_tcp(
         self,
@@ -98,9 +121,16 @@ class _Backend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return _Stream(
-            await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        )
+        local = (local_address, 0) if local_address else None
+        try:
+            async with asyncio.timeout(timeout):
+                # asyncio sets TCP_NODELAY on TCP sockets, as anyio does.
+                reader, writer = await asyncio.open_connection(host, port, local_addr=local)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self._configured(reader, writer, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -108,25 +138,47 @@ class _Backend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        return _Stream(await self._inner.connect_unix_socket(path, timeout, socket_options))
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_unix_connection(path)
+        except TimeoutError:
+            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from exc
+        return self._configured(reader, writer, socket_options)
+
+    @staticmethod
+    def _configured(
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
+    ) -> _Stream:
+        sock = writer.get_extra_info("socket")
+        for option in socket_options or ():
+            sock.setsockopt(*option)
+        return _Stream(reader, writer)
 
     async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
+        await asyncio.sleep(seconds)
 
 
 class _Pool(httpcore.AsyncConnectionPool):
     """httpcore's pool, assigning queued requests to connections in one pass: O(connections
     + requests) per call instead of O(connections² + connections x requests).
 
-    The same decisions as httpcore 1.0.9, in its order: drop closed connections, close
-    expired ones and idle ones past `max_keepalive_connections` (counting idle connections,
-    where 1.0.9 counts all of them: encode/httpcore#1035 "bug 1"); then give each queued
-    request an available connection of its origin, else a new connection, else one made
-    by closing an idle one. Two changes keep one connection from serving two requests: a
-    connection already handed to a request that has not started on it yet is neither closed
-    nor handed out again (encode/httpcore#1110), and an idle HTTP/1.1 connection is handed
-    to one queued request per pass, not to all (pydantic/httpx2#1075), which spares the
-    losers a `ConnectionNotAvailable` round and another pass each.
+    The same decisions as httpcore 1.0.9: drop closed connections, close idle ones past
+    `max_keepalive_connections` (counting idle connections, where 1.0.9 counts all of them:
+    encode/httpcore#1035 "bug 1"), then give each queued request an idle connection of its
+    origin, else a new connection, else one made by closing an idle one. Three changes:
+
+    - a connection handed to a request that has not started on it yet is neither closed nor
+      handed out again (encode/httpcore#1110);
+    - an idle HTTP/1.1 connection goes to one queued request per pass, not to all of them
+      (pydantic/httpx2#1075), which spares the others a `ConnectionNotAvailable` round;
+    - whether an idle connection has expired (its keep-alive time is up, or the server
+      closed it: a poll of its socket) is asked of the one about to be handed out, not of
+      every idle connection on every pass; an expired one is closed then, or when the pool
+      needs room, or when the client closes.
     """
 
     def _assign_requests_to_connections(self) -> list[httpcore.AsyncConnectionInterface]:
@@ -139,28 +191,19 @@ class _Pool(httpcore.AsyncConnectionPool):
         for connection in self._connections:
             if connection.is_closed():
                 continue
-            if id(connection) in reserved:
-                kept.append(connection)
-            elif connection.has_expired():
-                closing.append(connection)
-            elif connection.is_idle():
+            if id(connection) not in reserved and connection.is_idle():
                 if len(idle) >= self._max_keepalive_connections:
                     closing.append(connection)
-                else:
-                    idle.append(connection)
-                    kept.append(connection)
-            else:
-                kept.append(connection)
+                    continue
+                idle.append(connection)
+            kept.append(connection)
         self._connections = kept
 
         for pool_request in self._requests:
             if not pool_request.is_queued():
                 continue
             origin = pool_request.request.url.origin
-            chosen = next((c for c in idle if c.can_handle_request(origin)), None)
-            if chosen is not None and chosen.is_available():
-                idle.remove(chosen)
-                pool_request.assign_to_connection(chosen)
+            if self._reuse(pool_request, origin, idle, closing):
                 continue
             if len(self._connections) >= self._max_connections:
                 if not idle:
@@ -173,6 +216,25 @@ class _Pool(httpcore.AsyncConnectionPool):
             self._connections.append(connection)
             pool_request.assign_to_connection(connection)
         return closing
+
+    def _reuse(
+        self,
+        pool_request: Any,
+        origin: httpcore.Origin,
+        idle: list[httpcore.AsyncConnectionInterface],
+        closing: list[httpcore.AsyncConnectionInterface],
+    ) -> bool:
+        """Hand the request an idle connection of its origin that is still good, closing
+        the expired ones met on the way; False when there is none."""
+        for connection in [c for c in idle if c.can_handle_request(origin)]:
+            idle.remove(connection)
+            if connection.has_expired():
+                self._connections.remove(connection)
+                closing.append(connection)
+            elif connection.is_available():
+                pool_request.assign_to_connection(connection)
+                return True
+        return False
 
 
 def pooled_transport(
