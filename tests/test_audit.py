@@ -841,6 +841,17 @@ async def test_compare_says_what_got_better_and_worse_since_the_saved_run(
     code, out, _ = await cli(fake, "acme", "--compare", str(memory))
     assert "1 worse, 2 better, 1 new, 0 gone" in out
     assert "worse: project acme/clean: compliant -> non-compliant; now lacking:" in out
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory), "--format", "csv")
+    changed = {r["name"]: r["since_last_run"] for r in csv.DictReader(io.StringIO(out))}
+    assert changed == {
+        "acme/clean": "worse",
+        "acme/empty": "",
+        "acme/fresh": "new",
+        "acme/gappy": "better",
+        "acme/renamed": "better",
+    }
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory), "--format", "markdown")
+    assert "## Since the last run" in out and "- new: project acme/fresh:" in out
 
 
 async def test_compare_refuses_another_group_s_memory_or_a_broken_file(
