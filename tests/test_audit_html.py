@@ -251,3 +251,36 @@ async def test_readable_on_a_phone_and_printable(
     finally:
         browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"media": ""})
         browser.set_window_size(1280, 1000)
+
+
+def test_user_text_is_escaped_and_only_web_addresses_are_linked() -> None:
+    """The renderer alone, on literals: what GitLab sends is text, never markup or script."""
+    from bot.audit import AuditResult, Row, Status
+    from bot.audit_html import render_html
+    from bot.model import Finding, Severity
+
+    finding = Finding(
+        "repository.required_files",
+        Severity.ERROR,
+        "</script><script>alert(1)</script> is missing",
+        fix='Add "<b>it</b>"',
+        location="</script><script>alert(1)</script>",
+    )
+    result = AuditResult(
+        group="<acme>",
+        projects=[
+            Row("project", 1, "acme/<img src=x>", "javascript:alert(1)", Status.NON_COMPLIANT,
+                findings=(finding,)),
+            Row("project", 2, "acme/ok", 'https://gitlab.example.com/acme/ok"onclick="x',
+                Status.ERROR, reason="<i>403</i>"),
+        ],
+    )  # fmt: skip
+    page = render_html(result)
+    script = page[page.index("<script>") :]
+    assert page.count("<script>") == 1 and script.count("</script>") == 1
+    assert "alert(1)" not in script and "acme" not in script
+    assert "<img" not in page and "<b>it</b>" not in page and "<i>403" not in page
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt; is missing" in page
+    assert "javascript:" not in page
+    assert 'href="https://gitlab.example.com/acme/ok&quot;onclick=&quot;x"' in page
+    assert "<title>Compliance audit of &lt;acme&gt;</title>" in page
