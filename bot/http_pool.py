@@ -1,22 +1,23 @@
-"""httpx's own transport with two per-request costs of httpcore 1.0's pool cut, for the audit.
+"""httpx's own transport with the per-request costs of httpcore 1.0's pool cut, for the audit.
 
 An audit sends thousands of small GET requests through 20 to 100 keep-alive connections, and
-the profile (`python -m bench.audit --profile`) showed the client bound by the connection
-pool, not by the network or the rules:
+the profile (`python -m bench.audit --profile`, and py-spy) showed the client bound by the
+connection pool, not by the network or the rules:
 
 - `AsyncConnectionPool._assign_requests_to_connections` runs twice or more per request and
   is quadratic in the connections: it counts every connection again for each idle one, and
   lists every connection again for each queued request (encode/httpcore#1035, still open;
   pydantic/httpx2#974 and #1075 merged the same fix in a fork).
-- Each idle connection it looks at asks the anyio stream `is_readable`, and anyio builds a
-  dictionary of socket attributes (with a `getpeername` system call) to hand out the raw
-  socket each time.
+- On every such pass each idle connection is asked whether the server closed it, and the
+  anyio stream answers by building a dictionary of socket attributes (with a `getpeername`
+  system call); every read and write also enters an anyio cancel scope.
 
-This keeps everything else of httpx and httpcore (HTTP/1.1 with h11, TLS, timeouts,
-exceptions, keep-alive expiry, detecting a connection the server closed) and replaces only
-those two: `_Pool` assigns requests in one pass over the connections, and `_Stream` keeps
-its socket. The client stays the process's one pooled `httpx.AsyncClient` (DESIGN.md,
-invariant 1); only its transport is this one.
+This keeps httpx, httpcore's HTTP/1.1 connections and h11 (TLS, timeouts, exceptions,
+keep-alive, detecting a connection the server closed) and replaces the pool's assignment
+pass (`_Pool`: one pass, and the "closed by the server?" question asked only of the
+connection about to be handed out) and the network stream (`_Stream`: asyncio's own streams).
+The client stays the process's one pooled `httpx.AsyncClient` (DESIGN.md, invariant 1); only
+its transport is this one.
 """
 
 # The stream and backend methods take `timeout` because httpcore's interface does.
