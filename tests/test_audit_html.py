@@ -26,13 +26,18 @@ CHROMEDRIVER = "/usr/bin/chromedriver"
 HOSTILE = '<img src=x onerror="document.title=1">'
 
 
+def _executable(path: str) -> str | None:
+    """Debian's path, or the same program found on PATH."""
+    return path if Path(path).is_file() else shutil.which(Path(path).name)
+
+
 def _why_no_browser() -> str | None:
     try:
         import selenium  # noqa: F401
     except ImportError:
         return "selenium is not installed (pip install -e '.[test]')"
     for path in (CHROMIUM, CHROMEDRIVER):
-        if not Path(path).exists() and not shutil.which(Path(path).name):
+        if _executable(path) is None:
             return f"{path} is missing (apt-get install chromium chromium-driver)"
     return None
 
@@ -47,12 +52,13 @@ def browser() -> Iterator[Any]:
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
+    options.binary_location = str(_executable(CHROMIUM))
     for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
         options.add_argument(argument)
     options.add_argument("--window-size=1280,1000")
     try:
-        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+        service = Service(executable_path=str(_executable(CHROMEDRIVER)))
+        driver = webdriver.Chrome(service=service, options=options)
     except WebDriverException as exc:
         pytest.skip(f"no browser for the HTML report: chromium did not start: {exc.msg}")
     try:
