@@ -6,12 +6,16 @@ tree when the root lists that directory, and `.gitlab/compliance.yml` when that 
 one. The listing already carries the description, topics, default branch and `empty_repo`,
 so a project costs 1 to 3 calls.
 
+Each project gets one of four outcomes: `compliant` (no finding), `warnings` (findings, none of
+severity error), `non-compliant` (an error finding, or an invalid config) and `error` (it
+could not be judged, with the reason).
+
 It is fail-safe per project: a project that cannot be read (403, an empty repository, GitLab
 unavailable after retries) becomes a row with status `error` and the reason, is never counted
 as compliant, and never stops the run (DESIGN.md, invariant 3: an error is never a pass).
 
-    exit 0  every project (and member) is compliant
-    exit 1  some are non-compliant, none errored
+    exit 0  every project (and member) is compliant or has only warnings
+    exit 1  some are non-compliant (or, with --fail-on warning, have warnings), none errored
     exit 2  usage: missing settings, unreadable or invalid --config
     exit 3  some could not be checked, or the group could not be listed
 
@@ -32,6 +36,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
@@ -39,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from bot.model import Finding, Severity
 
 if TYPE_CHECKING:
+    from bot.audit_history import Comparison
     from bot.config import Config
     from bot.engine import Plan, Repository
     from bot.gitlab import GitLab
@@ -50,13 +56,14 @@ EXIT_USAGE = 2
 EXIT_ERROR = 3
 EXIT_INTERRUPTED = 130
 
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 64
 # Invariant 8, everything is bounded: a listing longer than this is reported, not read on.
 MAX_PROJECTS = 100_000
 MAX_MEMBERS = 10_000
 # httpx's pool cannot usefully be larger; GitLabSettings caps HTTP_POOL_SIZE at 256 too.
 MAX_CONNECTIONS = 256
-FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = ("table", "json", "csv", "markdown", "html")
+FAIL_ON = ("error", "warning")
 
 # https://docs.gitlab.com/user/profile/#add-details-to-your-profile-with-a-readme
 PROFILE_README_DOC = (
@@ -66,9 +73,29 @@ PROFILE_RULE = "profile.readme"
 
 
 class Status(StrEnum):
-    COMPLIANT = "compliant"
-    NON_COMPLIANT = "non-compliant"
-    ERROR = "error"
+    """The outcome of one project or member, from best to worst."""
+
+    COMPLIANT = "compliant"  # no finding at all
+    WARNINGS = "warnings"  # findings, none of severity error: gaps that do not fail the run
+    NON_COMPLIANT = "non-compliant"  # an error finding, or an invalid config
+    ERROR = "error"  # could not be judged; never counted as compliant
+
+
+OUTCOMES = tuple(Status)
+
+
+def outcome_of(findings: Sequence[Finding]) -> Status:
+    if any(f.severity is Severity.ERROR for f in findings):
+        return Status.NON_COMPLIANT
+    return Status.WARNINGS if findings else Status.COMPLIANT
+
+
+def check_of(finding: Finding) -> str:
+    """What a finding says is missing, as one name for the report's chart and rule filter:
+    the rule id, and for `repository.required_files` the file (README, LICENSE, ...)."""
+    if finding.rule == "repository.required_files" and finding.location:
+        return f"{finding.rule}: {finding.location}"
+    return finding.rule
 
 
 @dataclass(frozen=True)
@@ -94,7 +121,15 @@ class Row:
         return sum(1 for f in self.findings if f.severity is Severity.WARNING)
 
     @property
-    def failing(self) -> bool:
+    def checks(self) -> tuple[str, ...]:
+        """What the row lacks, one name per check (see `check_of`), in finding order."""
+        return tuple(dict.fromkeys(check_of(f) for f in self.findings))
+
+    def fails(self, fail_on: Severity = Severity.ERROR) -> bool:
+        """Whether the row fails the run: an error or a non-compliant row, and with
+        `--fail-on warning` a row with warnings too."""
+        if self.status is Status.WARNINGS:
+            return fail_on is Severity.WARNING
         return self.status is not Status.COMPLIANT
 
     def summary(self) -> str:
@@ -118,6 +153,9 @@ class AuditResult:
     listing_error: str | None = None  # the project listing failed (rows may be partial)
     members_error: str | None = None
     seconds: float = 0.0
+    finished_at: str = ""  # ISO 8601, UTC
+    fail_on: Severity = Severity.ERROR  # the least severe finding that fails the run
+    comparison: Comparison | None = None  # against the run --compare read (bot.audit_history)
 
     @property
     def errors(self) -> list[str]:
@@ -130,7 +168,7 @@ class AuditResult:
         rows = self.rows()
         if self.errors or any(r.status is Status.ERROR for r in rows):
             return EXIT_ERROR
-        if any(r.status is Status.NON_COMPLIANT for r in rows):
+        if any(r.fails(self.fail_on) for r in rows):
             return EXIT_NON_COMPLIANT
         return EXIT_COMPLIANT
 
@@ -271,10 +309,9 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
         codeowners=codeowners,
     )
     findings = tuple(f for outcome in evaluate(checks, context) for f in outcome.findings)
-    failed = any(f.severity is Severity.ERROR for f in findings)
     return _project_row(
         project,
-        Status.NON_COMPLIANT if failed else Status.COMPLIANT,
+        outcome_of(findings),
         findings=findings,
         config_source=config.source,
     )
@@ -507,20 +544,31 @@ async def run_audit(
     """Open the process's one GitLab client and audit."""
     from bot.gitlab import open_gitlab
 
-    async with open_gitlab(client_settings(settings, options.concurrency)) as gitlab:
+    async with open_gitlab(
+        client_settings(settings, options.concurrency), lean_pool=True
+    ) as gitlab:
         return await audit(gitlab, options, progress)
 
 
 # -- output --------------------------------------------------------------------------------
+# Each renderer is a pure function of the AuditResult (comparison included): no I/O.
 
 
-def _counts(rows: Sequence[Row]) -> dict[str, int]:
-    return {
-        "total": len(rows),
-        "compliant": sum(1 for r in rows if r.status is Status.COMPLIANT),
-        "non_compliant": sum(1 for r in rows if r.status is Status.NON_COMPLIANT),
-        "error": sum(1 for r in rows if r.status is Status.ERROR),
-    }
+def counts(rows: Sequence[Row]) -> dict[str, int]:
+    """How many rows have each outcome (`non-compliant` keyed `non_compliant`)."""
+    tally = {"total": len(rows)} | {s.value.replace("-", "_"): 0 for s in OUTCOMES}
+    for row in rows:
+        tally[row.status.value.replace("-", "_")] += 1
+    return tally
+
+
+def checks_failed(rows: Sequence[Row]) -> dict[str, int]:
+    """How many rows lack each check, most first (then by name)."""
+    tally: dict[str, int] = {}
+    for row in rows:
+        for check in row.checks:
+            tally[check] = tally.get(check, 0) + 1
+    return dict(sorted(tally.items(), key=lambda item: (-item[1], item[0])))
 
 
 def summary_lines(result: AuditResult) -> list[str]:
@@ -529,18 +577,28 @@ def summary_lines(result: AuditResult) -> list[str]:
     if result.members is not None:
         sections.append(("Members", result.members))
     for title, rows in sections:
-        c = _counts(rows)
+        c = counts(rows)
         errors = f"{c['error']} error" + ("" if c["error"] == 1 else "s")
         lines.append(
             f"{title}: {c['total']} checked: {c['compliant']} compliant, "
-            f"{c['non_compliant']} non-compliant, {errors}"
+            f"{c['warnings']} with warnings, {c['non_compliant']} non-compliant, {errors}"
         )
+    if result.comparison is not None:
+        lines.append(result.comparison.summary_line())
     lines += [f"error: {e}" for e in result.errors]
     return lines
 
 
-def _shown(rows: Sequence[Row] | None, only_failing: bool) -> list[Row]:
-    return [r for r in rows or () if r.failing or not only_failing]
+def shown(result: AuditResult, rows: Sequence[Row] | None, only_failing: bool) -> list[Row]:
+    return [r for r in rows or () if not only_failing or r.fails(result.fail_on)]
+
+
+def change_of(result: AuditResult, row: Row) -> str:
+    """`better`, `worse` or `new` since the compared run; "" when unchanged or not compared."""
+    if result.comparison is None:
+        return ""
+    change = result.comparison.by_row.get((row.kind, row.id))
+    return change.direction if change else ""
 
 
 def _row_json(row: Row) -> dict[str, Any]:
@@ -551,29 +609,71 @@ def _row_json(row: Row) -> dict[str, Any]:
         "status": str(row.status),
         "errors": row.errors,
         "warnings": row.warnings,
+        "checks": list(row.checks),
         "reason": row.reason or None,
         "details": list(row.details),
         "config": row.config_source or None,
         "findings": [
-            {"rule": f.rule, "severity": str(f.severity), "message": f.message, "fix": f.fix}
+            {
+                "rule": f.rule,
+                "severity": str(f.severity),
+                "message": f.message,
+                "fix": f.fix,
+                "location": f.location or None,
+            }
             for f in row.findings
         ],
     }
 
 
+def _comparison_json(result: AuditResult) -> dict[str, Any] | None:
+    comparison = result.comparison
+    if comparison is None:
+        return None
+    return {
+        "source": comparison.source,
+        "previous_finished_at": comparison.previous_at,
+        "previous_summary": comparison.previous_counts,
+        "changes": [
+            {
+                "kind": c.kind,
+                "id": c.id,
+                "name": c.name,
+                "change": c.direction,
+                "before": None if c.before is None else str(c.before),
+                "after": None if c.after is None else str(c.after),
+                "fixed": list(c.fixed),
+                "now_lacking": list(c.lacking),
+            }
+            for c in comparison.changes
+        ],
+    }
+
+
 def render_json(result: AuditResult, *, only_failing: bool = False) -> str:
+    """The report as JSON; with every row (not `only_failing`) it is also what --save keeps."""
+    from bot.audit_history import FORMAT, VERSION
+
+    summary: dict[str, Any] = {
+        "projects": counts(result.projects),
+        "members": None if result.members is None else counts(result.members),
+        "checks": checks_failed(result.projects),
+    }
     document = {
+        "format": FORMAT,
+        "version": VERSION,
+        "complete": not only_failing,
         "group": result.group,
+        "finished_at": result.finished_at,
+        "fail_on": str(result.fail_on),
         "exit_code": result.exit_code(),
-        "summary": {
-            "projects": _counts(result.projects),
-            "members": None if result.members is None else _counts(result.members),
-        },
+        "summary": summary,
         "errors": result.errors,
-        "projects": [_row_json(r) for r in _shown(result.projects, only_failing)],
+        "comparison": _comparison_json(result),
+        "projects": [_row_json(r) for r in shown(result, result.projects, only_failing)],
         "members": None
         if result.members is None
-        else [_row_json(r) for r in _shown(result.members, only_failing)],
+        else [_row_json(r) for r in shown(result, result.members, only_failing)],
     }
     return json.dumps(document, indent=2)
 
@@ -582,16 +682,44 @@ def render_csv(result: AuditResult, *, only_failing: bool = False) -> str:
     """One row per project and member; the summary goes to stderr, keeping this parseable."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["kind", "name", "status", "errors", "warnings", "details", "web_url"])
-    for row in _shown(result.rows(), only_failing):
-        writer.writerow(
-            [row.kind, row.name, row.status, row.errors, row.warnings, row.summary(), row.web_url]
-        )
+    header = ["kind", "name", "status", "errors", "warnings", "details", "web_url", "checks"]
+    if result.comparison is not None:
+        header.append("since_last_run")
+    writer.writerow(header)
+    for row in shown(result, result.rows(), only_failing):
+        values: list[Any] = [row.kind, row.name, row.status, row.errors, row.warnings]
+        values += [row.summary(), row.web_url, "; ".join(row.checks)]
+        if result.comparison is not None:
+            values.append(change_of(result, row))
+        writer.writerow(values)
     return out.getvalue()
 
 
 def _md(text: str) -> str:
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _changes_lines(result: AuditResult, *, markdown: bool) -> list[str]:
+    """The rows that changed since the compared run, worst news first."""
+    from bot.audit_history import DIRECTIONS
+
+    comparison = result.comparison
+    if comparison is None:
+        return []
+    lines = [
+        ("## " if markdown else "")
+        + f"Since the last run ({comparison.previous_at or 'unknown time'}, {comparison.source})"
+    ]
+    if markdown:
+        lines.append("")
+    for direction in DIRECTIONS:
+        for change in comparison.of(direction):
+            name = _md(change.name) if markdown else change.name
+            text = _md(change.describe()) if markdown else change.describe()
+            lines.append(f"- {direction}: {change.kind} {name}: {text}")
+    if not comparison.changes:
+        lines.append("- nothing changed")
+    return [*lines, ""]
 
 
 def render_markdown(result: AuditResult, *, only_failing: bool = False) -> str:
@@ -600,19 +728,20 @@ def render_markdown(result: AuditResult, *, only_failing: bool = False) -> str:
     if result.members is not None:
         sections.append(("Member", result.members))
     for title, rows in sections:
-        shown = _shown(rows, only_failing)
+        listed = shown(result, rows, only_failing)
         lines += [
             f"| {title} | Status | Errors | Warnings | Details |",
             "| --- | --- | --: | --: | --- |",
         ]
-        for row in shown:
+        for row in listed:
             name = f"[{_md(row.name)}]({row.web_url})" if row.web_url else _md(row.name)
             lines.append(
                 f"| {name} | {row.status} | {row.errors} | {row.warnings} | {_md(row.summary())} |"
             )
-        if not shown:
+        if not listed:
             lines.append("| (none) | | | | |")
         lines.append("")
+    lines += _changes_lines(result, markdown=True)
     lines += [f"- {_md(line)}" for line in summary_lines(result)]
     return "\n".join(lines) + "\n"
 
@@ -624,22 +753,24 @@ def render_text(result: AuditResult, *, only_failing: bool = False) -> str:
     if result.members is not None:
         sections.append(("MEMBER", result.members))
     for title, rows in sections:
-        shown = _shown(rows, only_failing)
-        width = max([len(title), *(len(r.name) for r in shown)])
+        listed = shown(result, rows, only_failing)
+        width = max([len(title), *(len(r.name) for r in listed)])
         lines.append(f"{title:<{width}}  {'STATUS':<13}  {'ERRORS':>6}  {'WARNINGS':>8}  DETAILS")
         lines += [
             f"{r.name:<{width}}  {r.status:<13}  {r.errors:>6}  {r.warnings:>8}  {r.summary()}"
-            for r in shown
+            for r in listed
         ]
         lines.append("")
+    lines += _changes_lines(result, markdown=False)
     lines += summary_lines(result)
     return "\n".join(lines) + "\n"
 
 
 _STATUS_STYLE = {
     Status.COMPLIANT: "green",
+    Status.WARNINGS: "yellow",
     Status.NON_COMPLIANT: "red",
-    Status.ERROR: "bold yellow",
+    Status.ERROR: "bold magenta",
 }
 
 
@@ -659,7 +790,7 @@ def print_rich(result: AuditResult, stream: TextIO, *, only_failing: bool = Fals
         table.add_column("Errors", justify="right")
         table.add_column("Warnings", justify="right")
         table.add_column("Details", overflow="fold")
-        for row in _shown(rows, only_failing):
+        for row in shown(result, rows, only_failing):
             table.add_row(
                 Text(row.name, style=f"link {row.web_url}" if row.web_url else ""),
                 Text(str(row.status), style=_STATUS_STYLE[row.status]),
@@ -668,26 +799,38 @@ def print_rich(result: AuditResult, stream: TextIO, *, only_failing: bool = Fals
                 Text(row.summary()),
             )
         console.print(table)
+    for line in _changes_lines(result, markdown=False):
+        console.print(Text(line))
     for line in summary_lines(result):
         console.print(Text(line, style="bold red" if line.startswith("error:") else "bold"))
+
+
+def render(result: AuditResult, fmt: str, *, only_failing: bool = False) -> str:
+    """The report in `fmt` as text (`table`: the plain aligned table)."""
+    if fmt == "json":
+        return render_json(result, only_failing=only_failing) + "\n"
+    if fmt == "csv":
+        return render_csv(result, only_failing=only_failing)
+    if fmt == "markdown":
+        return render_markdown(result, only_failing=only_failing)
+    if fmt == "html":
+        from bot.audit_html import render_html
+
+        return render_html(result, only_failing=only_failing)
+    return render_text(result, only_failing=only_failing)
 
 
 def write_report(
     result: AuditResult, fmt: str, out: TextIO, err: TextIO, *, only_failing: bool = False
 ) -> None:
-    if fmt == "json":
-        out.write(render_json(result, only_failing=only_failing) + "\n")
-    elif fmt == "csv":
-        out.write(render_csv(result, only_failing=only_failing))
+    if fmt == "table" and out.isatty() and _has_rich():
+        print_rich(result, out, only_failing=only_failing)
+    else:
+        out.write(render(result, fmt, only_failing=only_failing))
+    if fmt == "csv":
         # The counts go to stderr, so that stdout stays one CSV table.
         err.write("\n".join(summary_lines(result)) + "\n")
         return
-    elif fmt == "markdown":
-        out.write(render_markdown(result, only_failing=only_failing))
-    elif out.isatty() and _has_rich():
-        print_rich(result, out, only_failing=only_failing)
-    else:
-        out.write(render_text(result, only_failing=only_failing))
     # What stopped a listing is in the report, and on stderr too, for whoever sent the
     # report to a file.
     for error in result.errors:
@@ -774,8 +917,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         help="check every project of a group against the repository rules",
         description="Check every project of a GitLab group (subgroups included) against the "
         "repository rules: README, LICENSE, templates, description, topics. Needs GITLAB_URL "
-        "and GITLAB_TOKEN. Exit code 0: all compliant; 1: some non-compliant; 3: some could "
-        "not be checked.",
+        "and GITLAB_TOKEN. Each project is compliant, has warnings, is non-compliant, or is an "
+        "error (could not be checked). Exit code 0: none non-compliant; 1: some non-compliant "
+        "(or with warnings, given --fail-on warning); 3: some could not be checked.",
     )
     parser.add_argument("group", help="the group's full path (acme/platform) or numeric id")
     parser.add_argument(
@@ -795,11 +939,44 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="N",
         help=f"projects checked at the same time (default {DEFAULT_CONCURRENCY})",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table", help="output format")
+    parser.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="output format; html is one self-contained page (use it with --output)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="write the report to FILE instead of standard output",
+    )
+    parser.add_argument(
+        "--fail-on",
+        choices=FAIL_ON,
+        default="error",
+        help="the least severe finding that fails the run (exit code 1); default: error, so "
+        "projects with only warnings exit 0",
+    )
     parser.add_argument(
         "--only-failing",
         action="store_true",
-        help="list only non-compliant and errored rows (the summary still counts all)",
+        help="list only the rows that fail the run: non-compliant and errored ones (with "
+        "--fail-on warning, those with warnings too); the summary still counts all",
+    )
+    parser.add_argument(
+        "--save",
+        type=Path,
+        metavar="FILE",
+        help="keep this run in FILE (its JSON report, every row) for a later --compare",
+    )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="say what got better and worse since the run saved in FILE by --save (a "
+        "missing FILE is a first run: nothing to compare)",
     )
     parser.add_argument(
         "--members",
@@ -840,9 +1017,35 @@ def _load_policy(path: Path) -> Config | int:
         return EXIT_USAGE
 
 
+def _writable_path(option: str, path: Path | None) -> bool:
+    """Whether FILE can be written where it is asked for; checked before the audit runs,
+    so that a long audit does not end on a typo."""
+    if path is None:
+        return True
+    if path.is_dir() or not path.parent.is_dir():
+        where = "is a directory" if path.is_dir() else f"no directory {path.parent}"
+        print(f"compliance-bot: {option} {path}: {where}", file=sys.stderr)
+        return False
+    return True
+
+
+def _write_file(path: Path, text: str) -> str | None:
+    """Write atomically (a scheduled run never leaves half a file); the reason on failure."""
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            partial.unlink()
+        return f"cannot write: {exc.strerror}"
+    return None
+
+
 def audit_command(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
+    from bot.audit_history import HistoryError, Previous, compare, load_previous
     from bot.settings import GitLabSettings, settings_error_line
 
     try:
@@ -858,6 +1061,21 @@ def audit_command(args: argparse.Namespace) -> int:
         if isinstance(loaded, int):
             return loaded
         policy = loaded
+    if not (_writable_path("--output", args.output) and _writable_path("--save", args.save)):
+        return EXIT_USAGE
+    previous: Previous | None = None
+    if args.compare is not None:
+        try:
+            previous = load_previous(args.compare, args.group)
+        except HistoryError as exc:
+            print(f"compliance-bot: --compare {args.compare}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if previous is None:
+            print(
+                f"compliance-bot: --compare {args.compare}: no such file yet; nothing to "
+                "compare with (a first run)",
+                file=sys.stderr,
+            )
     options = AuditOptions(
         group=args.group,
         policy=policy,
@@ -873,8 +1091,28 @@ def audit_command(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("compliance-bot: audit interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    write_report(result, args.format, sys.stdout, sys.stderr, only_failing=args.only_failing)
-    return result.exit_code()
+    result.fail_on = Severity(args.fail_on)
+    result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    if previous is not None:
+        result.comparison = compare(previous, result, str(args.compare))
+    code = result.exit_code()
+    if args.output is None:
+        write_report(result, args.format, sys.stdout, sys.stderr, only_failing=args.only_failing)
+    else:
+        report = render(result, args.format, only_failing=args.only_failing)
+        failure = _write_file(args.output, report)
+        if failure:
+            print(f"compliance-bot: --output {args.output}: {failure}", file=sys.stderr)
+            code = EXIT_USAGE
+        lines = summary_lines(result) if args.format == "csv" else []
+        lines += [f"compliance-bot: {e}" for e in result.errors]
+        sys.stderr.write("".join(f"{line}\n" for line in lines))
+    if args.save is not None:
+        failure = _write_file(args.save, render_json(result) + "\n")
+        if failure:
+            print(f"compliance-bot: --save {args.save}: {failure}", file=sys.stderr)
+            code = EXIT_USAGE
+    return code
 
 
 def _waivers_command(args: argparse.Namespace, settings: GitLabSettings) -> int:

@@ -588,12 +588,23 @@ async def open_gitlab(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     observer: CallObserver | None = None,
+    lean_pool: bool = False,
 ) -> AsyncIterator[GitLab]:
     """The process's one pooled client, wrapped in the API; closed when the block ends.
 
     The server's lifespan and each CLI run open it exactly once. The pool size is the cap on
-    TCP connections to GitLab; `transport` replaces the network (tests).
+    TCP connections to GitLab; `transport` replaces the network (tests). `lean_pool` swaps
+    httpcore's connection pool for `bot.http_pool`'s, whose cost per request does not grow
+    with the connections (the audit's many small calls).
     """
+    limits = httpx.Limits(
+        max_connections=settings.http_pool_size,
+        max_keepalive_connections=settings.http_pool_size,
+    )
+    if lean_pool and transport is None:
+        from bot.http_pool import pooled_transport
+
+        transport = pooled_transport(verify=_tls(settings), limits=limits)
     http = httpx.AsyncClient(
         base_url=settings.api_url,
         headers={
@@ -601,10 +612,7 @@ async def open_gitlab(
             "PRIVATE-TOKEN": settings.gitlab_token.get_secret_value(),
             "User-Agent": "compliance-bot",
         },
-        limits=httpx.Limits(
-            max_connections=settings.http_pool_size,
-            max_keepalive_connections=settings.http_pool_size,
-        ),
+        limits=limits,
         timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
         verify=_tls(settings),
         transport=transport,

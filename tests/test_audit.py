@@ -326,7 +326,8 @@ async def test_an_invalid_project_config_makes_the_project_non_compliant(fake: F
 async def test_description_and_topics_come_from_the_listing(fake: FakeGitLab) -> None:
     project(fake, "acme/bare", description="", topics=())
     (row,) = (await audit(fake)).projects
-    assert row.status is Status.COMPLIANT  # both are warnings by default
+    # Both are warnings by default: gaps that do not fail the run, but not "compliant".
+    assert row.status is Status.WARNINGS
     assert {f.rule for f in row.findings} == {"repository.description", "repository.topics"}
     assert row.warnings == 2 and row.errors == 0
     assert not [r for r in fake.requests if r.path == f"/api/v4/projects/{row.id}"]
@@ -422,7 +423,7 @@ async def test_exit_code_0_when_every_project_is_compliant(fake: FakeGitLab) -> 
     code, out, err = await cli(fake, "acme")
     assert code == 0, err
     assert "acme/good" in out and "acme/sub/also-good" in out
-    assert "Projects: 2 checked: 2 compliant, 0 non-compliant, 0 errors" in out
+    assert "Projects: 2 checked: 2 compliant, 0 with warnings, 0 non-compliant, 0 errors" in out
     assert fake.token not in out + err
 
 
@@ -433,7 +434,7 @@ async def test_exit_code_1_when_a_project_is_non_compliant(fake: FakeGitLab) -> 
     assert code == 1
     assert "acme/no-readme" in out and "README is missing" in out
     assert "acme/good" not in out.split("Projects:")[0]  # listed only in the counts
-    assert "Projects: 2 checked: 1 compliant, 1 non-compliant, 0 errors" in out
+    assert "Projects: 2 checked: 1 compliant, 0 with warnings, 1 non-compliant, 0 errors" in out
 
 
 async def test_exit_code_3_when_a_project_errored(fake: FakeGitLab) -> None:
@@ -445,6 +446,7 @@ async def test_exit_code_3_when_a_project_errored(fake: FakeGitLab) -> None:
     assert document["summary"]["projects"] == {
         "total": 5,
         "compliant": 2,
+        "warnings": 0,
         "non_compliant": 1,
         "error": 2,
     }
@@ -484,7 +486,7 @@ async def test_csv_format_is_parseable_and_the_summary_goes_to_stderr(fake: Fake
         "acme/platform/no-license": "non-compliant",
     }
     assert {r["kind"] for r in rows} == {"project"}
-    assert "Projects: 5 checked: 2 compliant, 1 non-compliant, 2 errors" in err
+    assert "Projects: 5 checked: 2 compliant, 0 with warnings, 1 non-compliant, 2 errors" in err
 
 
 async def test_markdown_format_with_members(fake: FakeGitLab) -> None:
@@ -494,7 +496,7 @@ async def test_markdown_format_with_members(fake: FakeGitLab) -> None:
     assert "| Project | Status | Errors | Warnings | Details |" in out
     assert "| Member | Status | Errors | Warnings | Details |" in out
     assert "carol" in out and "no public project carol/carol" in out
-    assert "- Members: 6 checked: 2 compliant, 4 non-compliant, 0 errors" in out
+    assert "- Members: 6 checked: 2 compliant, 0 with warnings, 4 non-compliant, 0 errors" in out
 
 
 async def test_include_archived_on_the_command_line(fake: FakeGitLab) -> None:
@@ -590,7 +592,7 @@ def test_rich_table_lists_rows_and_counts() -> None:
     text = stream.getvalue()
     assert "acme/bad" in text and "LICENSE is missing" in text and "empty repository" in text
     assert "acme/good" not in text
-    assert "Projects: 3 checked: 1 compliant, 1 non-compliant, 1 error" in text
+    assert "Projects: 3 checked: 1 compliant, 0 with warnings, 1 non-compliant, 1 error" in text
 
 
 def test_the_client_follows_concurrency_unless_its_size_was_set(
@@ -696,4 +698,176 @@ async def test_on_a_terminal_the_table_is_drawn_with_rich(fake: FakeGitLab) -> N
     assert "Projects of acme" in shown  # the rich table's title
     assert "┃" in shown or "│" in shown  # drawn with box characters
     assert "acme/no-readme" in shown and "README is missing" in shown
-    assert "Projects: 2 checked: 1 compliant, 1 non-compliant, 0 errors" in shown
+    assert "Projects: 2 checked: 1 compliant, 0 with warnings, 1 non-compliant, 0 errors" in shown
+
+
+# -- four outcomes, in every format --------------------------------------------------------
+
+
+def four_outcomes_group(fake: FakeGitLab) -> dict[str, Project]:
+    """One project of each outcome: no finding, warnings only, an error, not judged."""
+    return {
+        "acme/clean": project(fake, "acme/clean"),
+        "acme/gappy": project(
+            fake, "acme/gappy", without("CONTRIBUTING.md", "CHANGELOG.md"), topics=()
+        ),
+        "acme/broken": project(fake, "acme/broken", without("LICENSE")),
+        "acme/empty": fake.add_project(path_with_namespace="acme/empty"),
+    }
+
+
+FOUR_OUTCOMES = {
+    "acme/clean": "compliant",
+    "acme/gappy": "warnings",
+    "acme/broken": "non-compliant",
+    "acme/empty": "error",
+}
+FOUR_COUNTS_LINE = "Projects: 4 checked: 1 compliant, 1 with warnings, 1 non-compliant, 1 error"
+
+
+async def test_a_project_with_only_warnings_is_not_reported_as_compliant(
+    fake: FakeGitLab,
+) -> None:
+    four_outcomes_group(fake)
+    rows = by_name((await audit(fake)).projects)
+    assert {name: str(row.status) for name, row in rows.items()} == FOUR_OUTCOMES
+    gappy = rows["acme/gappy"]
+    assert gappy.status is Status.WARNINGS
+    assert gappy.errors == 0 and gappy.warnings == 3
+    assert "CONTRIBUTING is missing" in gappy.summary()
+
+
+async def test_the_four_outcomes_in_json_with_counts(fake: FakeGitLab) -> None:
+    four_outcomes_group(fake)
+    code, out, _ = await cli(fake, "acme", "--format", "json")
+    assert code == 3
+    document = json.loads(out)
+    assert {p["name"]: p["status"] for p in document["projects"]} == FOUR_OUTCOMES
+    assert document["summary"]["projects"] == {
+        "total": 4,
+        "compliant": 1,
+        "warnings": 1,
+        "non_compliant": 1,
+        "error": 1,
+    }
+
+
+async def test_the_four_outcomes_in_csv_table_and_markdown(fake: FakeGitLab) -> None:
+    four_outcomes_group(fake)
+    code, out, err = await cli(fake, "acme", "--format", "csv")
+    assert code == 3
+    assert {r["name"]: r["status"] for r in csv.DictReader(io.StringIO(out))} == FOUR_OUTCOMES
+    assert FOUR_COUNTS_LINE in err
+    code, out, _ = await cli(fake, "acme")
+    assert code == 3 and FOUR_COUNTS_LINE in out
+    for name, outcome in FOUR_OUTCOMES.items():
+        (line,) = [line for line in out.splitlines() if line.startswith(name + " ")]
+        assert line.split()[1] == outcome
+    code, out, _ = await cli(fake, "acme", "--format", "markdown")
+    assert f"- {FOUR_COUNTS_LINE}" in out
+    assert "| [acme/gappy](" in out and "| warnings | 0 | 3 |" in out
+
+
+async def test_warnings_exit_0_unless_fail_on_warning(fake: FakeGitLab) -> None:
+    project(fake, "acme/clean")
+    project(fake, "acme/gappy", description="")
+    code, out, _ = await cli(fake, "acme")
+    assert code == 0
+    assert "Projects: 2 checked: 1 compliant, 1 with warnings, 0 non-compliant, 0 errors" in out
+    code, out, _ = await cli(fake, "acme", "--fail-on", "warning", "--only-failing")
+    assert code == 1
+    assert "acme/gappy" in out and "acme/clean" not in out.split("Projects:")[0]
+    # Without --fail-on warning, --only-failing lists what fails the run: nothing here.
+    code, out, _ = await cli(fake, "acme", "--only-failing", "--format", "json")
+    assert code == 0 and json.loads(out)["projects"] == []
+
+
+async def test_output_writes_the_report_to_a_file(fake: FakeGitLab, tmp_path: Path) -> None:
+    four_outcomes_group(fake)
+    target = tmp_path / "audit.json"
+    code, out, _ = await cli(fake, "acme", "--format", "json", "--output", str(target))
+    assert code == 3 and out == ""
+    assert json.loads(target.read_text())["summary"]["projects"]["warnings"] == 1
+    code, _, err = await cli(fake, "acme", "--output", str(tmp_path / "no" / "such" / "dir.txt"))
+    assert code == 2 and "--output" in err
+
+
+# -- a memory of the last run: --save and --compare ----------------------------------------
+
+
+async def test_compare_says_what_got_better_and_worse_since_the_saved_run(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    by_path = four_outcomes_group(fake)
+    memory = tmp_path / "acme-audit.json"
+    code, _, err = await cli(fake, "acme", "--compare", str(memory), "--save", str(memory))
+    assert code == 3 and "nothing to compare with (a first run)" in err
+    saved = json.loads(memory.read_text())
+    assert saved["complete"] is True and len(saved["projects"]) == 4
+
+    # Between two scheduled runs: one project fixes its gaps, one loses its README, one is
+    # created, and the broken one is renamed (same id) and fixed.
+    fake.commit(
+        by_path["acme/gappy"].id,
+        "main",
+        message="docs: contributing and changelog",
+        files={"CONTRIBUTING.md": "x\n", "CHANGELOG.md": "x\n"},
+    )
+    by_path["acme/gappy"].topics = ["python"]
+    fake.commit(by_path["acme/clean"].id, "main", message="chore: drop", files={"README.md": None})
+    fake.commit(by_path["acme/broken"].id, "main", message="chore: mit", files={"LICENSE": "MIT\n"})
+    by_path["acme/broken"].path_with_namespace = "acme/renamed"
+    project(fake, "acme/fresh")
+
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory), "--format", "json")
+    assert code == 3  # acme/empty is still an error
+    comparison = json.loads(out)["comparison"]
+    changes = {(c["name"], c["change"]): c for c in comparison["changes"]}
+    assert set(changes) == {
+        ("acme/clean", "worse"),
+        ("acme/gappy", "better"),
+        ("acme/renamed", "better"),
+        ("acme/fresh", "new"),
+    }
+    assert changes[("acme/clean", "worse")]["now_lacking"] == ["repository.required_files: README"]
+    assert changes[("acme/clean", "worse")]["after"] == "non-compliant"
+    assert changes[("acme/gappy", "better")]["fixed"] == [
+        "repository.required_files: CHANGELOG",
+        "repository.required_files: CONTRIBUTING",
+        "repository.topics",
+    ]
+    assert comparison["previous_summary"]["projects"]["warnings"] == 1
+
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory))
+    assert "1 worse, 2 better, 1 new, 0 gone" in out
+    assert "worse: project acme/clean: compliant -> non-compliant; now lacking:" in out
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory), "--format", "csv")
+    changed = {r["name"]: r["since_last_run"] for r in csv.DictReader(io.StringIO(out))}
+    assert changed == {
+        "acme/clean": "worse",
+        "acme/empty": "",
+        "acme/fresh": "new",
+        "acme/gappy": "better",
+        "acme/renamed": "better",
+    }
+    code, out, _ = await cli(fake, "acme", "--compare", str(memory), "--format", "markdown")
+    assert "## Since the last run" in out and "- new: project acme/fresh:" in out
+
+
+async def test_compare_refuses_another_group_s_memory_or_a_broken_file(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    four_outcomes_group(fake)
+    memory = tmp_path / "memory.json"
+    assert (await cli(fake, "acme", "--save", str(memory)))[0] == 3
+    fake.add_group("other")
+    code, _, err = await cli(fake, "other", "--compare", str(memory))
+    assert code == 2 and "a report of group 'acme', not of 'other'" in err
+    memory.write_text('{"format": "compliance-bot audit", "version": 1, "projects": [1')
+    code, _, err = await cli(fake, "acme", "--compare", str(memory))
+    assert code == 2 and "not JSON" in err
+    partial = tmp_path / "partial.json"
+    written = await cli(fake, "acme", "--format", "json", "--only-failing", "-o", str(partial))
+    assert written[0] == 3
+    code, _, err = await cli(fake, "acme", "--compare", str(partial))
+    assert code == 2 and "partial report" in err
