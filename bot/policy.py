@@ -701,6 +701,24 @@ async def resolve_for_project(
     return resolve(layers, base=base, source=source)
 
 
+async def resolve_for_listed_project(
+    gitlab: GitLab,
+    project: Mapping[str, Any],
+    ref: str,
+    config_file: tuple[str, str] | None,
+    base: Mapping[str, Any] | None = None,
+) -> Config:
+    """`resolve_for_project` for a group listing's entry, whose `namespace` saves a call."""
+    namespace = project.get("namespace")
+    known = None
+    if isinstance(namespace, Mapping) and namespace.get("full_path"):
+        known = (str(namespace["full_path"]), str(namespace.get("kind") or "group"))
+    resolved = await resolve_for_project(
+        gitlab, int(project["id"]), ref, config_file, base, namespace=known
+    )
+    return resolved.config
+
+
 async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
     """Concurrent reads; the first failure cancels the rest and is raised as is."""
     tasks: list[asyncio.Task[Any]] = []

@@ -3,10 +3,18 @@ DCO rule in the top group's policy project, and projects that try to weaken it."
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+from bot.audit import AuditOptions, Status, run_audit
+from bot.local import open_repository, read_config
 from bot.report import NOTE_MARKER
+from bot.settings import GitLabSettings
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
 from tests.gfm import shown_text
+from tests.git_repos import HYGIENE_FILES as GIT_HYGIENE
+from tests.git_repos import make_repo, run_cli
 from tests.payloads import push_hook
 from tests.scenarios import compliant_project, hook_for
 
@@ -140,3 +148,56 @@ async def test_a_push_to_the_policy_project_is_read_at_once(fake: FakeGitLab, bo
     await _check(fake, bot, mr, action="reopen")
     assert _state(fake, mr) == "failed"
     assert "locked by acme/compliance-policy" in _note(fake, mr)
+
+
+LOCKED_CODEOWNERS = "rules:\n  repository.codeowners: {severity: error, locked: true}\n"
+CODEOWNERS_OFF = "rules:\n  repository.codeowners: {severity: 'off'}\n"
+
+
+async def test_server_check_and_audit_resolve_the_same_rules(
+    fake: FakeGitLab, bot: Bot, tmp_path: Path
+) -> None:
+    _policy_project(fake, "acme", LOCKED_CODEOWNERS)
+    fake.add_group("acme/platform")
+    app = compliant_project(fake, "acme/platform/app")
+    fake.commit(
+        app.id, "main", message="chore: rules", files={".gitlab/compliance.yml": CODEOWNERS_OFF}
+    )
+    before = app.branches["main"]
+    after = fake.commit(app.id, "topic", message="feat: more", files={"b.py": "1\n"})
+    # The server: a push to a branch without an MR, judged by the default branch's rules.
+    hook = push_hook(project_id=app.id, branch="topic", before=before, after=after, commits=[])
+    assert (await bot.send("Push Hook", hook)).status_code == 202
+    await bot.settle()
+    assert fake.statuses(app.id, after)[-1]["status"] == "failed"
+    # The audit: the same locked rule, and the weakening it ignored.
+    result = await run_audit(
+        GitLabSettings(gitlab_url=fake.base_url, gitlab_token=fake.token),
+        AuditOptions(group="acme/platform"),
+    )
+    [row] = [r for r in result.projects if r.name == "acme/platform/app"]
+    assert row.status is Status.NON_COMPLIANT
+    assert [f.rule for f in row.findings if f.severity.value == "error"] == [
+        "repository.codeowners"
+    ]
+    assert any("ignored repository.codeowners severity" in d for d in row.details)
+    # `check`, locally, with the policy file given: the same rule, the same lock.
+    repo = make_repo(tmp_path)
+    repo.commit("chore: initial commit", {**GIT_HYGIENE, ".gitlab/compliance.yml": CODEOWNERS_OFF})
+    policy_file = tmp_path / "policy.yml"
+    policy_file.write_text(LOCKED_CODEOWNERS)
+    config = read_config(
+        open_repository(repo.path), repo.head(), policies=[(str(policy_file), LOCKED_CODEOWNERS)]
+    )
+    assert config.rule("repository.codeowners").severity == "error"
+    repo.checkout("feature", new=True)
+    repo.commit("feat: more", {"b.py": "1\n"})
+    judged = run_cli(
+        "check", "--policy", str(policy_file), "--format", "json", cwd=repo.path, env=repo.env
+    )
+    rules = {f["rule"] for f in json.loads(judged.stdout)["findings"]}
+    assert "repository.codeowners" in rules, judged.stderr
+    unpoliced = run_cli("check", "--format", "json", cwd=repo.path, env=repo.env)
+    assert "repository.codeowners" not in {
+        f["rule"] for f in json.loads(unpoliced.stdout)["findings"]
+    }
