@@ -292,8 +292,8 @@ def _rule_defaults(rule_id: str) -> dict[str, Any]:
 def _leaves(data: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> Iterable[tuple[str, ...]]:
     for key, value in data.items():
         path = (*prefix, str(key))
-        if isinstance(value, Mapping) and value:
-            yield from _leaves(value, path)
+        if isinstance(value, Mapping):
+            yield from _leaves(value, path)  # an empty mapping sets nothing
         else:
             yield path
 
@@ -735,3 +735,71 @@ async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
 
 async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
     return await awaitable
+
+
+# -- the `config` commands -------------------------------------------------------------------
+
+
+def validate_file(text: str, path: str) -> None:
+    """`config validate`: a policy file (named `compliance-policy.yml`) may lock; `extends`
+    targets are checked for their syntax (following them needs GitLab)."""
+    kind: Kind = "policy" if path.endswith("compliance-policy.yml") else "project"
+    parsed = parse_file(SourceFile(kind, path, path, text))
+    if not parsed.extends:
+        resolve([Layer(parsed)], source=path)  # the rules' checks across their own options
+
+
+def explain_command(file: str | None, policies: Sequence[str], project: str | None) -> int:
+    """`config explain`: the resolved config with where each value came from. With
+    `--project`, as the server resolves it (GITLAB_URL, GITLAB_TOKEN); else FILE (default
+    .gitlab/compliance.yml, when present) under the `--policy` files."""
+    import sys
+    from pathlib import Path
+
+    try:
+        texts = [(p, Path(p).read_text(encoding="utf-8")) for p in policies]
+        own = file or (
+            ".gitlab/compliance.yml" if Path(".gitlab/compliance.yml").exists() else None
+        )
+        config_file = (own, Path(own).read_text(encoding="utf-8")) if own and not project else None
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"compliance-bot: cannot read: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if project:
+            from bot.cli import run_event_loop
+
+            resolution = run_event_loop(_explain_project(project))
+        else:
+            resolution = resolve_texts(config_file, policies=texts)
+    except ConfigError as exc:
+        print(f"compliance-bot: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except Exception as exc:  # GitLab or settings: one line, never a traceback with a token
+        print(f"compliance-bot: {exc}", file=sys.stderr)
+        return 3
+    print(explain(resolution), end="")
+    return 0
+
+
+async def _explain_project(path: str) -> Resolution:
+    from bot.config import CONFIG_PATHS
+    from bot.gitlab import NotFound, open_gitlab
+    from bot.settings import GitLabSettings
+
+    async with open_gitlab(GitLabSettings()) as gitlab:
+        project = await gitlab.get(f"/projects/{encode_path(path)}")
+        branch = str(project.get("default_branch") or "")
+        config_file = None
+        for candidate in CONFIG_PATHS if branch else ():
+            try:
+                raw = await gitlab.raw_file(
+                    int(project["id"]), candidate, branch, max_bytes=MAX_CONFIG_BYTES
+                )
+            except NotFound:
+                continue
+            config_file = (candidate, raw.decode("utf-8", "replace"))
+            break
+        return await resolve_for_project(gitlab, int(project["id"]), branch, config_file, None)

@@ -68,7 +68,9 @@ def test_a_locked_rule_cannot_be_weakened_and_the_attempt_is_reported() -> None:
         f'ignored commit.dco branches: ["main"] at {PROJECT}:2: locked by {TOP}:2',
     ]
     assert any(n.startswith("Policy acme/compliance-policy") for n in resolution.config.notes)
-    assert "(locked)" in explain(resolution).split("rules.commit.dco.severity")[0].splitlines()[-1]
+    explained = explain(resolution).splitlines()
+    [line] = [x for x in explained if 'rules.commit.dco.severity="error"' in x]
+    assert line.startswith(f"{TOP}:3 (locked) ")
 
 
 def test_a_locked_rule_may_be_raised() -> None:
