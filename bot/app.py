@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bot import commands, config, redaction, webhook
+from bot import commands, config, policy, redaction, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
 from bot.checks import command as command_check
@@ -112,6 +112,11 @@ def create_app(
                 return
             if token.user is not None:
                 gitlab.remember_current_user(token.user)
+            policy.configure(
+                gitlab,
+                project_name=settings.compliance_policy_project,
+                ttl=settings.policy_cache_seconds,
+            )
             async with (
                 open_store(
                     str(settings.compliance_db),

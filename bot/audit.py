@@ -254,6 +254,7 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
     from bot.config import ConfigError
     from bot.engine import evaluate
     from bot.gitlab import GitLabError, NotFound
+    from bot.policy import resolve_for_listed_project as resolve_policy
     from bot.rules.base import Context, Need, ProjectFacts, Scope
 
     branch = project.get("default_branch")
@@ -265,7 +266,11 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
     branch = str(branch)
     repository = _repository_class()(gitlab, int(project["id"]), branch)
     try:
-        config = policy if policy is not None else await repository.config(None)
+        config = (
+            policy
+            if policy is not None
+            else await resolve_policy(gitlab, project, branch, await repository.config_file())
+        )
         checks = repository_plan(config, branch)
         needs = checks.needs
         paths = await repository.paths() if Need.TREE in needs else frozenset[str]()
@@ -276,7 +281,7 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
         finding = Finding(
             rule="config",
             severity=Severity.ERROR,
-            message=f"invalid {exc.source}",
+            message=str(exc),  # "invalid FILE", or "could not read policy `…`: …"
             fix="Fix the config; `compliance-bot config validate FILE` lists each error.",
         )
         return _project_row(
@@ -314,6 +319,7 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
         outcome_of(findings),
         findings=findings,
         config_source=config.source,
+        details=config.notes,  # the policies that applied, and weakenings ignored
     )
 
 

@@ -98,6 +98,14 @@ def register(commands: Any) -> None:
         ".gitlab/compliance.yml, then .compliance.yml)",
     )
     check.add_argument(
+        "--policy",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a group policy file (.gitlab/compliance-policy.yml format) to judge by, above "
+        "the project's config; repeat it top group first",
+    )
+    check.add_argument(
         "--format",
         action=_FormatAction,
         dest="outputs",
@@ -582,9 +590,13 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
 
+    try:
+        policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]
+    except (OSError, UnicodeDecodeError) as exc:
+        return fail(f"could not read policy: {exc}")
     work: Prepared | LocalResult
     try:
-        config = read_config(git, revisions.config_rev, args.config or None)
+        config = read_config(git, revisions.config_rev, args.config or None, policies=policies)
     except ConfigError as exc:
         work = LocalResult(config_failure(revisions.head, exc), (), revisions)
     except GitError as exc:

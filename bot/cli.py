@@ -51,6 +51,17 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=lambda args: config_validate(args.file))
     schema = config_commands.add_parser("schema", help="print the config's JSON Schema")
     schema.set_defaults(run=lambda args: config_schema())
+    explain = config_commands.add_parser(
+        "explain", help="print the resolved config, with where each value came from"
+    )
+    explain.add_argument("file", nargs="?", help="the config (default: .gitlab/compliance.yml)")
+    explain.add_argument("--policy", action="append", default=[], metavar="FILE")
+    explain.add_argument("--project", help="resolve as the server does for this project")
+    explain.set_defaults(
+        run=lambda args: __import__("bot.policy").policy.explain_command(
+            args.file, args.policy, args.project
+        )
+    )
 
     # Each further command lives in its own module, which adds its parser with
     # `register(commands)` and sets `run` to a function of the parsed args returning the exit
@@ -61,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def config_validate(file: str) -> int:
-    from bot.config import ConfigError, load
+    from bot.config import ConfigError
+    from bot.policy import validate_file
 
     try:
         with open(file, encoding="utf-8") as handle:
@@ -70,7 +82,7 @@ def config_validate(file: str) -> int:
         print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        load(text, file)
+        validate_file(text, file)  # `extends` by its syntax; a policy file's `locked` too
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem)

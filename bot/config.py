@@ -144,6 +144,9 @@ class Config:
 
     model: BaseModel
     source: str = "defaults"
+    # What group policy and `extends` add to the note's footer (bot/policy.py): the policy
+    # files that applied and each weakening of a locked rule that was ignored.
+    notes: tuple[str, ...] = ()
 
     def rule(self, rule_id: str) -> RuleConfig:
         return cast(RuleConfig, getattr(self.model.rules, _field_name(rule_id)))  # type: ignore[attr-defined]

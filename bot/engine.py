@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
+from bot import policy
 from bot.config import (
     CONFIG_PATHS,
     MAX_CONFIG_BYTES,
@@ -535,7 +536,7 @@ def _failure_report(head_sha: str, exc: Exception) -> Report:
     if isinstance(exc, ConfigError):
         return Report(
             head_sha=head_sha,
-            error=f"invalid {exc.source}",
+            error=str(exc),  # "invalid FILE", or "could not read policy `…`: …"
             details=tuple(str(p) for p in exc.problems),
         )
     return Report(head_sha=head_sha, error=str(exc), retryable=True)
@@ -598,14 +599,18 @@ async def _check_from_previous(
     now: float,
 ) -> MergeRequestCheck | None:
     """None when the earlier inputs cannot stand in: the caller then reads everything."""
-    if previous.config_key != config_key(previous.config_file, base):
-        return None  # the instance defaults changed since
+    resolved = await policy.resolve_for_project(
+        gitlab, event.project_id, previous.target_sha, previous.config_file, base
+    )
+    if previous.config_key != config_key(previous.config_file, base) + policy.resolution_key(
+        resolved
+    ):
+        return None  # the instance defaults or the group policy changed since
     if previous.target_branch != event.target_branch:
         # Retargeted (`changes.target_branch`): the rules, the tree and the merge-base are
         # the new target's; nothing read against the old one stands in.
         return None
-    config = config_from(previous.config_file, base)
-    checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
+    checks = plan(resolved.config, Scope.MERGE_REQUEST, event.target_branch)
     if event.action == "update" and event.oldrev is None and event.head_sha == previous.head_sha:
         # Title, description, labels, draft, assignees or reviewers changed: the payload
         # carries them all, and everything else was read for this very head. (An open or
@@ -685,8 +690,10 @@ async def _check_merge_request(
     known = trees.files(event.project_id, target_sha) if trees else CommitFiles()
     target = Repository(gitlab, event.project_id, target_sha, known)
     config_file = await target.config_file()
-    config = config_from(config_file, base)
-    checks = plan(config, Scope.MERGE_REQUEST, event.target_branch)
+    resolved = await policy.resolve_for_project(
+        gitlab, event.project_id, target_sha, config_file, base
+    )
+    checks = plan(resolved.config, Scope.MERGE_REQUEST, event.target_branch)
     needs = checks.needs
     wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
     # The MR's repository rules judge the target branch as it will be after the merge, so
@@ -732,7 +739,7 @@ async def _check_merge_request(
         head_sha=event.head_sha,
         target_sha=target_sha,
         config_file=config_file,
-        config_key=config_key(config_file, base),
+        config_key=config_key(config_file, base) + policy.resolution_key(resolved),
         commits=tuple(commits),
         changes=changes,
         target_paths=paths,
@@ -797,6 +804,7 @@ def _judge(checks: Plan, inputs: MergeRequestInputs, event: MergeRequestEvent) -
         outcomes=outcomes,
         facts=facts,
         config_source=checks.config.source,
+        policy_notes=checks.config.notes,
     )
 
 
@@ -818,7 +826,11 @@ async def _check_push(
     # them from the pushed tree, which is that branch now.
     on_default = event.branch == default_branch
     rules_from = pushed if on_default else Repository(gitlab, event.project_id, default_branch)
-    config = await rules_from.config(base_config)
+    config = (
+        await policy.resolve_for_project(
+            gitlab, event.project_id, rules_from.ref, await rules_from.config_file(), base_config
+        )
+    ).config
     checks = plan(config, Scope.PUSH, event.branch)
     needs = checks.needs
     base = default_branch if event.new_branch else event.before
@@ -870,6 +882,7 @@ async def _check_push(
         outcomes=evaluate(checks, context),
         facts={"commits": len(commits)} if wants_history else {},
         config_source=config.source,
+        policy_notes=config.notes,
     )
 
 

@@ -36,7 +36,6 @@ from bot.config import (
     Config,
     ConfigError,
     default_config,
-    load,
     too_large,
 )
 from bot.engine import (
@@ -258,7 +257,12 @@ class Revisions:
 
 
 def read_config(
-    git: Git, revision: str, path: str | None = None, *, base: Mapping[str, Any] | None = None
+    git: Git,
+    revision: str,
+    path: str | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    policies: Sequence[tuple[str, str]] = (),
 ) -> Config:
     """The config in the tree at `revision`: `path`, or the first of CONFIG_PATHS found.
 
@@ -274,12 +278,23 @@ def read_config(
             # parse_yaml would say the same after reading it; this avoids reading it.
             raise ConfigError(candidate, [too_large(candidate)])
         raw = blob(git, revision, candidate)
-        return load(raw.decode("utf-8", "replace"), candidate, base=base)
+        return _resolved((candidate, raw.decode("utf-8", "replace")), base, policies)
     if path:
         raise GitError(f"the config file {path} is not in the tree at {revision[:8]}")
-    if base:
-        return load("{}", "instance defaults", base=base)
-    return default_config()
+    return _resolved(None, base, policies)
+
+
+def _resolved(
+    file: tuple[str, str] | None,
+    base: Mapping[str, Any] | None,
+    policies: Sequence[tuple[str, str]],
+) -> Config:
+    """The file with the group policies (`--policy`) above it and its `extends` (bot/policy.py)."""
+    from bot.policy import resolve_texts
+
+    if file is None and not base and not policies:
+        return default_config()
+    return resolve_texts(file, policies=policies, base=base).config
 
 
 # -- reading the inputs --------------------------------------------------------------------
@@ -691,6 +706,7 @@ def judge(
             outcomes=evaluate(ran, context),
             facts=report_facts,
             config_source=checks.config.source,
+            policy_notes=checks.config.notes,
         ),
         not_judged=not_judged,
         revisions=revisions,

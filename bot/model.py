@@ -149,6 +149,8 @@ class Report:
     details: tuple[str, ...] = ()  # what the error consists of, e.g. config errors by line
     facts: dict[str, int] = field(default_factory=dict)
     config_source: str = "defaults"
+    # The group policy files that applied, and weakenings of locked rules ignored (policy).
+    policy_notes: tuple[str, ...] = ()
     superseded_by: str | None = None  # the MR's head moved on: publish nothing
     # The error was GitLab's (unreachable, 5xx, rate limit), not the project's: after
     # publishing "could not complete", the job is marked failed so it runs again later.

@@ -353,8 +353,9 @@ def _footer(report: Report) -> str:
     source = ""
     if report.error is None:
         source = f"Rules from {escape(report.config_source, code=True)} · "
+    policy = "".join(f"<sub>{escape(line)}</sub><br>\n" for line in report.policy_notes)
     return (
-        f"<sub>{source}Comment {escape(RECHECK_COMMAND, code=True)} to check again · "
+        f"{policy}<sub>{source}Comment {escape(RECHECK_COMMAND, code=True)} to check again · "
         f"compliance-bot {__version__}</sub>"
     )
 

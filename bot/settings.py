@@ -87,6 +87,20 @@ class Settings(GitLabSettings):
         description="Instance-wide defaults file (YAML, the .gitlab/compliance.yml schema), "
         "merged under each project's own config.",
     )
+    compliance_policy_project: str = Field(
+        default="compliance-policy",
+        min_length=1,
+        max_length=255,
+        description="Name of the project, in any ancestor group, whose "
+        ".gitlab/compliance-policy.yml is that group's enforced policy.",
+    )
+    policy_cache_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=3600,
+        description="How long a policy read is trusted without a new look; a push to the "
+        "policy project clears it at once.",
+    )
     compliance_db: str = Field(
         default="compliance-bot.db",
         description="The journal: a SQLite file path (one process), or a postgresql:// URL "

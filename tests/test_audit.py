@@ -261,7 +261,9 @@ async def test_calls_per_project(fake: FakeGitLab) -> None:
         return len(fake.calls(path_contains=f"/projects/{p.id}/"))
 
     assert (calls(plain), calls(templated), calls(configured)) == (1, 2, 3)
-    assert len(fake.requests) == 1 + 1 + 2 + 3  # and one listing page
+    # And one listing page, and one look for the group's policy project (acme/compliance-
+    # policy: a 404, asked once for all the group's projects).
+    assert len(fake.requests) == 1 + 1 + 2 + 3 + 1
 
 
 async def test_projects_are_checked_concurrently_within_the_bound(fake: FakeGitLab) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from bot import engine, report
+from bot import engine, policy, report
 from bot.checks import Services
 from bot.gitlab import GitLabError, GitLabUnavailable
 from bot.jobs import ensure_current
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 async def check(services: Services, event: PushEvent) -> None:
     gitlab = services.gitlab
+    # A push to a group's policy project (or an `extends` target) is read again at once.
+    policy.cache_for(gitlab).forget_project(event.project_id)
     if await gitlab.open_merge_requests_for_branch(event.project_id, event.branch):
         log.info("push left to the merge request check", extra={"branch": event.branch})
         return
