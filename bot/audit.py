@@ -40,9 +40,10 @@ from bot.model import Finding, Severity
 
 if TYPE_CHECKING:
     from bot.config import Config
-    from bot.engine import Plan, Repository
+    from bot.engine import Plan
     from bot.gitlab import GitLab
     from bot.settings import GitLabSettings
+    from bot.source import Repository
 
 EXIT_COMPLIANT = 0
 EXIT_NON_COMPLIANT = 1
@@ -175,7 +176,7 @@ def _repository_class() -> type[Repository]:
     is bound by calls instead, and many projects have no `.gitlab/` directory, whose tree
     GitLab would answer with a 404 (17.7+) after a round trip.
     """
-    from bot.engine import GITLAB_DIR, Repository
+    from bot.source import GITLAB_DIR, Repository
 
     class AuditRepository(Repository):
         async def paths(self) -> frozenset[str]:
@@ -214,7 +215,7 @@ async def audit_project(
 
 async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Config | None) -> Row:
     from bot.config import ConfigError
-    from bot.engine import evaluate
+    from bot.engine import config_from, evaluate
     from bot.gitlab import GitLabError, NotFound
     from bot.rules.base import Context, Need, ProjectFacts, Scope
 
@@ -227,7 +228,7 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
     branch = str(branch)
     repository = _repository_class()(gitlab, int(project["id"]), branch)
     try:
-        config = policy if policy is not None else await repository.config(None)
+        config = policy if policy is not None else config_from(await repository.config_file(), None)
         checks = repository_plan(config, branch)
         needs = checks.needs
         paths = await repository.paths() if Need.TREE in needs else frozenset[str]()

@@ -18,11 +18,10 @@ findings, 2 a usage error, an invalid config, or a check that could not complete
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,14 +36,14 @@ from bot.report import (
     render_rich,
     render_text,
 )
-from bot.rules.base import MergeRequestFacts, Need, ProjectFacts, Scope
+from bot.rules.base import MergeRequestFacts, Need, Scope
 
 if TYPE_CHECKING:
     # bot.local reads the config (pydantic models of every rule) and bot.engine the GitLab
     # client: imported where a command runs, so that `compliance-bot --help` stays fast.
     from bot.engine import Plan
     from bot.gitlab import GitLab
-    from bot.local import Git, GitInputs, LocalResult, Revisions
+    from bot.local import Git, GitSource, LocalResult, Revisions
     from bot.settings import GitLabSettings
 
 EXIT_OK = 0
@@ -246,15 +245,6 @@ def _parent(git: Git, sha: str) -> str:
     return parent
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool | None:
-    value = env.get(name)
-    return None if value is None or value == "" else value.strip().lower() == "true"
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
 def _int(env: Mapping[str, str], name: str) -> int | None:
     value = env.get(name, "").strip()
     return int(value) if value.isdigit() else None
@@ -272,6 +262,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     on the server; on the default branch itself, from the commit before the push.
     """
     from bot.local import ZERO_SHA, Revisions, default_branch, fetch_branch
+    from bot.webhook import ci_flag, merge_request_facts_from_ci
 
     iid = _int(env, "CI_MERGE_REQUEST_IID")
     project_id = _int(env, "CI_PROJECT_ID")
@@ -294,11 +285,8 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
                     f"{target}: set GIT_DEPTH: 0 on the job, or pass --base"
                 )
         base_sha = git.commit_sha(base_rev, "the MR's diff base")
-        title = env.get("CI_MERGE_REQUEST_TITLE", "")
-        draft = _flag(env, "CI_MERGE_REQUEST_DRAFT")  # GitLab 17.10+
-        squash = _flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")  # GitLab 16.4+
         partial = {}
-        if _flag(env, "CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED"):
+        if ci_flag(env, "CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED"):
             partial = dict.fromkeys(
                 DESCRIPTION_RULES,
                 "GitLab gives CI only the first 2,700 characters of the description; set "
@@ -313,18 +301,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
                 branch=source,
                 target_branch=target,
             ),
-            merge_request=MergeRequestFacts(
-                title=title,
-                description=env.get("CI_MERGE_REQUEST_DESCRIPTION", ""),
-                labels=_names(env.get("CI_MERGE_REQUEST_LABELS", "")),
-                # Without the variable (before 17.10), the draft rule still sees the title's
-                # `Draft:` prefix, which is how GitLab marks a draft.
-                draft=bool(draft),
-                source_branch=source,
-                target_branch=target,
-                squash=bool(squash),
-                assignees=_names(env.get("CI_MERGE_REQUEST_ASSIGNEES", "")),
-            ),
+            merge_request=merge_request_facts_from_ci(env),
             unjudgeable={
                 "merge_request.reviewer": "GitLab CI does not tell an MR's reviewers; set "
                 f"{TOKEN_VARIABLE} to read them"
@@ -387,32 +364,32 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     )
 
 
-# -- reading GitLab, when a token is given -------------------------------------------------
+# -- reading, judging, and GitLab when a token is given ------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A check with its config and git inputs read, waiting for GitLab's part."""
-
-    checks: Plan
-    target: Target
-    inputs: GitInputs
-
-
-async def _gitlab_session(
-    settings: GitLabSettings, target: Target, work: Prepared | LocalResult, post_note: bool
+async def _judge_and_post(
+    settings: GitLabSettings | None,
+    git: Git,
+    target: Target,
+    work: Plan | LocalResult,
+    post_note: bool,
 ) -> tuple[LocalResult, str | None]:
-    """One client for the whole run (DESIGN.md, invariant 1): read, judge, post the note."""
+    """Read and judge; with a token, through one client for the whole run (DESIGN.md,
+    invariant 1), and post the note when asked."""
     from bot.gitlab import GitLabError, open_gitlab
-    from bot.local import LocalResult
+    from bot.local import GitSource, LocalResult
     from bot.publish import upsert_note
 
+    if settings is None:
+        if isinstance(work, LocalResult):
+            return work, None
+        return await _judge(GitSource(git), None, target, work), None
     async with open_gitlab(settings) as gitlab:
         if isinstance(work, LocalResult):
             result = work
         else:
             try:
-                result = await _judge_with_gitlab(gitlab, work)
+                result = await _judge(_with_gitlab(git, gitlab, target), gitlab, target, work)
             except GitLabError as exc:
                 result = LocalResult(
                     report=Report(head_sha=target.revisions.head, error=str(exc)),
@@ -430,58 +407,49 @@ async def _gitlab_session(
         return result, None
 
 
-async def _judge_with_gitlab(gitlab: GitLab, work: Prepared) -> LocalResult:
-    from bot.engine import MAX_SIGNATURE_READS, project_facts
-    from bot.local import judge
+def _with_gitlab(git: Git, gitlab: GitLab, target: Target) -> GitSource:
+    """The git Source, asking GitLab what git cannot tell: the project's facts (of the MR's
+    target project) and verified signatures (where the commits are)."""
+    from bot.local import GitSource
+    from bot.source import GitLabSource
 
-    target, needs = work.target, work.checks.needs
-    project: ProjectFacts | None = None
-    if Need.PROJECT in needs and target.mr_project_id is not None:
-        project = await project_facts(gitlab, target.mr_project_id)
-    merge_request = target.merge_request
-    unjudgeable, partial = dict(target.unjudgeable), dict(target.partial)
-    if target.mr_iid is not None and target.mr_project_id is not None:
-        # The whole MR, not the CI variables' cut of it: full description, reviewers, squash.
-        details = await gitlab.merge_request(target.mr_project_id, target.mr_iid)
-        merge_request = _merge_request_facts(details)
-        unjudgeable.pop("merge_request.reviewer", None)
-        partial = {k: v for k, v in partial.items() if k not in DESCRIPTION_RULES}
-    signatures: dict[str, bool] | None = None
-    if Need.SIGNATURES in needs and target.source_project_id is not None:
-        wanted = [c.sha for c in work.inputs.commits][:MAX_SIGNATURE_READS]
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(gitlab.commit_signature_verified(target.source_project_id, sha))
-                for sha in wanted
-            ]
-        signatures = dict(zip(wanted, (t.result() for t in tasks), strict=True))
-    return judge(
-        work.checks,
-        target.revisions,
-        work.inputs,
-        merge_request=merge_request,
-        project=project,
-        signatures=signatures,
-        unjudgeable=unjudgeable,
-        partial=partial,
+    if target.mr_project_id is None or target.source_project_id is None:
+        return GitSource(git)
+    return GitSource(
+        git,
+        GitLabSource(gitlab, target.mr_project_id, head_project_id=target.source_project_id),
     )
 
 
-def _merge_request_facts(details: Mapping[str, Any]) -> MergeRequestFacts:
-    # https://docs.gitlab.com/api/merge_requests/#get-single-mr
-    def usernames(users: Any) -> tuple[str, ...]:
-        return tuple(str(u.get("username")) for u in users or () if isinstance(u, dict))
+async def _judge(
+    source: GitSource, gitlab: GitLab | None, target: Target, checks: Plan
+) -> LocalResult:
+    from bot.local import GitError, LocalResult, judge, read_inputs
+    from bot.webhook import merge_request_from_api, squash_on_merge
 
-    return MergeRequestFacts(
-        title=str(details.get("title") or ""),
-        description=str(details.get("description") or ""),
-        labels=tuple(str(label) for label in details.get("labels") or ()),
-        draft=bool(details.get("draft", details.get("work_in_progress", False))),
-        source_branch=str(details.get("source_branch") or ""),
-        target_branch=str(details.get("target_branch") or ""),
-        squash=bool(details.get("squash_on_merge", details.get("squash", False))),
-        assignees=usernames(details.get("assignees")),
-        reviewers=usernames(details.get("reviewers")),
+    revisions = target.revisions
+    try:
+        inputs = await read_inputs(source, revisions, checks.needs)
+    except GitError as exc:
+        report = Report(head_sha=revisions.head, error=str(exc), config_source=checks.config.source)
+        return LocalResult(report, (), revisions)
+    merge_request = target.merge_request
+    unjudgeable, partial = dict(target.unjudgeable), dict(target.partial)
+    if gitlab is not None and target.mr_iid is not None and target.mr_project_id is not None:
+        # The whole MR, not the CI variables' cut of it: full description, reviewers, squash.
+        details = await gitlab.merge_request(target.mr_project_id, target.mr_iid)
+        current = merge_request_from_api(details)
+        if current is not None:
+            merge_request = current.facts(squash=squash_on_merge(details))
+            unjudgeable.pop("merge_request.reviewer", None)
+            partial = {k: v for k, v in partial.items() if k not in DESCRIPTION_RULES}
+    return judge(
+        checks,
+        revisions,
+        inputs,
+        merge_request=merge_request,
+        unjudgeable=unjudgeable,
+        partial=partial,
     )
 
 
@@ -510,22 +478,14 @@ def _error(message: str, outputs: Sequence[tuple[str, str | None]] = (), head: s
     return EXIT_USAGE
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return check(args, os.environ)
 
 
-def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bot.config import ConfigError
-    from bot.engine import plan
-    from bot.local import (
-        GitError,
-        LocalResult,
-        config_failure,
-        judge,
-        open_repository,
-        read_config,
-        read_inputs,
-    )
+    from bot.engine import config_failure, plan
+    from bot.local import GitError, LocalResult, open_repository, read_config
 
     in_ci = env.get("GITLAB_CI") == "true"
     outputs: list[tuple[str, str | None]] = [(f, o) for f, o in (args.outputs or [])]
@@ -582,7 +542,7 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
 
-    work: Prepared | LocalResult
+    work: Plan | LocalResult
     try:
         config = read_config(git, revisions.config_rev, args.config or None)
     except ConfigError as exc:
@@ -590,33 +550,8 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except GitError as exc:
         return fail(str(exc))
     else:
-        checks = plan(config, revisions.scope, revisions.target_branch)
-        try:
-            work = Prepared(checks, target, read_inputs(git, revisions, checks.needs))
-        except GitError as exc:
-            work = LocalResult(
-                Report(head_sha=revisions.head, error=str(exc), config_source=config.source),
-                (),
-                revisions,
-            )
-
-    note_problem = None
-    if settings is not None:
-        # The process's one event loop, started where the CLI starts loops (bot/cli.py).
-        from bot.cli import run_event_loop
-
-        result, note_problem = run_event_loop(_gitlab_session(settings, target, work, post_note))
-    elif isinstance(work, LocalResult):
-        result = work
-    else:
-        result = judge(
-            work.checks,
-            revisions,
-            work.inputs,
-            merge_request=target.merge_request,
-            unjudgeable=target.unjudgeable,
-            partial=target.partial,
-        )
+        work = plan(config, revisions.scope, revisions.target_branch)
+    result, note_problem = await _judge_and_post(settings, git, target, work, post_note)
 
     fail_on = Severity(args.fail_on)
     try:

@@ -25,6 +25,7 @@ from typing import Any
 
 from bot import commands
 from bot.model import Commit
+from bot.rules.base import MergeRequestFacts
 
 ZERO_SHA = "0" * 40
 
@@ -79,6 +80,21 @@ class MergeRequestEvent:
     @property
     def target(self) -> str:
         return f"{self.project_id}!{self.iid}"
+
+    def facts(self, *, squash: bool) -> MergeRequestFacts:
+        """What the merge request rules judge. Whether it will be squashed is not in the
+        payload: GitLab's API says (`squash_on_merge`)."""
+        return MergeRequestFacts(
+            title=self.title,
+            description=self.description,
+            labels=self.labels,
+            draft=self.draft,
+            source_branch=self.source_branch,
+            target_branch=self.target_branch,
+            squash=squash,
+            assignees=self.assignees,
+            reviewers=self.reviewers,
+        )
 
 
 @dataclass(frozen=True)
@@ -450,3 +466,42 @@ def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent | None:
         assignees=_usernames(mr.get("assignees")),
         reviewers=_usernames(mr.get("reviewers")),
     )
+
+
+def squash_on_merge(mr: Mapping[str, Any]) -> bool:
+    """Whether GitLab will squash the MR, from GET /projects/:id/merge_requests/:iid.
+
+    `squash_on_merge` accounts for the project's squash setting ("always").
+    https://docs.gitlab.com/api/merge_requests/#get-single-mr
+    """
+    return bool(mr.get("squash_on_merge", mr.get("squash", False)))
+
+
+def merge_request_facts_from_ci(env: Mapping[str, str]) -> MergeRequestFacts:
+    """The MR as a GitLab CI merge request pipeline's predefined variables tell it.
+
+    https://docs.gitlab.com/ci/variables/predefined_variables/#predefined-variables-for-merge-request-pipelines
+    GitLab cuts CI_MERGE_REQUEST_DESCRIPTION at 2,700 characters (16.7+), and tells no
+    reviewers: the caller says so.
+    """
+    return MergeRequestFacts(
+        title=env.get("CI_MERGE_REQUEST_TITLE", ""),
+        description=env.get("CI_MERGE_REQUEST_DESCRIPTION", ""),
+        labels=ci_names(env.get("CI_MERGE_REQUEST_LABELS", "")),
+        # Without the variable (before 17.10), the draft rule still sees the title's
+        # `Draft:` prefix, which is how GitLab marks a draft.
+        draft=bool(ci_flag(env, "CI_MERGE_REQUEST_DRAFT")),  # GitLab 17.10+
+        source_branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", ""),
+        target_branch=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", ""),
+        squash=bool(ci_flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")),  # GitLab 16.4+
+        assignees=ci_names(env.get("CI_MERGE_REQUEST_ASSIGNEES", "")),
+    )
+
+
+def ci_flag(env: Mapping[str, str], name: str) -> bool | None:
+    value = env.get(name)
+    return None if value is None or value == "" else value.strip().lower() == "true"
+
+
+def ci_names(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
