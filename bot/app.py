@@ -105,6 +105,8 @@ def create_app(
                 stop_serving()
                 yield
                 return
+            if token.user is not None:
+                gitlab.remember_current_user(token.user)
             async with (
                 open_store(
                     str(settings.compliance_db),
@@ -272,7 +274,7 @@ async def _serving(
         try:
             event = webhook.event_from_json(job.kind, job.payload)
             if isinstance(event, webhook.MergeRequestEvent):
-                await merge_request_check.check(services, event)
+                await merge_request_check.check(services, event, verify_head=job.contested)
             elif isinstance(event, webhook.PushEvent):
                 await push_check.check(services, event)
             else:

@@ -7,7 +7,8 @@ failed read can never look like an empty answer.
 
     GitLabError                    any failure to get what was asked for
     ├── GitLabUnavailable          no usable answer after bounded retries: transport errors,
-    │                              5xx, 429 (rate limited)
+    │   │                          5xx, 429 (rate limited)
+    │   └── OutcomeUnknown         a write whose answer was lost: GitLab may have done it
     ├── GitLabHTTPError            GitLab answered with an error that retrying cannot fix (4xx)
     │   └── NotFound               404
     └── ResponseTooLarge           a listing passed the bound the bot sets on what it reads
@@ -75,6 +76,12 @@ class GitLabUnavailable(GitLabError):
     pass
 
 
+class OutcomeUnknown(GitLabUnavailable):
+    """A write (POST) reached GitLab, or may have, and its answer was lost: the connection
+    broke after the request was sent, or a gateway answered instead of GitLab. Sending it
+    again blindly could write twice (a second note); the caller looks first."""
+
+
 class GitLabHTTPError(GitLabError):
     def __init__(self, message: str, *, status: int, method: str = "", path: str = "") -> None:
         super().__init__(message, method=method, path=path)
@@ -105,22 +112,34 @@ class RetryPolicy:
 
 
 def retry_after_seconds(response: httpx.Response, *, now: float) -> float | None:
-    """How long GitLab asked the bot to wait, from Retry-After or RateLimit-Reset.
+    """How long GitLab asked the bot to wait: None when it did not ask.
 
+    Only a 429, or an explicit Retry-After on any answer, asks to wait. GitLab sends the
+    RateLimit-* headers on every answer, a 502 or a 200 included, and RateLimit-Reset is the
+    Unix time when the throttle's window ends (up to an hour away on a self-managed
+    instance): on anything but a 429 it says nothing about when to retry.
     https://docs.gitlab.com/administration/settings/user_and_ip_rate_limits/#response-headers
     """
-    value = response.headers.get("retry-after")
+    value = response.headers.get("retry-after", "").strip()
     if value:
-        value = value.strip()
         if value.isdigit():
             return float(value)
-        parsed = email.utils.parsedate_to_datetime(value) if value else None
-        if parsed is not None:
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            parsed = email.utils.parsedate_to_datetime(value)
             return max(0.0, parsed.timestamp() - now)
+    if response.status_code != 429:
+        return None
     reset = response.headers.get("ratelimit-reset", "").strip()
     if reset.isdigit():
         return max(0.0, float(reset) - now)
     return None
+
+
+# Transport errors raised before the request left the bot: retrying cannot write twice.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Answers from a gateway in front of GitLab (Workhorse, a load balancer): GitLab may have
+# done the work and the gateway lost the answer, as when Puma is slower than its timeout.
+_GATEWAY_STATUSES = frozenset({502, 504})
 
 
 def _is_retryable(status: int) -> bool:
@@ -193,8 +212,12 @@ class GitLab:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
+        idempotent: bool = True,
     ) -> httpx.Response:
-        """One API call with bounded retries on 5xx, 429 and transport errors only."""
+        """One API call with bounded retries on 5xx, 429 and transport errors only.
+
+        A call that is not `idempotent` (creating a note) is retried only when GitLab
+        surely did not do it; otherwise it raises OutcomeUnknown at once."""
         policy = self._retry
         started = time.monotonic()
         attempt = 0
@@ -216,6 +239,12 @@ class GitLab:
                 wait = policy.backoff(attempt)
                 if self._observer is not None:
                     self._observer.observe_call(method, path, 0)
+                if not idempotent and not isinstance(exc, _NOT_SENT):
+                    raise OutcomeUnknown(
+                        f"GitLab's answer to {method} {path} was lost: {failure}",
+                        method=method,
+                        path=path,
+                    ) from exc
             else:
                 if self._observer is not None:
                     self._observer.observe_call(method, path, status)
@@ -227,6 +256,12 @@ class GitLab:
                     raise error_type(
                         f"GitLab answered {failure} to {method} {path}",
                         status=response.status_code,
+                        method=method,
+                        path=path,
+                    )
+                if not idempotent and response.status_code in _GATEWAY_STATUSES:
+                    raise OutcomeUnknown(
+                        f"a gateway answered {failure} to {method} {path}",
                         method=method,
                         path=path,
                     )
@@ -293,6 +328,10 @@ class GitLab:
             url, query = next_url, None
 
     # -- typed calls -----------------------------------------------------------------------
+
+    def remember_current_user(self, user: dict[str, Any]) -> None:
+        """GitLab's answer to GET /user, read elsewhere (once, as `serve` starts)."""
+        self._user = user
 
     async def current_user(self) -> dict[str, Any]:
         """The bot's own user, read once per process."""
@@ -500,9 +539,14 @@ class GitLab:
         return branches
 
     async def create_note(self, project_id: int, iid: int, body: str) -> dict[str, Any]:
+        """Create a note; raises OutcomeUnknown when it may exist though the answer was lost
+        (a second POST would make a second note)."""
         # https://docs.gitlab.com/api/notes/#create-new-merge-request-note
         response = await self.request(
-            "POST", f"/projects/{project_id}/merge_requests/{iid}/notes", json={"body": body}
+            "POST",
+            f"/projects/{project_id}/merge_requests/{iid}/notes",
+            json={"body": body},
+            idempotent=False,
         )
         result: dict[str, Any] = response.json()
         return result

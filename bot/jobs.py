@@ -55,6 +55,9 @@ class _Running:
     job: JobRecord
     task: asyncio.Task[None]
     superseded: bool = False
+    # Superseded because another replica took the job over (its lease ran out while this
+    # one stalled), not because of a newer head: that replica checks this same head.
+    lost: bool = False
 
 
 class Superseded(Exception):
@@ -65,6 +68,14 @@ class Superseded(Exception):
 _current: contextvars.ContextVar[_Running | None] = contextvars.ContextVar(
     "current_job", default=None
 )
+
+
+def superseded_by_newer_head() -> bool:
+    """Whether the current job stopped because its target has a newer head (so its own
+    head's `running` status is left to no one), rather than because another replica took
+    this very job over."""
+    running = _current.get()
+    return running is not None and running.superseded and not running.lost
 
 
 def ensure_current() -> None:
@@ -119,7 +130,10 @@ class JobRunner:
             if not running:
                 continue
             try:
-                for job_id in await self.store.superseded_among(list(running)):
+                superseded = await self.store.superseded_among(list(running))
+                lost = await self.store.lost_among(list(superseded)) if superseded else ()
+                for job_id in superseded:
+                    running[job_id].lost = job_id in lost
                     running[job_id].superseded = True
                 if time.monotonic() - last_renewal >= self.lease_seconds / 3:
                     last_renewal = time.monotonic()

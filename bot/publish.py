@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
+from bot.gitlab import GitLab, GitLabError, GitLabHTTPError, OutcomeUnknown
 from bot.redaction import redact
 from bot.report import NOTE_MARKER, incomplete_description
 
@@ -21,6 +21,8 @@ T = TypeVar("T")
 # https://docs.gitlab.com/api/commits/#set-commit-pipeline-status (and gitlab-foss#25807)
 CONFLICT_RETRIES = 3
 CONFLICT_DELAY_SECONDS = 1.0
+# Creating the note when its answers keep getting lost: look, create, look again...
+NOTE_CREATE_ATTEMPTS = 3
 
 # A pipeline refuses an external status named like one of its CI jobs: gitlabhq/gitlabhq
 # app/models/generic_commit_status.rb `name_uniqueness_across_types`, answered by
@@ -143,9 +145,28 @@ async def upsert_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> i
 
     The note is the bot's own (author) and carries the hidden marker. Every page of notes is
     searched, oldest first, because a busy MR pushes the bot's note past the first page.
+    When the answer to creating it was lost, GitLab may have created it all the same: the
+    notes are searched again before another is created, so the MR keeps one bot note.
     """
     # What GitLab shows is a sink: the note may quote GitLab's error text.
     body = redact(body)
+    for attempt in range(1, NOTE_CREATE_ATTEMPTS + 1):
+        note_id = await _find_and_edit_note(gitlab, project_id, iid, body)
+        if note_id is not None:
+            return note_id
+        try:
+            created = await gitlab.create_note(project_id, iid, body)
+        except OutcomeUnknown as exc:
+            if attempt == NOTE_CREATE_ATTEMPTS:
+                raise
+            log.info("note creation answer lost; looking for it: %s", exc, extra={"mr": iid})
+            continue
+        return int(created["id"])
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+async def _find_and_edit_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> int | None:
+    """The bot's note, made to say `body` (no edit when it already does); None if absent."""
     me = await gitlab.current_user()
     async for page in gitlab.merge_request_notes(project_id, iid):
         for note in page:
@@ -155,8 +176,7 @@ async def upsert_note(gitlab: GitLab, project_id: int, iid: int, body: str) -> i
                 if note.get("body") != body:
                     await gitlab.edit_note(project_id, iid, note_id, body)
                 return note_id
-    created = await gitlab.create_note(project_id, iid, body)
-    return int(created["id"])
+    return None
 
 
 async def set_incomplete(gitlab: GitLab, target: StatusTarget, exc: GitLabError) -> None:

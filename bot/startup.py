@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -23,7 +24,7 @@ class TokenCheck:
     """`refused` says why GitLab will not take the token; then `serve` stops (exit 2)."""
 
     refused: str | None = None
-    username: str | None = None
+    user: dict[str, Any] | None = None  # GitLab's answer, which the client keeps
 
 
 async def check_token(http: httpx.AsyncClient) -> TokenCheck:
@@ -71,4 +72,4 @@ async def check_token(http: httpx.AsyncClient) -> TokenCheck:
         username,
         role,
     )
-    return TokenCheck(username=username)
+    return TokenCheck(user=user)

@@ -114,6 +114,10 @@ class JobRecord:
     payload: str
     attempts: int
     event_uuid: str | None = None
+    # Journaled after a job of the same target with another head, which it replaced: deliveries
+    # and replicas commit in any order, so this job's head may be the older one, and its check
+    # confirms the MR's head before it publishes.
+    contested: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,10 @@ class Store(Protocol):
     async def superseded_among(self, job_ids: Sequence[int]) -> frozenset[int]:
         """Which of these running jobs a newer job of their target has superseded, wherever
         that job was accepted."""
+        ...
+
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        """Which of these jobs this process no longer runs: another took them over."""
         ...
 
     async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
@@ -332,8 +340,13 @@ class SqliteStore:
         """The oldest queued job whose target is not being checked, now marked running."""
         with self._transaction() as db:
             for row in db.execute(
-                "SELECT id, target, kind, head_sha, payload, attempts, event_uuid FROM jobs "
-                "WHERE state = ? ORDER BY id LIMIT 64",
+                "SELECT id, target, kind, head_sha, payload, attempts, event_uuid, "
+                # Contested: it replaced an older job of its target with another head (that
+                # job was superseded at or after this one was journaled).
+                "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
+                "AND older.id < jobs.id AND older.state = 'superseded' "
+                "AND older.head_sha <> jobs.head_sha AND older.updated_at >= jobs.created_at) "
+                "AS contested FROM jobs WHERE state = ? ORDER BY id LIMIT 64",
                 (QUEUED,),
             ).fetchall():
                 if row["target"] in busy_targets:
@@ -351,6 +364,7 @@ class SqliteStore:
                     payload=str(row["payload"]),
                     attempts=int(row["attempts"]) + 1,
                     event_uuid=row["event_uuid"],
+                    contested=bool(row["contested"]),
                 )
         return None
 
@@ -473,6 +487,10 @@ class SqliteStore:
             if row:
                 found.add(job_id)
         return frozenset(found)
+
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        """One process per file: no other process can take its jobs over."""
+        return frozenset()
 
     async def take_lease(self, name: str, *, seconds: float, now: float) -> bool:
         """One process per file: it always holds its leases."""

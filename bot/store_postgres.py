@@ -176,6 +176,7 @@ def _job(row: dict[str, Any]) -> JobRecord:
         payload=str(row["payload"]),
         attempts=int(row["attempts"]),
         event_uuid=row["event_uuid"],
+        contested=bool(row.get("contested")),
     )
 
 
@@ -340,7 +341,12 @@ class PostgresStore:
                     "  AND NOT EXISTS (SELECT 1 FROM jobs AS running"
                     "    WHERE running.target = queued.target AND running.state = %s)"
                     "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid",
+                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid, "
+                    # Contested: it replaced an older job of its target with another head.
+                    "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
+                    "AND older.id < jobs.id AND older.state = 'superseded' "
+                    "AND older.head_sha <> jobs.head_sha "
+                    "AND older.updated_at >= jobs.created_at) AS contested",
                     (
                         RUNNING,
                         self.replica,
@@ -380,6 +386,16 @@ class PostgresStore:
                 "AND newer.state = %s AND newer.id > mine.id "
                 "AND newer.head_sha <> mine.head_sha))",
                 (list(job_ids), RUNNING, self.replica, QUEUED),
+            )
+            return frozenset(int(row["id"]) for row in await cursor.fetchall())
+
+    async def lost_among(self, job_ids: Sequence[int]) -> frozenset[int]:
+        if not job_ids:
+            return frozenset()
+        async with self._pool.connection() as db:
+            cursor = await db.execute(
+                "SELECT id FROM jobs WHERE id = ANY(%s) AND NOT (state = %s AND owner = %s)",
+                (list(job_ids), RUNNING, self.replica),
             )
             return frozenset(int(row["id"]) for row in await cursor.fetchall())
 

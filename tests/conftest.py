@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import signal
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -36,6 +38,12 @@ def bot_settings(fake: FakeGitLab, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+def delivery_calls(fake: FakeGitLab) -> list[Any]:
+    """What the bot asked GitLab, less the one GET /user it makes as it starts
+    (bot/startup.py), which is part of no delivery."""
+    return [r for r in fake.requests if (r.method, r.path) != ("GET", "/api/v4/user")]
 
 
 @dataclass
@@ -80,10 +88,26 @@ async def running_bot(fake: FakeGitLab, **overrides: Any) -> AsyncIterator[Bot]:
         overrides.setdefault("compliance_db", Path(tmp) / "journal.db")
         app = create_app(bot_settings(fake, **overrides))
         async with serving(app) as url, httpx.AsyncClient(timeout=10) as client:
-            # The tests count what each delivery makes the bot ask GitLab; the one GET /user
-            # the bot makes as it starts (bot/startup.py) is not part of any delivery.
-            fake.requests.clear()
             yield Bot(url=url, app=app, client=client)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind() -> Iterator[None]:
+    """A test that fails before it stops its `serve` processes still leaves none running."""
+    # Imported here: tests.processes imports this module.
+    from tests.processes import stop_every_bot
+
+    try:
+        yield
+    finally:
+        stop_every_bot()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped with SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C: fixtures'
+    `finally` blocks run, so bots and the PostgreSQL server are stopped, not orphaned."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -64,6 +64,11 @@ MAX_PER_PAGE = 100
 # doesn't return the x-total, x-total-pages and rel="last" link headers."
 TOTALS_OMITTED_ABOVE = 10_000
 
+# GitLab.com's authenticated API throttle (doc/user/gitlab_com/_index.md, "Rate limits on
+# GitLab.com"): 2,000 requests per user per minute.
+RATE_LIMIT_REQUESTS = 2000
+RATE_LIMIT_PERIOD_SECONDS = 60
+
 # https://docs.gitlab.com/api/commits/#set-commit-pipeline-status
 # `state` must be one of these; `description`, `ref` and `target_url` are <= 255 chars.
 COMMIT_STATUS_STATES = ("pending", "running", "success", "failed", "canceled", "skipped")
@@ -369,6 +374,10 @@ class _Fault:
     retry_after: int | None
     body: str | None
     probability: float = 1.0  # chance that a matching request is hit (chaos runs)
+    # A drop after GitLab processed the request: the write happened, the answer was lost.
+    after_processing: bool = False
+    # An error page from the proxy in front of GitLab (text/html), not GitLab's JSON.
+    html: bool = False
 
     def matches(self, method: str, path: str) -> bool:
         if self.method not in ("*", method):
@@ -456,6 +465,15 @@ class FakeGitLab(ProjectHooksMixin):
         self._statuses: list[JSONDict] = []  # internal records, see _status_entity
         self._faults: list[_Fault] = []
         self._chaos = random.Random(0)
+        # Requests GitLab handled whose answer a drop(after_processing=True) then lost.
+        self.processed_then_dropped: list[tuple[str, str, int]] = []
+        self._holds: list[tuple[str, re.Pattern[str], asyncio.Event, asyncio.Event]] = []
+        # RateLimit-* headers on every answer, as GitLab sends them (see _rate_limit_headers).
+        self.send_rate_limit_headers = True
+        # GitLab.com's window; a self-managed instance's default is 3600 (Admin > Network).
+        self.rate_limit_period_seconds = RATE_LIMIT_PERIOD_SECONDS
+        self._rate_window = 0
+        self._rate_observed = 0
         self._users: dict[str, JSONDict] = {}
         self._groups: dict[int, Group] = {}
         # Global id sequences, one per kind of object, as in GitLab's database tables.
@@ -1102,12 +1120,15 @@ class FakeGitLab(ProjectHooksMixin):
         retry_after: int | None = None,
         body: str | None = None,
         probability: float = 1.0,
+        html: bool | None = None,
     ) -> None:
         """Answer the next `times` matching requests (None: all) with `status`.
 
         `method` may be "*" for any method; `path_regex` is `re.search`ed against the
         raw and the percent-decoded path. With `probability` below 1 each matching request
-        is hit at that rate (seeded: see `seed_chaos`).
+        is hit at that rate (seeded: see `seed_chaos`). `html` answers with the HTML error
+        page of the proxy in front of GitLab; by default a 502 or 504 does (only a gateway
+        answers those), any other status GitLab's own JSON error.
         """
         self._faults.append(
             _Fault(
@@ -1119,16 +1140,49 @@ class FakeGitLab(ProjectHooksMixin):
                 retry_after,
                 body,
                 probability,
+                html=status in (502, 504) if html is None else html,
             )
         )
 
     def drop(
-        self, method: str, path_regex: str, *, times: int | None = 1, probability: float = 1.0
+        self,
+        method: str,
+        path_regex: str,
+        *,
+        times: int | None = 1,
+        probability: float = 1.0,
+        after_processing: bool = False,
     ) -> None:
-        """Close the connection without answering the next `times` matching requests."""
+        """Close the connection without answering the next `times` matching requests.
+
+        By default the request never reaches GitLab (a reset on the way in). With
+        `after_processing` GitLab handles it first (a POST creates its note, a PUT edits)
+        and the connection is reset on the way back, so the client sees the same transport
+        error but the write happened: a client that retries a POST blindly writes twice.
+        """
         self._faults.append(
-            _Fault(method.upper(), re.compile(path_regex), True, 0, times, None, None, probability)
+            _Fault(
+                method.upper(),
+                re.compile(path_regex),
+                True,
+                0,
+                times,
+                None,
+                None,
+                probability,
+                after_processing=after_processing,
+            )
         )
+
+    def hold(self, method: str, path_regex: str) -> tuple[asyncio.Event, asyncio.Event]:
+        """Hold the next matching request before GitLab handles it, until released.
+
+        Returns (arrived, release): `arrived` is set once the request is held; setting
+        `release` lets it through. Tests use it to land an event at an exact point of a
+        check instead of guessing with sleeps."""
+        arrived, release = asyncio.Event(), asyncio.Event()
+        self._holds.append((method.upper(), re.compile(path_regex), arrived, release))
+        return arrived, release
 
     def seed_chaos(self, seed: int) -> None:
         self._chaos = random.Random(seed)
@@ -1166,6 +1220,8 @@ class FakeGitLab(ProjectHooksMixin):
                 headers["Retry-After"] = str(fault.retry_after)
             body = fault.body if fault.body is not None else "Retry later\n"
             return Response(body, status_code=429, headers=headers, media_type="text/plain")
+        if fault.html:
+            return self._proxy_error_page(fault.status)
         if fault.body is not None:
             try:
                 json.loads(fault.body)
@@ -1188,6 +1244,51 @@ class FakeGitLab(ProjectHooksMixin):
         }
         message = f"{fault.status} {reasons.get(fault.status, 'Error')}"
         return JSONResponse({"message": message}, status_code=fault.status)
+
+    @staticmethod
+    def _proxy_error_page(status: int) -> Response:
+        # When Puma is down or slow, the answer comes from what stands in front of it, not
+        # from GitLab's API: an HTML page with `Content-Type: text/html`, never GitLab's
+        # {"message": ...} JSON. Workhorse swaps a 5xx for the static page
+        # public/<status>.html ("text/html; charset=utf-8",
+        # gitlabhq/gitlabhq:workhorse/internal/staticpages/error_pages.go writeHTML), and a
+        # load balancer such as NGINX in front of Workhorse answers with its own default
+        # page, modelled here.
+        reasons = {
+            502: "Bad Gateway",
+            503: "Service Temporarily Unavailable",
+            504: "Gateway Time-out",
+        }
+        title = f"{status} {reasons.get(status, 'Error')}"
+        page = (
+            f"<html>\r\n<head><title>{title}</title></head>\r\n<body>\r\n"
+            f"<center><h1>{title}</h1></center>\r\n<hr><center>nginx</center>\r\n"
+            "</body>\r\n</html>\r\n"
+        )
+        return Response(page, status_code=status, media_type="text/html")
+
+    def _rate_limit_headers(self) -> dict[str, str]:
+        """The RateLimit-* headers GitLab puts on every API answer, not only on a 429.
+
+        doc/administration/settings/user_and_ip_rate_limits.md, "Headers returned for all
+        requests": RateLimit-Limit, -Name, -Observed, -Remaining and -Reset, where Reset is
+        the Unix time the window ends. Only a throttled answer (429) adds Retry-After and
+        RateLimit-ResetTime. Modelled on GitLab.com's authenticated API throttle: 2,000
+        requests in a window of 60 seconds.
+        """
+        now = int(time.time())
+        period = self.rate_limit_period_seconds
+        window = now - now % period
+        if window != self._rate_window:
+            self._rate_window, self._rate_observed = window, 0
+        self._rate_observed += 1
+        return {
+            "RateLimit-Limit": str(RATE_LIMIT_REQUESTS),
+            "RateLimit-Name": "throttle_authenticated_api",
+            "RateLimit-Observed": str(self._rate_observed),
+            "RateLimit-Remaining": str(max(0, RATE_LIMIT_REQUESTS - self._rate_observed)),
+            "RateLimit-Reset": str(window + period),
+        }
 
     async def _drop_connection(self, receive: Receive, send: Send) -> None:
         # uvicorn hands the app a bound method of its per-request cycle object, which
@@ -1258,15 +1359,42 @@ class FakeGitLab(ProjectHooksMixin):
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
+        rate_limit = self._rate_limit_headers() if self.send_rate_limit_headers else {}
+
         async def logging_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 entry.status = message["status"]
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [
+                    (k.lower().encode(), v.encode())
+                    for k, v in rate_limit.items()
+                    if k.lower().encode() not in present
+                ]
+                message = {**message, "headers": headers}
             await send(message)
 
         if self.latency:
             await asyncio.sleep(self.latency)
+        for held in list(self._holds):
+            held_method, pattern, arrived, release = held
+            if held_method in ("*", entry.method) and pattern.search(path):
+                self._holds.remove(held)
+                arrived.set()
+                await release.wait()
+                break
 
         fault = self._take_fault(entry.method, path)
+        if fault is not None and fault.drop and fault.after_processing:
+            # GitLab does the work; the answer is lost on the way back.
+            async def discard(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    self.processed_then_dropped.append((entry.method, path, message["status"]))
+
+            if self._authorized(headers):
+                await route(dict(scope, path=path), replay, discard)
+            await self._drop_connection(receive, send)
+            return
         if fault is not None and fault.drop:
             await self._drop_connection(receive, send)
             return

@@ -103,8 +103,9 @@ def postgres_server() -> Iterator[PostgresServer | None]:
         return
     with tempfile.TemporaryDirectory(prefix="compliance-pg-") as tmp:
         server = PostgresServer(binaries, Path(tmp))
-        server.start()
         try:
+            # Inside the try: a run interrupted while the server starts still stops it.
+            server.start()
             yield server
         finally:
             server.stop()

@@ -1,14 +1,22 @@
-"""The bot as a real process: `python -m bot.cli serve`, started, killed and restarted."""
+"""The bot as a real process: `python -m bot.cli serve`, started, killed and restarted.
+
+Every process started here is stopped whatever the test does: each runs in a process group
+of its own, `stop_every_bot` (an autouse fixture in conftest calls it after every test,
+passed or failed) kills the groups still alive, and on Linux the kernel kills a bot whose
+test run itself dies (PR_SET_PDEATHSIG), so no `serve` outlives the run that started it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import json
 import os
 import resource
 import signal
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -18,6 +26,31 @@ import httpx
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
 from tests.servers import free_port
+
+# How long a bot may take to start answering /readyz on a busy machine. It is a bound on a
+# failure, not a pause: start() returns as soon as the bot is ready.
+START_SECONDS = 120.0
+# prctl(2): PR_SET_PDEATHSIG, "the signal the calling process gets when its parent dies".
+_PR_SET_PDEATHSIG = 1
+
+_alive: set[BotProcess] = set()
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
+    """In the child: the kernel sends SIGKILL when the test run that started it dies."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def stop_every_bot() -> int:
+    """Kill every bot process group still running (a test failed before stopping it).
+    Synchronous, so it works in any teardown; returns how many were killed."""
+    killed = 0
+    for bot in list(_alive):
+        if bot.kill_group():
+            killed += 1
+    _alive.clear()
+    return killed
 
 
 class BotProcess:
@@ -42,7 +75,8 @@ class BotProcess:
         self.output = b""
         self._reader: asyncio.Task[None] | None = None
 
-    def _limit_open_files(self) -> None:
+    def _before_exec(self) -> None:  # pragma: no cover - runs in the child, before exec
+        _die_with_parent()
         if self.open_files is not None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
@@ -50,19 +84,44 @@ class BotProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "bot.cli", "serve", "--port", str(self.port),
             env=self.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            preexec_fn=self._limit_open_files if self.open_files is not None else None,
+            start_new_session=True, preexec_fn=self._before_exec,
         )  # fmt: skip
+        _alive.add(self)
         # Read the logs as they come: a full pipe would block the bot's writes, and its loop.
         self._reader = asyncio.get_running_loop().create_task(self._read(self.process))
-        async with httpx.AsyncClient(timeout=2) as client:
-            for _ in range(300):
+        if not await self.wait_ready(START_SECONDS):
+            self.kill_group()
+            raise RuntimeError(f"bot did not start: {await self._drain()}")
+
+    async def wait_ready(self, seconds: float) -> bool:
+        """Wait until /readyz answers 200 (the journal is writable); False if the process
+        exited or the bound passed first."""
+        assert self.process is not None
+        deadline = time.monotonic() + seconds
+        async with httpx.AsyncClient(timeout=10) as client:
+            while time.monotonic() < deadline and self.process.returncode is None:
                 with contextlib.suppress(httpx.TransportError):
                     if (await client.get(f"{self.url}/readyz")).status_code == 200:
-                        return
-                if self.process.returncode is not None:
-                    break
+                        return True
                 await asyncio.sleep(0.05)
-        raise RuntimeError(f"bot did not start: {await self._drain()}")
+        return False
+
+    async def wait_for_log(self, text: str, seconds: float = 60.0) -> None:
+        """Wait until the bot has logged `text` (an event, not a guess at how long it takes)."""
+        deadline = time.monotonic() + seconds
+        while text.encode() not in self.output:
+            assert time.monotonic() < deadline, f"the bot never logged {text!r}"
+            await asyncio.sleep(0.05)
+
+    def kill_group(self) -> bool:
+        """SIGKILL the bot's process group, if it is still running."""
+        _alive.discard(self)
+        if self.process is None or self.process.returncode is not None:
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+            return True
+        return False
 
     async def _read(self, process: asyncio.subprocess.Process) -> None:
         assert process.stdout is not None
@@ -77,16 +136,19 @@ class BotProcess:
     async def kill(self) -> None:
         """kill -9: no shutdown, no flush, nothing."""
         assert self.process is not None
-        self.process.kill()
+        self.kill_group()
         await self.process.wait()
         await self._drain()
 
     async def stop(self) -> str:
         """SIGTERM and wait: the graceful shutdown."""
         assert self.process is not None
-        if self.process.returncode is None:
-            self.process.send_signal(signal.SIGTERM)
-            await self.process.wait()
+        try:
+            if self.process.returncode is None:
+                self.process.send_signal(signal.SIGTERM)
+                await self.process.wait()
+        finally:
+            self.kill_group()  # cancelled or timed out meanwhile: no process is left behind
         return await self._drain()
 
 

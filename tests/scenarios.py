@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
@@ -61,6 +62,15 @@ def settled(fake: FakeGitLab, expected: Expectation) -> bool:
         if str(statuses[-1]["description"]).startswith("could not complete"):
             return False
     return True
+
+
+async def wait_until(predicate: Callable[[], bool], seconds: float = 120) -> None:
+    """Wait for an event that the test observes by polling, bounded by `seconds` (a bound
+    on a failure, not a pause: it returns as soon as `predicate` holds)."""
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        assert time.monotonic() < deadline, "the awaited state never came"
+        await asyncio.sleep(0.05)
 
 
 async def wait_until_settled(fake: FakeGitLab, expected: Expectation, seconds: float) -> None:

@@ -15,7 +15,7 @@ import pytest
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
 from tests.processes import BotProcess, deliver
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, wait_until
 from tests.servers import free_port
 
 SECRET_VALUES = {"GITLAB_TOKEN": "glpat-never-print-me", "WEBHOOK_SECRET": "hook-never-print-me"}
@@ -73,11 +73,13 @@ async def test_serve_runs_the_bot_as_a_real_process(fake: FakeGitLab, tmp_path: 
         async with httpx.AsyncClient(timeout=5) as client:
             response = await deliver(client, bot.url, "Merge Request Hook", hook_for(mr))
         assert response.status_code == 202
-        for _ in range(200):
-            states = [s["status"] for s in fake.statuses(project.id, mr.head_sha)]
-            if states and states[-1] != "running":
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: (
+                [s["status"] for s in fake.statuses(project.id, mr.head_sha)][-1:]
+                not in ([], ["running"])
+            )
+        )
+        states = [s["status"] for s in fake.statuses(project.id, mr.head_sha)]
         assert states == ["failed"]
     finally:
         log = await bot.stop()

@@ -268,6 +268,57 @@ async def test_drop_closes_the_connection(gitlab: FakeGitLab, client: httpx.Asyn
     assert [r.status for r in gitlab.calls("GET")] == [0, 200]
 
 
+async def test_a_drop_after_processing_loses_the_answer_but_not_the_write(
+    gitlab: FakeGitLab, client: httpx.AsyncClient
+) -> None:
+    project, _ = seeded(gitlab)
+    gitlab.commit(project.id, "feature", message="feat: x", files={"x": "1\n"})
+    mr = gitlab.open_mr(project.id, source_branch="feature")
+    notes = f"/projects/{project.id}/merge_requests/{mr.iid}/notes"
+    gitlab.drop("POST", r"/notes$", after_processing=True)
+    with pytest.raises(httpx.TransportError):
+        await client.post(notes, json={"body": "hello"})
+    assert [n["body"] for n in gitlab.notes(project.id, mr.iid)] == ["hello"]
+    assert gitlab.processed_then_dropped == [("POST", notes.join(["/api/v4", ""]), 201)]
+    # A drop before processing writes nothing.
+    gitlab.drop("POST", r"/notes$")
+    with pytest.raises(httpx.TransportError):
+        await client.post(notes, json={"body": "again"})
+    assert [n["body"] for n in gitlab.notes(project.id, mr.iid)] == ["hello"]
+
+
+async def test_every_answer_carries_rate_limit_headers_and_only_429_asks_to_wait(
+    gitlab: FakeGitLab, client: httpx.AsyncClient
+) -> None:
+    project, _ = seeded(gitlab)
+    ordinary = await client.get(f"/projects/{project.id}")
+    assert ordinary.status_code == 200
+    assert ordinary.headers["ratelimit-name"] == "throttle_authenticated_api"
+    assert int(ordinary.headers["ratelimit-reset"]) > 1_600_000_000  # a Unix time
+    assert "retry-after" not in ordinary.headers
+    gitlab.fail("GET", r"/projects/\d+$", 500, times=1)
+    failed = await client.get(f"/projects/{project.id}")
+    assert failed.status_code == 500 and "ratelimit-reset" in failed.headers
+    assert "retry-after" not in failed.headers
+    gitlab.fail("GET", r"/projects/\d+$", 429, times=1, retry_after=3)
+    throttled = await client.get(f"/projects/{project.id}")
+    assert throttled.headers["retry-after"] == "3"
+    assert throttled.headers.get_list("ratelimit-reset") == [throttled.headers["ratelimit-reset"]]
+
+
+async def test_a_502_from_the_proxy_is_an_html_page(
+    gitlab: FakeGitLab, client: httpx.AsyncClient
+) -> None:
+    project, _ = seeded(gitlab)
+    gitlab.fail("GET", r"/projects/\d+$", 502, times=1)
+    answer = await client.get(f"/projects/{project.id}")
+    assert answer.status_code == 502
+    assert answer.headers["content-type"].startswith("text/html")
+    assert "<title>502 Bad Gateway</title>" in answer.text
+    with pytest.raises(ValueError):
+        answer.json()
+
+
 async def test_mr_views_follow_pushes_force_pushes_and_renames(
     gitlab: FakeGitLab, client: httpx.AsyncClient
 ) -> None:

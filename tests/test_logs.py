@@ -3,7 +3,6 @@ never a secret."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from pathlib import Path
@@ -14,7 +13,7 @@ from bot.logs import REDACTED, JsonFormatter
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
 from tests.processes import BotProcess, deliver
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, wait_until
 
 
 def test_formatter_scrubs_secrets_that_slip_into_a_message() -> None:
@@ -55,11 +54,11 @@ async def test_a_full_scenario_logs_json_lines_without_secrets(
             headers={"X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Token": "not-it"},
         )
         assert bad.status_code == 401
-        for _ in range(200):
-            states = [s["status"] for s in fake.statuses(project.id, mr.head_sha)]
-            if states and states[-1] == "success":
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: (
+                [s["status"] for s in fake.statuses(project.id, mr.head_sha)][-1:] == ["success"]
+            )
+        )
     output = await bot.stop()
 
     for secret in (fake.token, WEBHOOK_SECRET):

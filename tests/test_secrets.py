@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from bot.redaction import REDACTED
-from tests.conftest import WEBHOOK_SECRET
+from tests.conftest import WEBHOOK_SECRET, delivery_calls
 from tests.fake_gitlab import FakeGitLab
 from tests.gfm import shown_text
 from tests.processes import BotProcess, deliver
@@ -49,7 +49,7 @@ async def test_a_secret_with_surrounding_whitespace_stops_serve_with_a_clear_lin
     assert f"{variable} has leading or trailing whitespace" in output, output
     assert value not in output
     assert bot.process is not None and bot.process.returncode == 2
-    assert fake.requests == []  # it never called GitLab with the broken header
+    assert delivery_calls(fake) == []  # it never called GitLab with the broken header
 
 
 async def test_gitlab_error_text_echoing_the_token_reaches_no_sink(

@@ -100,3 +100,29 @@ async def test_old_keys_and_finished_jobs_are_pruned(journal: str) -> None:
         assert not (await store.accept("old", None, project_id=1, now=200.0)).duplicate
         assert (await store.counts()).get("done", 0) == 0
         assert await store.writable()
+
+
+async def test_a_job_that_replaced_another_head_is_claimed_contested(journal: str) -> None:
+    """Deliveries are journaled in any order, so a job that replaced an older job of its
+    target with another head may carry the older head: its check confirms the MR's head."""
+    async with _opened(journal) as store:
+        await store.accept("k1", _job(head="a" * 40), project_id=1, now=1.0)
+        alone = await store.claim(busy_targets=frozenset(), now=2.0)
+        assert alone is not None and not alone.contested
+        await store.finish(alone.id, "done", error=None, now=3.0)
+        # A queued job replaced by another head, in whichever order they came.
+        await store.accept("k2", _job(head="c" * 40), project_id=1, now=4.0)
+        await store.accept("k3", _job(head="b" * 40), project_id=1, now=5.0)
+        replaced = await store.claim(busy_targets=frozenset(), now=6.0)
+        assert replaced is not None and replaced.head_sha == "b" * 40 and replaced.contested
+        # A running job stopped for another head's job, which was accepted meanwhile.
+        await store.accept("k4", _job(head="d" * 40), project_id=1, now=7.0)
+        await store.finish(replaced.id, "superseded", error=None, now=8.0)
+        successor = await store.claim(busy_targets=frozenset(), now=9.0)
+        assert successor is not None and successor.head_sha == "d" * 40 and successor.contested
+        # A redelivery of the same head replaced nothing with another head.
+        await store.finish(successor.id, "done", error=None, now=10.0)
+        await store.accept("k5", _job(head="e" * 40), project_id=1, now=11.0)
+        await store.accept("k6", _job(head="e" * 40), project_id=1, now=12.0)
+        same = await store.claim(busy_targets=frozenset(), now=13.0)
+        assert same is not None and not same.contested

@@ -162,3 +162,23 @@ async def test_a_job_taken_over_stops_its_stalled_first_owner(replicas: list[Sto
     assert taken is not None and taken.id == job.id
     assert await stalled.superseded_among([job.id]) == {job.id}
     assert await other.superseded_among([job.id]) == frozenset()
+
+
+async def test_two_heads_reaching_two_replicas_at_once_leave_one_contested_job(
+    replicas: list[Store],
+) -> None:
+    """Two heads of one MR accepted by two replicas in the same instant, many times over:
+    whichever commits last replaces the other, and its claim says so, so its check confirms
+    the MR's head rather than trusting the order the database saw."""
+    for round_number in range(30):
+        target = f"1!{round_number}"
+        one, other = replicas[round_number % 3], replicas[(round_number + 1) % 3]
+        await asyncio.gather(
+            one.accept(f"a-{round_number}", _job(target, "a" * 40), project_id=1, now=1.0),
+            other.accept(f"b-{round_number}", _job(target, "b" * 40), project_id=1, now=1.0),
+        )
+        claimed = await replicas[round_number % 3].claim(busy_targets=frozenset(), now=2.0)
+        assert claimed is not None and claimed.target == target, round_number
+        assert claimed.contested, round_number
+        assert await other.claim(busy_targets=frozenset(), now=2.0) is None
+        await replicas[round_number % 3].finish(claimed.id, "done", error=None, now=3.0)

@@ -8,6 +8,7 @@ posted again. So a label-only update that does not change the verdict costs no c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +19,7 @@ from bot import engine, incremental, report
 from bot.checks import Services
 from bot.gitlab import GitLab, GitLabError, GitLabUnavailable, NotFound
 from bot.incremental import MergeRequestInputs
-from bot.jobs import ensure_current
+from bot.jobs import Superseded, ensure_current, superseded_by_newer_head
 from bot.publish import (
     StatusTarget,
     in_pipeline,
@@ -27,7 +28,7 @@ from bot.publish import (
     set_status,
     upsert_note,
 )
-from bot.webhook import MergeRequestEvent
+from bot.webhook import MergeRequestEvent, merge_request_from_api
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,23 @@ class Memory:
     published: Published | None
 
 
-async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = True) -> None:
+async def check(
+    services: Services,
+    event: MergeRequestEvent,
+    *,
+    reuse: bool = True,
+    adopted: int = 0,
+    verify_head: bool = False,
+) -> None:
     """Check the MR's head and publish the verdict. `reuse=False` reads everything afresh
-    and searches for the note (`/compliance recheck`)."""
+    and searches for the note (`/compliance recheck`).
+
+    When the MR has moved on to a newer head than the event's, the check adopts that head:
+    the newer head's own job may already be gone, superseded in the journal by this older
+    event that was accepted after it (replicas commit deliveries in any order, and GitLab
+    sends hooks from Sidekiq in any order too). Nothing else would then check it.
+    `verify_head` (the job replaced one with another head) reads the MR's head even when
+    the check reused what it knew and read no MR: one call, only in that case."""
     gitlab = services.gitlab
     memory = await _recall(services, event.target) if reuse else Memory(None, None)
     # Statuses go on the head sha in the MR's source project, so MRs from forks work.
@@ -64,6 +79,7 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
     target = StatusTarget(event.source_project_id, event.head_sha, services.status_name)
     if memory.published is not None and memory.published.head_sha == event.head_sha:
         target = replace(target, pipeline_id=memory.published.pipeline_id)
+    running = moved_on = False
     try:
         result, target, running = await running_while(
             gitlab,
@@ -80,41 +96,55 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
             checkpoint=ensure_current,
         )
         checked = result.report
+        if verify_head and result.reuse is not engine.Reuse.NONE and not checked.retryable:
+            # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+            current = (await gitlab.merge_request(event.project_id, event.iid)).get("sha")
+            if current and current != event.head_sha:
+                checked = replace(checked, superseded_by=str(current))
         if checked.superseded_by is not None:
-            # The MR's head moved on; its own check owns the note. A `running` this check
-            # posted ends as canceled rather than spinning forever in the commit list.
+            # The MR's head moved on. A `running` this check posted ends as canceled rather
+            # than spinning forever in the commit list; then the newer head is checked.
             if running:
-                await set_status(
-                    gitlab, target, "canceled", f"superseded by {checked.superseded_by[:8]}"
-                )
+                await _cancel(gitlab, target, checked.superseded_by)
             log.info("head moved on", extra={"mr": event.target, "sha": event.head_sha})
-            return
-        links = report.Links.for_merge_request(event.web_url)
-        body = report.render_note(checked, links)
-        state = report.status_state(checked)
-        description = report.status_description(checked)
-        published = memory.published
-        ensure_current()
-        note_id = await _publish_note(gitlab, event, body, published)
-        unchanged = (
-            published is not None
-            and not running
-            and (published.head_sha, published.state, published.description)
-            == (event.head_sha, state, description)
-        )
-        if not unchanged:
-            target = await in_pipeline(gitlab, target)
+            moved_on = True
+        else:
+            links = report.Links.for_merge_request(event.web_url)
+            body = report.render_note(checked, links)
+            state = report.status_state(checked)
+            description = report.status_description(checked)
+            published = memory.published
             ensure_current()
-            await set_status(
-                gitlab,
-                target,
-                state,
-                description,
-                target_url=report.target_url(links, note_id),
+            note_id = await _publish_note(gitlab, event, body, published)
+            unchanged = (
+                published is not None
+                and not running
+                and (published.head_sha, published.state, published.description)
+                == (event.head_sha, state, description)
             )
+            if not unchanged:
+                target = await in_pipeline(gitlab, target)
+                ensure_current()
+                await set_status(
+                    gitlab,
+                    target,
+                    state,
+                    description,
+                    target_url=report.target_url(links, note_id),
+                )
     except GitLabError as exc:
         await set_incomplete(gitlab, target, exc)
         raise
+    except Superseded:
+        # A newer head's job takes over; a `running` left here would never end. (A job that
+        # lost its lease to another replica posts nothing: that replica checks this head.)
+        if running and superseded_by_newer_head():
+            with contextlib.suppress(GitLabError):
+                await _cancel(gitlab, target, None)
+        raise
+    if moved_on:
+        await _adopt_newer_head(services, event, reuse=reuse, adopted=adopted)
+        return
     await _remember(
         services,
         event.target,
@@ -138,6 +168,36 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
             "reuse": str(result.reuse),
         },
     )
+
+
+# How many times one job follows an MR whose head keeps moving before it leaves the rest to
+# the newer heads' own events (and the sweeper, which runs a failed job again).
+MAX_ADOPTED_HEADS = 3
+
+
+async def _cancel(gitlab: GitLab, target: StatusTarget, newer: str | None) -> None:
+    """End a `running` this check posted on a head that is no longer the MR's newest."""
+    why = f"superseded by {newer[:8]}" if newer else "superseded by a newer head"
+    await set_status(gitlab, target, "canceled", why)
+
+
+async def _adopt_newer_head(
+    services: Services, event: MergeRequestEvent, *, reuse: bool, adopted: int
+) -> None:
+    """Check the MR's current head in place of the event's older one."""
+    if adopted >= MAX_ADOPTED_HEADS:
+        raise GitLabUnavailable(f"the head of {event.target} kept moving; checking again later")
+    ensure_current()  # a newer head's own job is waiting: it checks that head, not this one
+    # https://docs.gitlab.com/api/merge_requests/#get-single-mr
+    raw = await services.gitlab.merge_request(event.project_id, event.iid)
+    current = merge_request_from_api(raw)
+    if current is None or raw.get("state") not in (None, "opened"):
+        # GitLab is still preparing the new head (its event follows), or the MR is closed.
+        log.info("no newer head to check yet", extra={"mr": event.target})
+        return
+    newer = replace(current, action="update")
+    log.info("checking the newer head", extra={"mr": event.target, "sha": newer.head_sha})
+    await check(services, newer, reuse=reuse, adopted=adopted + 1)
 
 
 async def _publish_note(

@@ -8,13 +8,16 @@ import time
 from pathlib import Path
 
 from bot.report import NOTE_MARKER, escape
-from tests.conftest import Bot, running_bot
+from tests.conftest import Bot, delivery_calls, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.gfm import shown_text
-from tests.payloads import note_hook
+from tests.payloads import note_hook, push_hook
 from tests.scenarios import compliant_project, hook_for
 
 MR_HOOK = "Merge Request Hook"
+
+
+ZERO = "0" * 40
 
 
 def _open_mr(
@@ -100,7 +103,7 @@ async def test_wrong_or_missing_token_leaves_gitlab_untouched(fake: FakeGitLab, 
         assert response.status_code == 401
         assert "hook-secret" not in response.text
     await bot.settle()
-    assert fake.requests == []
+    assert delivery_calls(fake) == []
 
 
 async def test_redelivery_does_nothing_new(fake: FakeGitLab, bot: Bot) -> None:
@@ -190,6 +193,109 @@ async def test_rate_limit_longer_than_the_retry_budget_fails_honestly(fake: Fake
         status = _final_status(fake, mr.project_id, mr.head_sha)
         assert status["status"] == "failed"
         assert "429" in str(status["description"])
+
+
+async def test_a_502_is_retried_soon_whatever_the_rate_limit_window_says(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # GitLab sends RateLimit-Reset (the end of the throttle's window, a Unix time) on every
+    # answer; on a self-managed instance the window is an hour by default. A 502 is not a
+    # request to wait for it: only a 429 or an explicit Retry-After is.
+    fake.rate_limit_period_seconds = 3600
+    mr = _open_mr(fake, message="feat: add it")
+    fake.fail("GET", r"/merge_requests/\d+/commits$", 502, times=1)
+    fake.fail("GET", r"/merge_requests/\d+/diffs$", 503, times=1)
+    started = time.monotonic()
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+    assert [r.status for r in fake.calls("GET", "/commits")][:2] == [502, 200]
+    assert time.monotonic() - started < 30
+
+
+async def test_answers_lost_after_gitlab_wrote_leave_one_note_and_the_right_status(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    mr = _open_mr(fake, message="feat: add it")
+    # The note is created and the status set, but both answers are lost on the way back.
+    fake.drop("POST", r"/merge_requests/\d+/notes$", after_processing=True)
+    fake.drop("POST", r"/statuses/", after_processing=True)
+    await bot.send(MR_HOOK, hook_for(mr))
+    await bot.settle()
+    assert [m for m, _, _ in fake.processed_then_dropped] == ["POST", "POST"]
+    assert len(_bot_notes(fake, mr)) == 1
+    final = _final_status(fake, mr.project_id, mr.head_sha)
+    assert final["status"] == "success"
+    assert str(final["target_url"]).endswith(f"#note_{_bot_notes(fake, mr)[0]['id']}")
+
+
+async def test_heads_delivered_out_of_order_end_on_the_newest_head(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # GitLab sends hooks from Sidekiq, and two replicas accept them in whatever order their
+    # database commits: the older head's event can be journaled after the newer one's and
+    # replace it. The check that runs must still end on the MR's newest head.
+    mr = _open_mr(fake, message="feat: add it")
+    first = mr.head_sha
+    middle = fake.commit(mr.project_id, "feature", message="fix: middle")
+    newest = fake.commit(mr.project_id, "feature", message="Not conventional")
+    newer_hook = hook_for(mr, action="update", oldrev=middle, head_sha=newest)
+    older_hook = hook_for(mr, action="update", oldrev=first, head_sha=middle)
+    for payload in (newer_hook, older_hook):
+        assert (await bot.send(MR_HOOK, payload)).status_code == 202
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, newest)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
+    for sha in (first, middle):  # no older head is left `running`
+        assert [s["status"] for s in fake.statuses(mr.project_id, sha)][-1:] != ["running"]
+
+
+async def test_an_older_push_journaled_last_does_not_end_on_its_older_head(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # The older push's check can reuse what the first check read (its oldrev is the head
+    # judged then) and so never reads the MR's head: it must still not be the last word.
+    mr = _open_mr(fake, message="feat: add it")
+    assert (await bot.send(MR_HOOK, hook_for(mr))).status_code == 202
+    await bot.settle()
+    first = mr.head_sha
+    older = fake.commit(mr.project_id, "feature", message="fix: older")
+    newest = fake.commit(mr.project_id, "feature", message="Not conventional")
+    # The newest head's check is about to publish when the older push is journaled.
+    arrived, release = fake.hold("PUT", r"/notes/\d+$")
+    newest_hook = hook_for(mr, action="update", oldrev=older, head_sha=newest)
+    assert (await bot.send(MR_HOOK, newest_hook)).status_code == 202
+    await arrived.wait()
+    older_hook = hook_for(mr, action="update", oldrev=first, head_sha=older)
+    assert (await bot.send(MR_HOOK, older_hook)).status_code == 202
+    release.set()
+    await bot.settle()
+    assert _final_status(fake, mr.project_id, newest)["status"] == "failed"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
+
+
+async def test_a_check_superseded_while_running_leaves_no_running_status(
+    fake: FakeGitLab,
+) -> None:
+    async with running_bot(fake, running_status_delay_seconds=0) as bot:
+        mr = _open_mr(fake, message="feat: add it")
+        first = mr.head_sha
+        # The first check has read everything and shows `running` when the push lands.
+        arrived, release = fake.hold("POST", r"/merge_requests/\d+/notes$")
+        assert (await bot.send(MR_HOOK, hook_for(mr))).status_code == 202
+        await arrived.wait()
+        assert [s["status"] for s in fake.statuses(mr.project_id, first)] == ["running"]
+        newest = fake.commit(mr.project_id, "feature", message="fix: more")
+        pushed = hook_for(mr, action="update", oldrev=first, head_sha=newest)
+        assert (await bot.send(MR_HOOK, pushed)).status_code == 202
+        release.set()
+        await bot.settle()
+    assert [s["status"] for s in fake.statuses(mr.project_id, first)][-1] == "canceled"
+    assert _final_status(fake, mr.project_id, newest)["status"] == "success"
+    [note] = _bot_notes(fake, mr)
+    assert f"`{newest[:8]}`" in str(note["body"])
 
 
 async def test_status_joins_the_heads_pipeline_instead_of_opening_an_external_one(
@@ -431,8 +537,14 @@ async def test_a_deleted_note_is_written_again_on_the_next_change(
 async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     mr = _open_mr(fake, message="feat: add it")
+    main = fake.branch_head(mr.project_id, "main")
     async with running_bot(fake, compliance_db=journal) as first:
         await first.send(MR_HOOK, hook_for(mr))
+        # The push that made `main`, so that catch-up finds no branch left unchecked either.
+        push = push_hook(
+            project_id=mr.project_id, branch="main", before=ZERO, after=main, commits=[]
+        )
+        await first.send("Push Hook", push)
         await first.settle()
     calls_before = len(fake.requests)
 
@@ -446,12 +558,12 @@ async def test_what_was_learnt_survives_a_restart(fake: FakeGitLab, tmp_path: Pa
         await second.send(MR_HOOK, labelled)
         await second.settle()
 
-    # Catch-up on start lists the open MRs and finds their heads checked; the label change
-    # itself reads and writes nothing.
+    # Catch-up on start lists the open MRs and the recent branches, and finds their heads
+    # checked; the label change itself reads and writes nothing.
     made = [f"{r.method} {r.path}" for r in fake.requests[calls_before:]]
     assert [m for m in made if not m.startswith("GET ")] == []
     assert [m for m in made if f"/merge_requests/{mr.iid}" in m or "/repository/" in m] == [
-        m for m in made if m.endswith("/statuses")
+        m for m in made if m.endswith(("/statuses", "/repository/branches"))
     ]
 
 

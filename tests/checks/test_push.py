@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 from bot.webhook import ZERO_SHA
-from tests.conftest import Bot
+from tests.conftest import Bot, delivery_calls
 from tests.fake_gitlab import FakeGitLab
 from tests.payloads import push_hook
 from tests.scenarios import compliant_project
@@ -103,7 +103,7 @@ async def test_tag_push_and_branch_deletion_are_acknowledged_and_ignored(
     assert response.status_code == 202
     assert response.json()["status"] == "ignored"
     await bot.settle()
-    assert fake.requests == []
+    assert delivery_calls(fake) == []
 
 
 async def test_push_with_an_empty_default_branch_is_judged_by_the_default_branchs_rules(
