@@ -33,7 +33,8 @@ from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.settings import Settings
 from bot.startup import check_token
-from bot.store import JobRecord, NewJob, Store, open_store
+from bot.store import JobRecord, NewJob, Store
+from bot.stores import open_store
 from bot.token_watch import TokenWatch
 
 log = logging.getLogger(__name__)

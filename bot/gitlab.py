@@ -357,12 +357,6 @@ class GitLab:
             params["recursive"] = "true"
         return await self.get_all(f"/projects/{project_id}/repository/tree", params)
 
-    async def merge_request_commits(self, project_id: int, iid: int) -> list[Commit]:
-        """The MR's commits, oldest first (GitLab lists them newest first)."""
-        # https://docs.gitlab.com/api/merge_requests/#get-single-merge-request-commits
-        raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/commits")
-        return [commit_from_api(c) for c in reversed(raw)]
-
     async def merge_request_diffs(self, project_id: int, iid: int) -> list[ChangedFile]:
         # `/changes` is deprecated since 15.7; `/diffs` is paginated.
         # https://docs.gitlab.com/api/merge_requests/#list-merge-request-diffs

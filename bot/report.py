@@ -280,10 +280,6 @@ def status_description(report: Report) -> str:
     return plain(text, STATUS_DESCRIPTION_LIMIT)
 
 
-def truncate(text: str, limit: int) -> str:
-    return _shorten(text, limit)
-
-
 # -- the note -----------------------------------------------------------------------------
 
 
