@@ -7,7 +7,7 @@ The fake runs in a child process (`tests.fake_gitlab_server`), so it takes no CP
 either client, and its request log gives the API calls each made. The baseline is a careful
 sequential python-gitlab script, not a strawman: it lists the group's projects (so it needs
 no call for description and topics), then for each one in turn reads its root tree, its
-`.gitlab/` tree (as the bot's `engine.Repository` does) and, when there is one, its config
+`.gitlab/` tree (as the bot's `source.Repository` does) and, when there is one, its config
 file, through lazy objects that cost no extra call. It judges them with the bot's own rules,
 so both runs must agree project by project.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,13 +25,11 @@ from starlette.routing import Route
 from bot import commands, config, redaction, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
-from bot.checks import command as command_check
-from bot.checks import merge_request as merge_request_check
-from bot.checks import push as push_check
 from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import GitLab, current_event_uuid, open_gitlab
 from bot.jobs import JobRunner
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.routing import router
 from bot.settings import Settings
 from bot.startup import check_token
 from bot.store import JobRecord, NewJob, Store
@@ -269,23 +268,9 @@ async def _serving(
         ),
     )
 
-    async def run(job: JobRecord) -> None:
-        # Calls made for this delivery carry its X-Gitlab-Event-UUID.
-        token = current_event_uuid.set(job.event_uuid)
-        try:
-            event = webhook.event_from_json(job.kind, job.payload)
-            if isinstance(event, webhook.MergeRequestEvent):
-                await merge_request_check.check(services, event, verify_head=job.contested)
-            elif isinstance(event, webhook.PushEvent):
-                await push_check.check(services, event)
-            else:
-                await command_check.run(services, event)
-        finally:
-            current_event_uuid.reset(token)
-
     runner = JobRunner(
         store,
-        run,
+        functools.partial(run_job, services),
         workers=settings.workers,
         grace_seconds=settings.shutdown_grace_seconds,
         metrics=metrics,
@@ -304,6 +289,16 @@ async def _serving(
         await runner.aclose()
         with contextlib.suppress(Exception):
             await store.release_lease(CATCH_UP_LEASE)
+
+
+async def run_job(services: Services, job: JobRecord) -> None:
+    """Run one journaled job: its event, to the behaviour the router names."""
+    # Calls made for this delivery carry its X-Gitlab-Event-UUID.
+    token = current_event_uuid.set(job.event_uuid)
+    try:
+        await router.dispatch(services, webhook.event_from_json(job.kind, job.payload), job)
+    finally:
+        current_event_uuid.reset(token)
 
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.errors import Retryable
 from bot.model import ChangedFile, Commit
 from bot.redaction import redact
 
@@ -63,8 +64,8 @@ class Comparison:
     overflow: bool = False
 
 
-class GitLabError(Exception):
-    """GitLab could not give the bot what it asked for."""
+class GitLabError(Retryable):
+    """GitLab could not give the bot what it asked for; a check that met it runs again."""
 
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)

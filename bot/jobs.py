@@ -21,7 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.gitlab import GitLabError
+from bot.errors import Retryable
 from bot.metrics import Metrics
 from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, Store
 
@@ -219,7 +219,7 @@ class JobRunner:
                 raise
         except Superseded:
             task_superseded = True
-        except GitLabError as exc:
+        except Retryable as exc:
             await self.store.finish(job.id, FAILED, error=str(exc), now=time.time())
             self.stats.jobs_failed += 1
             self._observe(job, "failed", started)
