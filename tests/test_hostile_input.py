@@ -79,6 +79,12 @@ class HealthProbe:
             await self._samples.wait_for(lambda: len(self.latencies) >= samples)
             self.idle_latencies, self.latencies = self.latencies, []
 
+    async def at_least(self, samples: int) -> None:
+        """Wait until `samples` answers were measured since `idle()` (a quick check may end
+        before the probe has seen many)."""
+        async with self._samples:
+            await self._samples.wait_for(lambda: len(self.latencies) >= samples)
+
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[HealthProbe]:
         task = asyncio.get_running_loop().create_task(self._poll())
@@ -161,6 +167,7 @@ async def test_a_big_config_does_not_stall_the_loop(
             assert (await deliver(http, bot.url, MR_HOOK, hook_for(other_mr))).status_code == 202
             big_status = await _final_status(fake, big)
             other_status = await _final_status(fake, other_mr)
+            await probe.at_least(6)
     finally:
         await bot.stop()
 

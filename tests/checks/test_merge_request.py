@@ -203,13 +203,13 @@ async def test_a_502_is_retried_soon_whatever_the_rate_limit_window_says(
     # request to wait for it: only a 429 or an explicit Retry-After is.
     fake.rate_limit_period_seconds = 3600
     mr = _open_mr(fake, message="feat: add it")
-    fake.fail("GET", r"/merge_requests/\d+/commits$", 502, times=1)
+    fake.fail("GET", r"/repository/compare$", 502, times=1)
     fake.fail("GET", r"/merge_requests/\d+/diffs$", 503, times=1)
     started = time.monotonic()
     await bot.send(MR_HOOK, hook_for(mr))
     await bot.settle()
     assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
-    assert [r.status for r in fake.calls("GET", "/commits")][:2] == [502, 200]
+    assert [r.status for r in fake.calls("GET", "/repository/compare")][:2] == [502, 200]
     assert time.monotonic() - started < 30
 
 
