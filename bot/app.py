@@ -27,12 +27,12 @@ from bot.catchup import catch_up
 from bot.checks import Services
 from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import GitLab, current_event_uuid, open_gitlab
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, job_for
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
 from bot.routing import router
 from bot.settings import Settings
 from bot.startup import check_token
-from bot.store import JobRecord, NewJob, Store
+from bot.store import JobRecord, Store
 from bot.stores import open_store
 from bot.token_watch import TokenWatch
 
@@ -183,13 +183,7 @@ def create_app(
             return answer("shutting down", 503, {"error": "shutting down"})
 
         key = webhook.idempotency_key(request.headers, event_name, body)
-        job = NewJob(
-            target=webhook.event_target(event),
-            kind=webhook.event_kind(event),
-            head_sha=webhook.event_head(event),
-            payload=webhook.event_to_json(event),
-            event_uuid=request.headers.get("x-gitlab-event-uuid"),
-        )
+        job = job_for(event, event_uuid=request.headers.get("x-gitlab-event-uuid"))
         # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
         try:
             accepted = await runtime.store.accept(

@@ -15,13 +15,15 @@ Payloads:    https://docs.gitlab.com/user/project/integrations/webhook_events/
 from __future__ import annotations
 
 import base64
-import dataclasses
+import functools
 import hashlib
 import hmac
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import TypeAdapter
 
 from bot import commands
 from bot.model import Commit
@@ -387,27 +389,27 @@ def _shown(value: object) -> str:
 # -- events as journal records ------------------------------------------------------------
 
 
+_EVENT_TYPES: dict[str, type[Event]] = {
+    "merge_request": MergeRequestEvent,
+    "push": PushEvent,
+    "command": NoteEvent,
+}
+
+
+@functools.cache
+def _journal_format(kind: str) -> TypeAdapter[Event]:
+    return TypeAdapter(_EVENT_TYPES[kind])
+
+
 def event_to_json(event: Event) -> str:
-    """The event as the journal stores it, so a restart can replay it."""
-    data = dataclasses.asdict(event)
-    if isinstance(event, MergeRequestEvent):
-        data["changed_fields"] = sorted(event.changed_fields)
-    return json.dumps(data, sort_keys=True)
+    """The event as the journal stores it, so a restart can replay it: every field by name."""
+    return _journal_format(event_kind(event)).dump_json(event).decode()
 
 
 def event_from_json(kind: str, text: str) -> Event:
-    data = json.loads(text)
-    if kind == "command":
-        return NoteEvent(**data)
-    if kind == "merge_request":
-        data["changed_fields"] = frozenset(data["changed_fields"])
-        for key in ("labels", "assignees", "reviewers"):
-            data[key] = tuple(data[key])
-        return MergeRequestEvent(**data)
-    data["commits"] = tuple(
-        Commit(**{**c, "parent_ids": tuple(c["parent_ids"])}) for c in data["commits"]
-    )
-    return PushEvent(**data)
+    """The journaled event, as it was before it was stored (and as older records stored it:
+    sorted keys, lists for tuples and sets)."""
+    return _journal_format(kind).validate_json(text)
 
 
 def event_kind(event: Event) -> str:
