@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.model import Commit, Report, Severity
+from bot.model import Report, Severity
 from bot.report import (
     failing,
     render_codequality,
@@ -184,18 +184,9 @@ class Target:
     source_project_id: int | None = None  # where the commits are (signatures)
 
 
-def _merge_base(git: Git, a: str, b: str) -> str:
-    from bot.local import GitError
-
-    result = git.run("merge-base", a, b, check=False)
-    if result.returncode != 0:
-        raise GitError(f"{a[:12]} and {b[:12]} have no common history: pass --base")
-    return result.stdout.decode().strip()
-
-
 def local_target(git: Git, base: str | None, head: str | None) -> Target:
     """A check before pushing, judged as the merge request it will become."""
-    from bot.local import Revisions, branch_name, current_branch, default_branch
+    from bot.local import Revisions, branch_name, current_branch, default_branch, merge_base
 
     head_sha = git.commit_sha(head or "HEAD", "--head")
     branch = current_branch(git) if head is None else (branch_name(git, head) or "")
@@ -208,7 +199,7 @@ def local_target(git: Git, base: str | None, head: str | None) -> Target:
             raise UsageError(
                 "cannot tell the default branch (no origin/HEAD, main or master): pass --base"
             )
-        base_sha = _merge_base(git, default[0], head_sha)
+        base_sha = merge_base(git, default[0], head_sha)
         target_branch = default[1]
     return Target(
         Revisions(
@@ -633,43 +624,19 @@ def clean_message(text: str, comment_char: str = "#") -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
-_IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
-
-
-def _ident(git: Git | None, which: str) -> tuple[str, str]:
-    if git is None:
-        return "", ""
-    result = git.run("var", which, check=False)
-    match = _IDENT.match(result.stdout.decode("utf-8", "replace"))
-    return (match["name"], match["email"]) if match else ("", "")
-
-
-def _parents(git: Git | None) -> tuple[str, ...]:
-    """HEAD, plus MERGE_HEAD's commits while a merge is being concluded."""
-    if git is None:
-        return ()
-    parents = [sha for sha in (git.rev("HEAD"),) if sha]
-    merge_head = git.run("rev-parse", "--git-path", "MERGE_HEAD", check=False)
-    path = Path(merge_head.stdout.decode().strip())
-    if merge_head.returncode == 0 and not path.is_absolute():
-        path = git.root / path
-    if path.is_file():
-        parents += path.read_text(encoding="utf-8", errors="replace").split()
-    return tuple(parents)
-
-
 def run_commit_msg(args: argparse.Namespace) -> int:
     from bot.config import ConfigError, default_config
-    from bot.engine import Plan, evaluate, plan
+    from bot.engine import Inputs, Plan, context_for, evaluate, plan
     from bot.local import (
-        ZERO_SHA,
         GitError,
+        comment_char,
         current_branch,
         default_branch,
+        merge_base,
         open_repository,
+        pending_commit,
         read_config,
     )
-    from bot.rules.base import Context
     from bot.rules.catalog import rule_by_id
 
     try:
@@ -681,13 +648,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         git = open_repository(".")
     except GitError:
         git = None  # not in a repository: the default rules, and no author to judge
-    comment_char = "#"
-    if git is not None:
-        configured = git.run("config", "--get", "core.commentChar", check=False)
-        value = configured.stdout.decode().strip()
-        if len(value) == 1:  # "auto" picks a character git does not tell; "#" then
-            comment_char = value
-    message = clean_message(raw.decode("utf-8", "replace"), comment_char)
+    message = clean_message(raw.decode("utf-8", "replace"), comment_char(git))
 
     # The rules of the default branch (at the merge-base, as `check` reads them), so the hook
     # judges as the merge request will be judged. No commit yet: the default rules.
@@ -697,7 +658,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         head = git.rev("HEAD") if git is not None else None
         rules_from = head
         if git is not None and default is not None:
-            rules_from = _merge_base(git, default[0], head) if head else git.rev(default[0])
+            rules_from = merge_base(git, default[0], head) if head else git.rev(default[0])
         if git is not None and rules_from:
             config = read_config(git, rules_from, args.config or None)
         else:
@@ -717,25 +678,16 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         for rule, options in checks.rules
         if rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
     )
-    author_name, author_email = _ident(git, "GIT_AUTHOR_IDENT")
-    committer_name, committer_email = _ident(git, "GIT_COMMITTER_IDENT")
-    commit = Commit(
-        sha=ZERO_SHA,
-        message=message,
-        author_name=author_name,
-        author_email=author_email,
-        parent_ids=_parents(git),
-        committer_name=committer_name,
-        committer_email=committer_email,
-    )
-    context = Context(
-        scope=Scope.PUSH,
+    commit_checks = Plan(config=config, rules=commit_rules)
+    context = context_for(
+        commit_checks,
+        Scope.PUSH,
+        Inputs(commits=(pending_commit(git, message),)),
         branch=branch,
         target_branch=target_branch,
-        commits=(commit,),
-        squash_policy=config.squash_policy,
+        paths=frozenset(),
     )
-    outcomes = evaluate(Plan(config=config, rules=commit_rules), context)
+    outcomes = evaluate(commit_checks, context)
     findings = [f for o in outcomes for f in o.findings]
     errors = sum(1 for f in findings if f.severity is Severity.ERROR)
     for finding in findings:

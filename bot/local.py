@@ -26,6 +26,7 @@ on it meanwhile.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -242,6 +243,64 @@ def branch_name(git: Git, revision: str) -> str | None:
         remote_and_name = full.removeprefix("refs/remotes/")
         return remote_and_name.split("/", 1)[1] if "/" in remote_and_name else None
     return None
+
+
+def merge_base(git: Git, a: str, b: str) -> str:
+    result = git.run("merge-base", a, b, check=False)
+    if result.returncode != 0:
+        raise GitError(f"{a[:12]} and {b[:12]} have no common history: pass --base")
+    return result.stdout.decode().strip()
+
+
+def comment_char(git: Git | None) -> str:
+    """The character that starts a comment line in a commit message (`core.commentChar`)."""
+    if git is not None:
+        configured = git.run("config", "--get", "core.commentChar", check=False)
+        value = configured.stdout.decode().strip()
+        if len(value) == 1:  # "auto" picks a character git does not tell; "#" then
+            return value
+    return "#"
+
+
+_IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
+
+
+def _ident(git: Git | None, which: str) -> tuple[str, str]:
+    if git is None:
+        return "", ""
+    result = git.run("var", which, check=False)
+    match = _IDENT.match(result.stdout.decode("utf-8", "replace"))
+    return (match["name"], match["email"]) if match else ("", "")
+
+
+def _parents(git: Git | None) -> tuple[str, ...]:
+    """HEAD, plus MERGE_HEAD's commits while a merge is being concluded."""
+    if git is None:
+        return ()
+    parents = [sha for sha in (git.rev("HEAD"),) if sha]
+    merge_head = git.run("rev-parse", "--git-path", "MERGE_HEAD", check=False)
+    path = Path(merge_head.stdout.decode().strip())
+    if merge_head.returncode == 0 and not path.is_absolute():
+        path = git.root / path
+    if path.is_file():
+        parents += path.read_text(encoding="utf-8", errors="replace").split()
+    return tuple(parents)
+
+
+def pending_commit(git: Git | None, message: str) -> Commit:
+    """The commit `git commit` is about to make (in a commit-msg hook): the message, the
+    author and committer git will record, and its parents. No sha yet."""
+    author_name, author_email = _ident(git, "GIT_AUTHOR_IDENT")
+    committer_name, committer_email = _ident(git, "GIT_COMMITTER_IDENT")
+    return Commit(
+        sha=ZERO_SHA,
+        message=message,
+        author_name=author_name,
+        author_email=author_email,
+        parent_ids=_parents(git),
+        committer_name=committer_name,
+        committer_email=committer_email,
+    )
 
 
 # -- what one check looks at ---------------------------------------------------------------
