@@ -15,8 +15,8 @@ nothing; it answers:
 - whether each commit's signature is verified (`signatures`).
 
 Implementations: `GitLabSource` here, over the process's one pooled client (the server, a CI
-job with a token, the audit); `bot.local.GitSource` on a local git checkout; any test double
-(tests/sources.py). A new kind of fact is one method more on each.
+job with a token, the audit); `bot.local.GitSource` on a local git checkout; any object with
+these methods can stand in for a test.
 
 The read bounds live here too, so that every Source reads as much, and no more, as the
 server does (DESIGN.md, invariant 8).
