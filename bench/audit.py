@@ -11,7 +11,7 @@ and the range: the machine is shared, so one run says little); `--profile` runs 
 more under cProfile and says where its CPU time goes, by layer. The baseline is a careful
 sequential python-gitlab script, not a strawman: it lists the group's projects (so it needs
 no call for description and topics), then for each one in turn reads its root tree, its
-`.gitlab/` tree (as the bot's `engine.Repository` does) and, when there is one, its config
+`.gitlab/` tree (as the bot's `source.Repository` does) and, when there is one, its config
 file, through lazy objects that cost no extra call. It judges them with the bot's own rules,
 so both runs must agree project by project.
 

@@ -40,13 +40,14 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bench.calls import endpoint
 from bot.config import CONFIG_PATHS, default_config, load
-from bot.engine import GITLAB_DIR, evaluate, plan
+from bot.engine import evaluate, plan
 from bot.gitlab import changed_file_from_api, commit_from_api
 from bot.model import Report
 from bot.report import NOTE_MARKER, render_note, status_description, status_state
 from bot.rules.base import Context, MergeRequestFacts, ProjectFacts
 from bot.rules.base import Scope as RuleScope
 from bot.rules.repository import apply_changes
+from bot.source import GITLAB_DIR
 from bot.webhook import MergeRequestEvent, parse_event
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.fake_gitlab_server import serve, with_control_routes

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from typing import Any
 
+from bot.metrics import endpoint_template
 from tests.conftest import running_bot
 from tests.fake_gitlab import FakeGitLab
 from tests.payloads import push_hook
 from tests.scenarios import compliant_project, hook_for
 
-_TEMPLATES = [
-    (re.compile(r"/projects/\d+"), "/projects/:id"),
-    (re.compile(r"/merge_requests/\d+"), "/merge_requests/:iid"),
-    (re.compile(r"/notes/\d+"), "/notes/:note_id"),
-    (re.compile(r"[0-9a-f]{40}"), ":sha"),
-]
-
 
 def endpoint(method: str, path: str) -> str:
-    path = path.removeprefix("/api/v4")
-    for pattern, replacement in _TEMPLATES:
-        path = pattern.sub(replacement, path)
-    return f"{method} {path}"
+    return f"{method} {endpoint_template(path)}"
 
 
 async def measure() -> dict[str, dict[str, Any]]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -24,17 +25,16 @@ from starlette.routing import Route
 from bot import commands, config, policy, redaction, webhook
 from bot.catchup import catch_up
 from bot.checks import Services
-from bot.checks import command as command_check
-from bot.checks import merge_request as merge_request_check
-from bot.checks import push as push_check
 from bot.checks import waive as waive_command
 from bot.commands import CommandLimiter, CommandLimits
 from bot.gitlab import GitLab, current_event_uuid, open_gitlab
-from bot.jobs import JobRunner
+from bot.jobs import JobRunner, job_for
 from bot.metrics import CONTENT_TYPE_LATEST, Metrics
+from bot.routing import router
 from bot.settings import Settings
 from bot.startup import check_token
-from bot.store import JobRecord, NewJob, Store, open_store
+from bot.store import JobRecord, Store
+from bot.stores import open_store
 from bot.token_watch import TokenWatch
 
 log = logging.getLogger(__name__)
@@ -193,13 +193,7 @@ def create_app(
             return answer("shutting down", 503, {"error": "shutting down"})
 
         key = webhook.idempotency_key(request.headers, event_name, body)
-        job = NewJob(
-            target=webhook.event_target(event),
-            kind=webhook.event_kind(event),
-            head_sha=webhook.event_head(event),
-            payload=webhook.event_to_json(event),
-            event_uuid=request.headers.get("x-gitlab-event-uuid"),
-        )
+        job = job_for(event, event_uuid=request.headers.get("x-gitlab-event-uuid"))
         # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
         try:
             accepted = await runtime.store.accept(
@@ -280,23 +274,9 @@ async def _serving(
         clock=clock,
     )
 
-    async def run(job: JobRecord) -> None:
-        # Calls made for this delivery carry its X-Gitlab-Event-UUID.
-        token = current_event_uuid.set(job.event_uuid)
-        try:
-            event = webhook.event_from_json(job.kind, job.payload)
-            if isinstance(event, webhook.MergeRequestEvent):
-                await merge_request_check.check(services, event, verify_head=job.contested)
-            elif isinstance(event, webhook.PushEvent):
-                await push_check.check(services, event)
-            else:
-                await command_check.run(services, event)
-        finally:
-            current_event_uuid.reset(token)
-
     runner = JobRunner(
         store,
-        run,
+        functools.partial(run_job, services),
         workers=settings.workers,
         grace_seconds=settings.shutdown_grace_seconds,
         metrics=metrics,
@@ -315,6 +295,16 @@ async def _serving(
         await runner.aclose()
         with contextlib.suppress(Exception):
             await store.release_lease(CATCH_UP_LEASE)
+
+
+async def run_job(services: Services, job: JobRecord) -> None:
+    """Run one journaled job: its event, to the behaviour the router names."""
+    # Calls made for this delivery carry its X-Gitlab-Event-UUID.
+    token = current_event_uuid.set(job.event_uuid)
+    try:
+        await router.dispatch(services, webhook.event_from_json(job.kind, job.payload), job)
+    finally:
+        current_event_uuid.reset(token)
 
 
 async def _sweep(settings: Settings, services: Services, store: Store, runner: JobRunner) -> None:

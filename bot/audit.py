@@ -29,12 +29,11 @@ import argparse
 import asyncio
 import contextlib
 import csv
-import functools
 import io
 import json
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -44,9 +43,9 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from bot.model import Finding, Severity
 
 if TYPE_CHECKING:
-    from bot.audit_history import Comparison
+    from bot.audit_history import Comparison, Previous
     from bot.config import Config
-    from bot.engine import Plan, Repository
+    from bot.engine import Plan
     from bot.gitlab import GitLab
     from bot.settings import GitLabSettings
 
@@ -54,7 +53,6 @@ EXIT_COMPLIANT = 0
 EXIT_NON_COMPLIANT = 1
 EXIT_USAGE = 2
 EXIT_ERROR = 3
-EXIT_INTERRUPTED = 130
 
 DEFAULT_CONCURRENCY = 64
 # Invariant 8, everything is bounded: a listing longer than this is reported, not read on.
@@ -205,30 +203,6 @@ def repository_plan(config: Config, branch: str) -> Plan:
     return Plan(config=full.config, rules=rules)
 
 
-@functools.cache
-def _repository_class() -> type[Repository]:
-    """`engine.Repository`, reading `.gitlab/` only when the root tree lists that directory.
-
-    The webhook checks read both trees at once, for the shortest wait on one check; an audit
-    is bound by calls instead, and many projects have no `.gitlab/` directory, whose tree
-    GitLab would answer with a 404 (17.7+) after a round trip.
-    """
-    from bot.engine import GITLAB_DIR, Repository
-
-    class AuditRepository(Repository):
-        async def paths(self) -> frozenset[str]:
-            if self.known.paths is None:
-                items = await self.gitlab.tree(self.project_id, self.ref)
-                if any(i.get("type") == "tree" and i.get("path") == GITLAB_DIR for i in items):
-                    items += await self._tree_or_empty(GITLAB_DIR)
-                self.known.paths = frozenset(
-                    str(i["path"]) for i in items if i.get("type") == "blob"
-                )
-            return self.known.paths
-
-    return AuditRepository
-
-
 def _project_row(project: Mapping[str, Any], status: Status, **values: Any) -> Row:
     return Row(
         kind="project",
@@ -255,7 +229,8 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
     from bot.engine import evaluate
     from bot.gitlab import GitLabError, NotFound
     from bot.policy import resolve_for_listed_project as resolve_policy
-    from bot.rules.base import Context, Need, ProjectFacts, Scope
+    from bot.rules.base import Context, Need, Scope
+    from bot.source import GitLabSource, project_facts_from_api
 
     branch = project.get("default_branch")
     # `empty_repo` and `default_branch` come with the listing (Entities::Project); a project
@@ -264,17 +239,24 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
     if project.get("empty_repo") or not branch:
         return _project_row(project, Status.ERROR, reason="empty repository")
     branch = str(branch)
-    repository = _repository_class()(gitlab, int(project["id"]), branch)
+    # The listing holds the project's facts. Calls are what an audit is bound by: `.gitlab/`
+    # is listed only when the root tree shows it.
+    source = GitLabSource(
+        gitlab,
+        int(project["id"]),
+        gitlab_dir_when_listed=True,
+        known_project=project_facts_from_api(project),
+    )
     try:
         config = (
             policy
             if policy is not None
-            else await resolve_policy(gitlab, project, branch, await repository.config_file())
+            else await resolve_policy(gitlab, project, branch, await source.config_file(branch))
         )
         checks = repository_plan(config, branch)
         needs = checks.needs
-        paths = await repository.paths() if Need.TREE in needs else frozenset[str]()
-        codeowners = await repository.codeowners() if Need.CODEOWNERS in needs else None
+        paths = await source.tree_paths(branch) if Need.TREE in needs else frozenset[str]()
+        codeowners = await source.codeowners(branch) if Need.CODEOWNERS in needs else None
     except ConfigError as exc:
         # The project's own config is broken: as for a push, that is a failure of the project
         # (the bot sets `failed`), not of the audit.
@@ -300,17 +282,12 @@ async def _audit_project(gitlab: GitLab, project: Mapping[str, Any], policy: Con
         return _project_row(project, Status.ERROR, reason=str(exc))
     except GitLabError as exc:
         return _project_row(project, Status.ERROR, reason=str(exc))
-    # `tag_list` is the pre-14.0 name of `topics`.
-    topics = project.get("topics", project.get("tag_list")) or []
     context = Context(
         scope=Scope.PUSH,
         branch=branch,
         target_branch=branch,
         paths=paths,
-        project=ProjectFacts(
-            description=str(project.get("description") or ""),
-            topics=tuple(str(t) for t in topics),
-        ),
+        project=await source.project(),
         codeowners=codeowners,
     )
     findings = tuple(f for outcome in evaluate(checks, context) for f in outcome.findings)
@@ -1048,10 +1025,10 @@ def _write_file(path: Path, text: str) -> str | None:
     return None
 
 
-def audit_command(args: argparse.Namespace) -> int:
+def audit_command(args: argparse.Namespace) -> int | Coroutine[Any, Any, int]:
     from pydantic import ValidationError
 
-    from bot.audit_history import HistoryError, Previous, compare, load_previous
+    from bot.audit_history import HistoryError, load_previous
     from bot.settings import GitLabSettings, settings_error_line
 
     try:
@@ -1089,14 +1066,21 @@ def audit_command(args: argparse.Namespace) -> int:
         concurrency=args.concurrency,
         members=args.members,
     )
-    from bot.cli import run_event_loop
+    # The CLI runs it on the process's one event loop; ^C ends it with "audit interrupted"
+    # and exit code 130 (bot/cli.py).
+    return _audit_and_report(settings, options, args, previous)
 
-    try:
-        with _progress(sys.stderr) as progress:
-            result = run_event_loop(run_audit(settings, options, progress))
-    except KeyboardInterrupt:
-        print("compliance-bot: audit interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+
+async def _audit_and_report(
+    settings: GitLabSettings,
+    options: AuditOptions,
+    args: argparse.Namespace,
+    previous: Previous | None,
+) -> int:
+    from bot.audit_history import compare
+
+    with _progress(sys.stderr) as progress:
+        result = await run_audit(settings, options, progress)
     result.fail_on = Severity(args.fail_on)
     result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
     if previous is not None:
@@ -1121,20 +1105,28 @@ def audit_command(args: argparse.Namespace) -> int:
     return code
 
 
-def _waivers_command(args: argparse.Namespace, settings: GitLabSettings) -> int:
+def _waivers_command(
+    args: argparse.Namespace, settings: GitLabSettings
+) -> int | Coroutine[Any, Any, int]:
     import os
-    import time
 
     from bot import audit_waivers
-    from bot.cli import run_event_loop
-    from bot.gitlab import GitLabError
 
     journal = args.journal or os.environ.get("COMPLIANCE_DB")
     if not audit_waivers.usable_journal(journal):
         return EXIT_USAGE
     assert journal is not None
+    return _waivers_report(args, settings, journal)
+
+
+async def _waivers_report(args: argparse.Namespace, settings: GitLabSettings, journal: str) -> int:
+    import time
+
+    from bot import audit_waivers
+    from bot.gitlab import GitLabError
+
     try:
-        rows = run_event_loop(audit_waivers.run(settings, journal, args.group, now=time.time()))
+        rows = await audit_waivers.run(settings, journal, args.group, now=time.time())
     except (GitLabError, ValueError) as exc:
         print(f"compliance-bot: could not list the waivers: {exc}", file=sys.stderr)
         return EXIT_ERROR

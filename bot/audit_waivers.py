@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.gitlab import GitLab, GitLabError
-from bot.store import is_postgres_url, open_store
+from bot.stores import is_postgres_url, open_store
 from bot.waivers import Waiver
 
 # Waivers listed at most; the newest first.

@@ -21,13 +21,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.gitlab import GitLab, GitLabError, GitLabHTTPError
+from bot.jobs import job_for
 from bot.publish import fallback_status_name
-from bot.store import NewJob, Store
+from bot.store import Store
 from bot.webhook import (
     ZERO_SHA,
     MergeRequestEvent,
     PushEvent,
-    event_to_json,
     merge_request_from_api,
 )
 
@@ -75,12 +75,7 @@ async def catch_up(gitlab: GitLab, store: Store, *, status_name: str) -> int:
                     continue
                 if await gitlab.has_status(event.source_project_id, event.head_sha, *names):
                     continue
-                job = NewJob(
-                    target=event.target,
-                    kind="merge_request",
-                    head_sha=event.head_sha,
-                    payload=event_to_json(event),
-                )
+                job = job_for(event)
                 if await store.enqueue(job, seen_at=listed_at, now=time.time()) is not None:
                     queued += 1
             queued += await catch_up_branches(
@@ -183,7 +178,7 @@ async def catch_up_branches(
             default_branch=default_branch,
             web_url="",
         )
-        job = NewJob(target=event.target, kind="push", head_sha=head, payload=event_to_json(event))
+        job = job_for(event)
         if await store.enqueue(job, seen_at=listed_at, now=time.time()) is not None:
             queued += 1
     return queued

@@ -18,16 +18,15 @@ findings, 2 a usage error, an invalid config, or a check that could not complete
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.model import Commit, Report, Severity
+from bot.model import Report, Severity
 from bot.report import (
     failing,
     render_codequality,
@@ -37,14 +36,14 @@ from bot.report import (
     render_rich,
     render_text,
 )
-from bot.rules.base import MergeRequestFacts, Need, ProjectFacts, Scope
+from bot.rules.base import MergeRequestFacts, Need, Scope
 
 if TYPE_CHECKING:
     # bot.local reads the config (pydantic models of every rule) and bot.engine the GitLab
     # client: imported where a command runs, so that `compliance-bot --help` stays fast.
     from bot.engine import Plan
     from bot.gitlab import GitLab
-    from bot.local import Git, GitInputs, LocalResult, Revisions
+    from bot.local import Git, GitSource, LocalResult, Revisions
     from bot.settings import GitLabSettings
 
 EXIT_OK = 0
@@ -193,18 +192,9 @@ class Target:
     source_project_id: int | None = None  # where the commits are (signatures)
 
 
-def _merge_base(git: Git, a: str, b: str) -> str:
-    from bot.local import GitError
-
-    result = git.run("merge-base", a, b, check=False)
-    if result.returncode != 0:
-        raise GitError(f"{a[:12]} and {b[:12]} have no common history: pass --base")
-    return result.stdout.decode().strip()
-
-
 def local_target(git: Git, base: str | None, head: str | None) -> Target:
     """A check before pushing, judged as the merge request it will become."""
-    from bot.local import Revisions, branch_name, current_branch, default_branch
+    from bot.local import Revisions, branch_name, current_branch, default_branch, merge_base
 
     head_sha = git.commit_sha(head or "HEAD", "--head")
     branch = current_branch(git) if head is None else (branch_name(git, head) or "")
@@ -217,7 +207,7 @@ def local_target(git: Git, base: str | None, head: str | None) -> Target:
             raise UsageError(
                 "cannot tell the default branch (no origin/HEAD, main or master): pass --base"
             )
-        base_sha = _merge_base(git, default[0], head_sha)
+        base_sha = merge_base(git, default[0], head_sha)
         target_branch = default[1]
     return Target(
         Revisions(
@@ -254,15 +244,6 @@ def _parent(git: Git, sha: str) -> str:
     return parent
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool | None:
-    value = env.get(name)
-    return None if value is None or value == "" else value.strip().lower() == "true"
-
-
-def _names(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
 def _int(env: Mapping[str, str], name: str) -> int | None:
     value = env.get(name, "").strip()
     return int(value) if value.isdigit() else None
@@ -280,6 +261,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     on the server; on the default branch itself, from the commit before the push.
     """
     from bot.local import ZERO_SHA, Revisions, default_branch, fetch_branch
+    from bot.webhook import ci_flag, merge_request_facts_from_ci
 
     iid = _int(env, "CI_MERGE_REQUEST_IID")
     project_id = _int(env, "CI_PROJECT_ID")
@@ -302,11 +284,8 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
                     f"{target}: set GIT_DEPTH: 0 on the job, or pass --base"
                 )
         base_sha = git.commit_sha(base_rev, "the MR's diff base")
-        title = env.get("CI_MERGE_REQUEST_TITLE", "")
-        draft = _flag(env, "CI_MERGE_REQUEST_DRAFT")  # GitLab 17.10+
-        squash = _flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")  # GitLab 16.4+
         partial = {}
-        if _flag(env, "CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED"):
+        if ci_flag(env, "CI_MERGE_REQUEST_DESCRIPTION_IS_TRUNCATED"):
             partial = dict.fromkeys(
                 DESCRIPTION_RULES,
                 "GitLab gives CI only the first 2,700 characters of the description; set "
@@ -321,18 +300,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
                 branch=source,
                 target_branch=target,
             ),
-            merge_request=MergeRequestFacts(
-                title=title,
-                description=env.get("CI_MERGE_REQUEST_DESCRIPTION", ""),
-                labels=_names(env.get("CI_MERGE_REQUEST_LABELS", "")),
-                # Without the variable (before 17.10), the draft rule still sees the title's
-                # `Draft:` prefix, which is how GitLab marks a draft.
-                draft=bool(draft),
-                source_branch=source,
-                target_branch=target,
-                squash=bool(squash),
-                assignees=_names(env.get("CI_MERGE_REQUEST_ASSIGNEES", "")),
-            ),
+            merge_request=merge_request_facts_from_ci(env),
             unjudgeable={
                 "merge_request.reviewer": "GitLab CI does not tell an MR's reviewers; set "
                 f"{TOKEN_VARIABLE} to read them"
@@ -395,32 +363,32 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
     )
 
 
-# -- reading GitLab, when a token is given -------------------------------------------------
+# -- reading, judging, and GitLab when a token is given ------------------------------------
 
 
-@dataclass(frozen=True)
-class Prepared:
-    """A check with its config and git inputs read, waiting for GitLab's part."""
-
-    checks: Plan
-    target: Target
-    inputs: GitInputs
-
-
-async def _gitlab_session(
-    settings: GitLabSettings, target: Target, work: Prepared | LocalResult, post_note: bool
+async def _judge_and_post(
+    settings: GitLabSettings | None,
+    git: Git,
+    target: Target,
+    work: Plan | LocalResult,
+    post_note: bool,
 ) -> tuple[LocalResult, str | None]:
-    """One client for the whole run (DESIGN.md, invariant 1): read, judge, post the note."""
+    """Read and judge; with a token, through one client for the whole run (DESIGN.md,
+    invariant 1), and post the note when asked."""
     from bot.gitlab import GitLabError, open_gitlab
-    from bot.local import LocalResult
+    from bot.local import GitSource, LocalResult
     from bot.publish import upsert_note
 
+    if settings is None:
+        if isinstance(work, LocalResult):
+            return work, None
+        return await _judge(GitSource(git), None, target, work), None
     async with open_gitlab(settings) as gitlab:
         if isinstance(work, LocalResult):
             result = work
         else:
             try:
-                result = await _judge_with_gitlab(gitlab, work)
+                result = await _judge(_with_gitlab(git, gitlab, target), gitlab, target, work)
             except GitLabError as exc:
                 result = LocalResult(
                     report=Report(head_sha=target.revisions.head, error=str(exc)),
@@ -438,58 +406,49 @@ async def _gitlab_session(
         return result, None
 
 
-async def _judge_with_gitlab(gitlab: GitLab, work: Prepared) -> LocalResult:
-    from bot.engine import MAX_SIGNATURE_READS, project_facts
-    from bot.local import judge
+def _with_gitlab(git: Git, gitlab: GitLab, target: Target) -> GitSource:
+    """The git Source, asking GitLab what git cannot tell: the project's facts (of the MR's
+    target project) and verified signatures (where the commits are)."""
+    from bot.local import GitSource
+    from bot.source import GitLabSource
 
-    target, needs = work.target, work.checks.needs
-    project: ProjectFacts | None = None
-    if Need.PROJECT in needs and target.mr_project_id is not None:
-        project = await project_facts(gitlab, target.mr_project_id)
-    merge_request = target.merge_request
-    unjudgeable, partial = dict(target.unjudgeable), dict(target.partial)
-    if target.mr_iid is not None and target.mr_project_id is not None:
-        # The whole MR, not the CI variables' cut of it: full description, reviewers, squash.
-        details = await gitlab.merge_request(target.mr_project_id, target.mr_iid)
-        merge_request = _merge_request_facts(details)
-        unjudgeable.pop("merge_request.reviewer", None)
-        partial = {k: v for k, v in partial.items() if k not in DESCRIPTION_RULES}
-    signatures: dict[str, bool] | None = None
-    if Need.SIGNATURES in needs and target.source_project_id is not None:
-        wanted = [c.sha for c in work.inputs.commits][:MAX_SIGNATURE_READS]
-        async with asyncio.TaskGroup() as group:
-            tasks = [
-                group.create_task(gitlab.commit_signature_verified(target.source_project_id, sha))
-                for sha in wanted
-            ]
-        signatures = dict(zip(wanted, (t.result() for t in tasks), strict=True))
-    return judge(
-        work.checks,
-        target.revisions,
-        work.inputs,
-        merge_request=merge_request,
-        project=project,
-        signatures=signatures,
-        unjudgeable=unjudgeable,
-        partial=partial,
+    if target.mr_project_id is None or target.source_project_id is None:
+        return GitSource(git)
+    return GitSource(
+        git,
+        GitLabSource(gitlab, target.mr_project_id, head_project_id=target.source_project_id),
     )
 
 
-def _merge_request_facts(details: Mapping[str, Any]) -> MergeRequestFacts:
-    # https://docs.gitlab.com/api/merge_requests/#get-single-mr
-    def usernames(users: Any) -> tuple[str, ...]:
-        return tuple(str(u.get("username")) for u in users or () if isinstance(u, dict))
+async def _judge(
+    source: GitSource, gitlab: GitLab | None, target: Target, checks: Plan
+) -> LocalResult:
+    from bot.local import GitError, LocalResult, judge, read_inputs
+    from bot.webhook import merge_request_from_api, squash_on_merge
 
-    return MergeRequestFacts(
-        title=str(details.get("title") or ""),
-        description=str(details.get("description") or ""),
-        labels=tuple(str(label) for label in details.get("labels") or ()),
-        draft=bool(details.get("draft", details.get("work_in_progress", False))),
-        source_branch=str(details.get("source_branch") or ""),
-        target_branch=str(details.get("target_branch") or ""),
-        squash=bool(details.get("squash_on_merge", details.get("squash", False))),
-        assignees=usernames(details.get("assignees")),
-        reviewers=usernames(details.get("reviewers")),
+    revisions = target.revisions
+    try:
+        inputs = await read_inputs(source, revisions, checks.needs)
+    except GitError as exc:
+        report = Report(head_sha=revisions.head, error=str(exc), config_source=checks.config.source)
+        return LocalResult(report, (), revisions)
+    merge_request = target.merge_request
+    unjudgeable, partial = dict(target.unjudgeable), dict(target.partial)
+    if gitlab is not None and target.mr_iid is not None and target.mr_project_id is not None:
+        # The whole MR, not the CI variables' cut of it: full description, reviewers, squash.
+        details = await gitlab.merge_request(target.mr_project_id, target.mr_iid)
+        current = merge_request_from_api(details)
+        if current is not None:
+            merge_request = current.facts(squash=squash_on_merge(details))
+            unjudgeable.pop("merge_request.reviewer", None)
+            partial = {k: v for k, v in partial.items() if k not in DESCRIPTION_RULES}
+    return judge(
+        checks,
+        revisions,
+        inputs,
+        merge_request=merge_request,
+        unjudgeable=unjudgeable,
+        partial=partial,
     )
 
 
@@ -518,22 +477,14 @@ def _error(message: str, outputs: Sequence[tuple[str, str | None]] = (), head: s
     return EXIT_USAGE
 
 
-def run_check(args: argparse.Namespace) -> int:
+def run_check(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
     return check(args, os.environ)
 
 
-def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bot.config import ConfigError
-    from bot.engine import plan
-    from bot.local import (
-        GitError,
-        LocalResult,
-        config_failure,
-        judge,
-        open_repository,
-        read_config,
-        read_inputs,
-    )
+    from bot.engine import config_failure, plan
+    from bot.local import GitError, LocalResult, open_repository, read_config
 
     in_ci = env.get("GITLAB_CI") == "true"
     outputs: list[tuple[str, str | None]] = [(f, o) for f, o in (args.outputs or [])]
@@ -591,10 +542,12 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         )
 
     try:
-        policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]
+        # The command's own small files, read before any concurrent work starts; the CLI's
+        # loop has nothing else to serve yet.
+        policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]  # noqa: ASYNC240
     except (OSError, UnicodeDecodeError) as exc:
         return fail(f"could not read policy: {exc}")
-    work: Prepared | LocalResult
+    work: Plan | LocalResult
     try:
         config = read_config(git, revisions.config_rev, args.config or None, policies=policies)
     except ConfigError as exc:
@@ -602,33 +555,8 @@ def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except GitError as exc:
         return fail(str(exc))
     else:
-        checks = plan(config, revisions.scope, revisions.target_branch)
-        try:
-            work = Prepared(checks, target, read_inputs(git, revisions, checks.needs))
-        except GitError as exc:
-            work = LocalResult(
-                Report(head_sha=revisions.head, error=str(exc), config_source=config.source),
-                (),
-                revisions,
-            )
-
-    note_problem = None
-    if settings is not None:
-        # The process's one event loop, started where the CLI starts loops (bot/cli.py).
-        from bot.cli import run_event_loop
-
-        result, note_problem = run_event_loop(_gitlab_session(settings, target, work, post_note))
-    elif isinstance(work, LocalResult):
-        result = work
-    else:
-        result = judge(
-            work.checks,
-            revisions,
-            work.inputs,
-            merge_request=target.merge_request,
-            unjudgeable=target.unjudgeable,
-            partial=target.partial,
-        )
+        work = plan(config, revisions.scope, revisions.target_branch)
+    result, note_problem = await _judge_and_post(settings, git, target, work, post_note)
 
     fail_on = Severity(args.fail_on)
     try:
@@ -710,43 +638,19 @@ def clean_message(text: str, comment_char: str = "#") -> str:
     return "\n".join(kept) + "\n" if kept else ""
 
 
-_IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
-
-
-def _ident(git: Git | None, which: str) -> tuple[str, str]:
-    if git is None:
-        return "", ""
-    result = git.run("var", which, check=False)
-    match = _IDENT.match(result.stdout.decode("utf-8", "replace"))
-    return (match["name"], match["email"]) if match else ("", "")
-
-
-def _parents(git: Git | None) -> tuple[str, ...]:
-    """HEAD, plus MERGE_HEAD's commits while a merge is being concluded."""
-    if git is None:
-        return ()
-    parents = [sha for sha in (git.rev("HEAD"),) if sha]
-    merge_head = git.run("rev-parse", "--git-path", "MERGE_HEAD", check=False)
-    path = Path(merge_head.stdout.decode().strip())
-    if merge_head.returncode == 0 and not path.is_absolute():
-        path = git.root / path
-    if path.is_file():
-        parents += path.read_text(encoding="utf-8", errors="replace").split()
-    return tuple(parents)
-
-
 def run_commit_msg(args: argparse.Namespace) -> int:
     from bot.config import ConfigError, default_config
-    from bot.engine import Plan, evaluate, plan
+    from bot.engine import Inputs, Plan, context_for, evaluate, plan
     from bot.local import (
-        ZERO_SHA,
         GitError,
+        comment_char,
         current_branch,
         default_branch,
+        merge_base,
         open_repository,
+        pending_commit,
         read_config,
     )
-    from bot.rules.base import Context
     from bot.rules.catalog import rule_by_id
 
     try:
@@ -758,13 +662,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         git = open_repository(".")
     except GitError:
         git = None  # not in a repository: the default rules, and no author to judge
-    comment_char = "#"
-    if git is not None:
-        configured = git.run("config", "--get", "core.commentChar", check=False)
-        value = configured.stdout.decode().strip()
-        if len(value) == 1:  # "auto" picks a character git does not tell; "#" then
-            comment_char = value
-    message = clean_message(raw.decode("utf-8", "replace"), comment_char)
+    message = clean_message(raw.decode("utf-8", "replace"), comment_char(git))
 
     # The rules of the default branch (at the merge-base, as `check` reads them), so the hook
     # judges as the merge request will be judged. No commit yet: the default rules.
@@ -774,7 +672,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         head = git.rev("HEAD") if git is not None else None
         rules_from = head
         if git is not None and default is not None:
-            rules_from = _merge_base(git, default[0], head) if head else git.rev(default[0])
+            rules_from = merge_base(git, default[0], head) if head else git.rev(default[0])
         if git is not None and rules_from:
             config = read_config(git, rules_from, args.config or None)
         else:
@@ -794,25 +692,16 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         for rule, options in checks.rules
         if rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
     )
-    author_name, author_email = _ident(git, "GIT_AUTHOR_IDENT")
-    committer_name, committer_email = _ident(git, "GIT_COMMITTER_IDENT")
-    commit = Commit(
-        sha=ZERO_SHA,
-        message=message,
-        author_name=author_name,
-        author_email=author_email,
-        parent_ids=_parents(git),
-        committer_name=committer_name,
-        committer_email=committer_email,
-    )
-    context = Context(
-        scope=Scope.PUSH,
+    commit_checks = Plan(config=config, rules=commit_rules)
+    context = context_for(
+        commit_checks,
+        Scope.PUSH,
+        Inputs(commits=(pending_commit(git, message),)),
         branch=branch,
         target_branch=target_branch,
-        commits=(commit,),
-        squash_policy=config.squash_policy,
+        paths=frozenset(),
     )
-    outcomes = evaluate(Plan(config=config, rules=commit_rules), context)
+    outcomes = evaluate(commit_checks, context)
     findings = [f for o in outcomes for f in o.findings]
     errors = sum(1 for f in findings if f.severity is Severity.ERROR)
     for finding in findings:

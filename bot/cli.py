@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 # An idle keep-alive connection is closed after this long (uvicorn's default, made explicit).
 KEEP_ALIVE_SECONDS = 5
 T = TypeVar("T")
@@ -161,16 +162,23 @@ def serve_command(host: str, port: int, log_level: str, log_format: str = "json"
 
 
 def run_event_loop(coroutine: Coroutine[Any, Any, T]) -> T:
-    """The CLI's one event loop, for the commands that call GitLab (`serve` has uvicorn's).
-
-    Commands call this rather than `asyncio.run`, so the loop starts in this module only."""
+    """The CLI's one event loop (`serve` has uvicorn's): the loop starts in this module only."""
     return asyncio.run(coroutine)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command. A command's `run` answers its exit code, or a coroutine of it, which
+    runs on the process's one event loop; so the command modules never import this one."""
     args = _parser().parse_args(argv)
-    code: int = args.run(args)
-    return code
+    outcome: int | Coroutine[Any, Any, int] = args.run(args)
+    if isinstance(outcome, int):
+        return outcome
+    try:
+        code: int = run_event_loop(outcome)
+        return code
+    except KeyboardInterrupt:
+        print(f"compliance-bot: {args.command} interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

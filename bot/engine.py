@@ -11,28 +11,18 @@ the project's default branch — never from the code under review (DESIGN.md, in
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
 
 from bot import policy
-from bot.config import (
-    CONFIG_PATHS,
-    MAX_CONFIG_BYTES,
-    Config,
-    ConfigError,
-    default_config,
-    load,
-    too_large,
-)
-from bot.gitlab import Comparison, GitLab, GitLabError, NotFound, ResponseTooLarge
+from bot.config import Config, ConfigError, default_config, load
+from bot.gitlab import GitLab, GitLabError
 from bot.incremental import (
     MergeRequestInputs,
     advanced,
@@ -55,26 +45,25 @@ from bot.rules.base import (
 )
 from bot.rules.catalog import all_rules
 from bot.rules.repository import apply_changes
+from bot.source import (
+    MAX_SIGNATURE_READS,
+    MAX_SIZE_READS,
+    Changes,
+    GitLabSource,
+    Signatures,
+    Source,
+    TreeCache,
+    nothing,
+    signatures_wanted,
+    sizes_wanted,
+    texts_to_read,
+    texts_wanted,
+    together,
+)
 from bot.webhook import MergeRequestEvent, PushEvent
 
 log = logging.getLogger(__name__)
 
-# Templates, the config file and a CODEOWNERS live under .gitlab/; the required files at the
-# root. Two tree listings cover both, however large the repository.
-GITLAB_DIR = ".gitlab"
-# GitLab looks for CODEOWNERS in these places, first match wins.
-# https://docs.gitlab.com/user/project/codeowners/#codeowners-file
-DOCS_CODEOWNERS = "docs/CODEOWNERS"
-CODEOWNERS_PATHS = ("CODEOWNERS", DOCS_CODEOWNERS, ".gitlab/CODEOWNERS")
-MAX_CODEOWNERS_BYTES = 1024 * 1024
-# Bounds on per-file and per-commit reads, so one huge MR cannot flood GitLab.
-MAX_SIZE_READS = 1000
-MAX_SIGNATURE_READS = 500
-# A changed file whose diff GitLab left out (collapsed or too large) is read whole for the
-# secrets rule, up to these bounds; past them it is reported as not scanned.
-MAX_TEXT_READS = 100
-MAX_TEXT_BYTES = 1024 * 1024
-MAX_TEXT_TOTAL_BYTES = 16 * 1024 * 1024  # all of them together, for one check
 # Near GitLab's smallest diff limits an MR's diff, composed from pushes, might be one GitLab
 # would cut short: such an MR is read afresh, so the MR's own `changes_count` decides.
 # (Hard limits: app/models/commit.rb `max_diff_options`, 1000 files and 50000 lines by
@@ -267,237 +256,188 @@ def _parsed_config(path: str, text: str, base_json: str) -> Config:
     return config_parse_cache.load(path, text, base_json)
 
 
-def _root_and_gitlab_paths(items: Iterable[Mapping[str, Any]]) -> frozenset[str]:
-    return frozenset(str(item["path"]) for item in items if item.get("type") == "blob")
+# -- what the enabled rules need: the one place that decides which reads a check makes ----
 
 
-# -- reading from GitLab ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reads:
+    """Which of a Source's answers one check asks for."""
+
+    commits: bool = False
+    changes: bool = False
+    tree: bool = False
+    project: bool = False
+    file_sizes: bool = False
+    signatures: bool = False
+    codeowners: bool = False
+    file_texts: bool = False
 
 
-@dataclass
-class CommitFiles:
-    """What a commit's tree showed. A commit never changes, so this is shared between the
-    checks of every MR that targets the same commit (the `TreeCache`)."""
+def reads_for(needs: Collection[Need], scope: Scope) -> Reads:
+    """The reads the enabled rules' needs call for.
 
-    paths: frozenset[str] | None = None
-    config_file: tuple[str, str] | None = None
-    config_read: bool = False
-    config_too_large: str | None = None  # the config file's path, when past the cap
+    For an MR the diffs are read for the tree rules too (they judge the target tree with the
+    MR's changes applied); for a push commits and diffs come together (one compare)."""
+    wanted = set(needs)
+    if scope is Scope.MERGE_REQUEST:
+        commits = bool(wanted & {Need.COMMITS, Need.SIGNATURES})
+        changes = bool(wanted & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
+    else:
+        commits = changes = bool(
+            wanted & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES}
+        )
+    return Reads(
+        commits=commits,
+        changes=changes,
+        tree=Need.TREE in wanted,
+        project=Need.PROJECT in wanted,
+        file_sizes=Need.FILE_SIZES in wanted,
+        signatures=Need.SIGNATURES in wanted,
+        codeowners=Need.CODEOWNERS in wanted,
+        file_texts=Need.FILE_TEXTS in wanted,
+    )
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What a Source answered. Fields the reads did not ask for keep their defaults."""
+
+    commits: tuple[Commit, ...] = ()
+    changes: Changes = field(default_factory=Changes)
+    paths: frozenset[str] = frozenset()  # the tree as read (an MR's: the target's)
+    project: ProjectFacts | None = None  # None: not asked, or the Source cannot tell
     codeowners: CodeOwnersFile | None = None
-    codeowners_read: bool = False
+    file_sizes: Mapping[str, int] = field(default_factory=dict)
+    signatures: Signatures = field(default_factory=Signatures)
+    file_texts: Mapping[str, str] = field(default_factory=dict)
 
 
-class TreeCache:
-    """Bounded, least recently used: what each (project, commit sha) tree showed.
-
-    Keyed by an immutable commit, an entry is never stale; a new target-branch commit is a
-    new key. The MRs of one target branch share its config, tree and CODEOWNERS reads.
-    """
-
-    def __init__(self, size: int = 512) -> None:
-        self._size = size
-        self._entries: OrderedDict[tuple[int, str], CommitFiles] = OrderedDict()
-
-    def files(self, project_id: int, sha: str) -> CommitFiles:
-        key = (project_id, sha)
-        entry = self._entries.get(key)
-        if entry is None:
-            entry = self._entries[key] = CommitFiles()
-            if len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-        else:
-            self._entries.move_to_end(key)
-        return entry
+async def read(source: Source, reads: Reads, *, base: str, head: str, tree_at: str) -> Inputs:
+    """Ask the Source for what `reads` says: commits and changes of base..head, the tree
+    at `tree_at`, files at `head`."""
+    first = await read_first(source, reads, base=base, head=head, tree_at=tree_at)
+    return await read_rest(source, reads, head=head, first=first)
 
 
-@dataclass
-class Repository:
-    """One project's files at one ref, each read at most once; at a commit sha, at most once
-    per `TreeCache` entry."""
-
-    gitlab: GitLab
-    project_id: int
-    ref: str
-    known: CommitFiles = field(default_factory=CommitFiles)
-
-    async def paths(self) -> frozenset[str]:
-        if self.known.paths is None:
-            root, gitlab_dir = await _together(
-                self.gitlab.tree(self.project_id, self.ref),
-                self._tree_or_empty(GITLAB_DIR),
-            )
-            self.known.paths = _root_and_gitlab_paths([*root, *gitlab_dir])
-        return self.known.paths
-
-    async def _tree_or_empty(self, path: str) -> list[dict[str, Any]]:
-        """A directory that may legitimately be absent: GitLab 17.7+ answers 404 for it."""
-        try:
-            return await self.gitlab.tree(self.project_id, self.ref, path, recursive=True)
-        except NotFound:
-            return []
-
-    async def config(self, base: Mapping[str, Any] | None) -> Config:
-        return config_from(await self.config_file(), base)
-
-    async def config_file(self) -> tuple[str, str] | None:
-        """(path, text) of the first config file present, or None.
-
-        ConfigError when it is larger than MAX_CONFIG_BYTES: as invalid as a syntax error,
-        and known for this commit from then on."""
-        if not self.known.config_read:
-            try:
-                self.known.config_file = await self._first_file(
-                    CONFIG_PATHS, await self.paths(), MAX_CONFIG_BYTES
-                )
-            except ResponseTooLarge:
-                present = await self.paths()
-                self.known.config_too_large = next(p for p in CONFIG_PATHS if p in present)
-            self.known.config_read = True
-        if self.known.config_too_large is not None:
-            path = self.known.config_too_large
-            raise ConfigError(path, [too_large(path)])
-        return self.known.config_file
-
-    async def codeowners(self) -> CodeOwnersFile | None:
-        if not self.known.codeowners_read:
-            paths = await self.paths()
-            found = None
-            for candidate in CODEOWNERS_PATHS:
-                if candidate in paths:
-                    found = await self._first_file([candidate], paths, MAX_CODEOWNERS_BYTES)
-                elif candidate == DOCS_CODEOWNERS:
-                    # Not under the two directories `paths` lists: read it directly. A
-                    # listing of `docs` could hold more entries than the bot reads
-                    # (contract 2.11), and it is one call either way.
-                    found = await self._file_or_none(candidate, MAX_CODEOWNERS_BYTES)
-                if found is not None:
-                    break
-            self.known.codeowners = CodeOwnersFile(*found) if found else None
-            self.known.codeowners_read = True
-        return self.known.codeowners
-
-    async def _file_or_none(self, path: str, max_bytes: int) -> tuple[str, str] | None:
-        try:
-            raw = await self.gitlab.raw_file(self.project_id, path, self.ref, max_bytes=max_bytes)
-        except NotFound:
-            return None
-        return path, raw.decode("utf-8", "replace")
-
-    async def _first_file(
-        self, candidates: Iterable[str], paths: Iterable[str], max_bytes: int
-    ) -> tuple[str, str] | None:
-        present = set(paths)
-        for candidate in candidates:
-            if candidate in present:
-                raw = await self.gitlab.raw_file(
-                    self.project_id, candidate, self.ref, max_bytes=max_bytes
-                )
-                return candidate, raw.decode("utf-8", "replace")
-        return None
-
-
-async def project_facts(gitlab: GitLab, project_id: int) -> ProjectFacts:
-    project = await gitlab.project(project_id)
-    # `tag_list` is the pre-14.0 name of `topics`.
-    # https://docs.gitlab.com/api/projects/#get-a-single-project
-    topics = project.get("topics", project.get("tag_list")) or []
-    return ProjectFacts(
-        description=str(project.get("description") or ""),
-        topics=tuple(str(t) for t in topics),
+async def read_first(source: Source, reads: Reads, *, base: str, head: str, tree_at: str) -> Inputs:
+    """The reads that need nothing read before them, concurrently."""
+    commits, changes, paths, project, codeowners = await together(
+        source.commits(base, head) if reads.commits else nothing(()),
+        source.changes(base, head) if reads.changes else nothing(Changes()),
+        source.tree_paths(tree_at) if reads.tree else nothing(frozenset()),
+        source.project() if reads.project else nothing(None),
+        source.codeowners(tree_at) if reads.codeowners else nothing(None),
+    )
+    return Inputs(
+        commits=tuple(commits),
+        changes=changes,
+        paths=paths,
+        project=project,
+        codeowners=codeowners,
     )
 
 
-async def _file_sizes(
-    gitlab: GitLab, project_id: int, ref: str, changes: Sequence[ChangedFile]
-) -> dict[str, int]:
-    """Sizes of added and modified files. Files past the read bound are left out, and the
-    size rule reports them as unknown rather than passing them."""
-    wanted = [c.new_path for c in changes if not c.deleted_file][:MAX_SIZE_READS]
-    sizes = await _together(*(gitlab.file_size(project_id, path, ref) for path in wanted))
-    return dict(zip(wanted, sizes, strict=True))
-
-
-async def _signatures(
-    gitlab: GitLab, project_id: int, commits: Sequence[Commit]
-) -> dict[str, bool]:
-    wanted = [c.sha for c in commits][:MAX_SIGNATURE_READS]
-    verified = await _together(
-        *(gitlab.commit_signature_verified(project_id, sha) for sha in wanted)
+async def read_rest(source: Source, reads: Reads, *, head: str, first: Inputs) -> Inputs:
+    """What depends on the commits and changed files: sizes, signatures, whole texts."""
+    files = first.changes.files
+    sizes, signatures = await together(
+        source.file_sizes(head, sizes_wanted(files)) if reads.file_sizes else nothing({}),
+        source.signatures(signatures_wanted(first.commits))
+        if reads.signatures
+        else nothing(Signatures()),
     )
-    return dict(zip(wanted, verified, strict=True))
+    texts = await _file_texts(source, head, files, sizes) if reads.file_texts else {}
+    return replace(first, file_sizes=sizes, signatures=signatures, file_texts=texts)
 
 
 async def _file_texts(
-    gitlab: GitLab,
-    project_id: int,
-    ref: str,
-    changes: Sequence[ChangedFile],
-    sizes: Mapping[str, int],
+    source: Source, head: str, files: Sequence[ChangedFile], sizes: Mapping[str, int]
 ) -> dict[str, str]:
-    """The whole text at `ref` of changed files whose diff GitLab left out, so the secrets
-    rule reads what the diff did not show. Bounded (`texts_to_read`); the files left out are
-    reported as not scanned."""
-    wanted = texts_wanted(changes)
-    # The sizes first (a HEAD each, unless known), so a huge file is never downloaded.
+    """The whole text at head of changed files whose diff was left out, so the secrets rule
+    reads what the diff did not show. Bounded (`texts_to_read`); the files left out are
+    reported as not scanned. The sizes first, so a huge file is never downloaded."""
+    wanted = texts_wanted(files)
     unknown = [path for path in wanted if path not in sizes]
-    found = await _together(*(gitlab.file_size(project_id, path, ref) for path in unknown))
-    known = {**sizes, **dict(zip(unknown, found, strict=True))}
-    chosen = texts_to_read(wanted, known)
-    texts = await _together(*(_file_text(gitlab, project_id, ref, path) for path in chosen))
-    return {path: text for path, text in zip(chosen, texts, strict=True) if text is not None}
+    known = {**sizes, **(await source.file_sizes(head, unknown) if unknown else {})}
+    return await source.file_texts(head, texts_to_read(wanted, known))
 
 
-def texts_wanted(changes: Sequence[ChangedFile]) -> list[str]:
-    """Changed files whose diff was left out and that add content: the first MAX_TEXT_READS."""
-    wanted = [c.new_path for c in changes if not c.diff_complete and not c.deleted_file]
-    return wanted[:MAX_TEXT_READS]
+def context_for(
+    checks: Plan,
+    scope: Scope,
+    inputs: Inputs,
+    *,
+    branch: str,
+    target_branch: str,
+    paths: frozenset[str],
+    merge_request: MergeRequestFacts | None = None,
+) -> Context:
+    """The rules' input, from what a Source answered and the facts of the MR."""
+    return Context(
+        scope=scope,
+        branch=branch,
+        target_branch=target_branch,
+        commits=inputs.commits,
+        changes=inputs.changes.files,
+        paths=paths,
+        project=inputs.project or ProjectFacts(),
+        merge_request=merge_request,
+        file_sizes=inputs.file_sizes,
+        signatures=inputs.signatures.by_sha,
+        codeowners=inputs.codeowners,
+        squash_policy=checks.config.squash_policy,
+        changes_truncated=inputs.changes.truncated,
+        file_texts=inputs.file_texts,
+    )
 
 
-def texts_to_read(wanted: Sequence[str], sizes: Mapping[str, int]) -> list[str]:
-    """Which of them are read: each of at most MAX_TEXT_BYTES, in order, until together they
-    would pass MAX_TEXT_TOTAL_BYTES."""
-    chosen: list[str] = []
-    total = 0
-    for path in wanted:
-        size = sizes.get(path)
-        if size is None or size > MAX_TEXT_BYTES:
-            continue
-        if total + size > MAX_TEXT_TOTAL_BYTES:
-            break
-        total += size
-        chosen.append(path)
-    return chosen
+def report_facts(reads: Reads, scope: Scope, inputs: Inputs) -> dict[str, int]:
+    """The note's "N commits, N changed files": what was read, not what was not."""
+    facts = {"commits": len(inputs.commits)} if reads.commits else {}
+    if scope is Scope.MERGE_REQUEST and reads.changes:
+        facts["files"] = len(inputs.changes.files)
+    return facts
 
 
-async def _file_text(gitlab: GitLab, project_id: int, ref: str, path: str) -> str | None:
-    try:
-        data = await gitlab.raw_file(project_id, path, ref, max_bytes=MAX_TEXT_BYTES)
-    except ResponseTooLarge:
-        return None
-    if b"\0" in data:
-        return ""  # binary: GitLab's diff shows no lines of it either
-    return data.decode("utf-8", "replace")
+def judge(
+    checks: Plan,
+    context: Context,
+    *,
+    head_sha: str,
+    facts: dict[str, int],
+    on_target: Context | None = None,
+) -> Report:
+    """Run the rules; with `on_target` (the target branch without the MR's changes), mark
+    the repository findings that hold there already, unless the config fails them."""
+    outcomes = evaluate(checks, context)
+    if on_target is not None and not checks.config.fails_inherited:
+        outcomes = mark_inherited(outcomes, checks, on_target, context.target_branch)
+    return Report(
+        head_sha=head_sha,
+        outcomes=outcomes,
+        facts=facts,
+        config_source=checks.config.source,
+        policy_notes=checks.config.notes,
+    )
 
 
-def _mr_diff_truncation(details: Mapping[str, Any], listed: int) -> str:
-    """What GitLab's diff limits left out of the MR's diff, from the MR's `changes_count`;
-    empty when every changed file is listed."""
-    # gitlabhq/gitlabhq lib/api/entities/merge_request.rb: `changes_count` is the MR
-    # diff's `real_size`, "1000+" past the diff limits (lib/gitlab/git/diff_collection.rb),
-    # and app/models/merge_request_diff.rb `save_diffs` stores no file past them.
-    count = str(details.get("changes_count") or "")
-    if count.endswith("+"):
-        return f"GitLab's diff limits stopped the MR's diff at {listed} files (of {count})"
-    if count.isdigit() and int(count) > listed:
-        return f"GitLab listed {listed} of the MR's {count} changed files"
-    return ""
+def config_failure(head_sha: str, exc: ConfigError) -> Report:
+    """The report of a check whose config is invalid: failed, with each error by line."""
+    return Report(
+        head_sha=head_sha,
+        error=str(exc),  # "invalid FILE", or "could not read policy `…`: …"
+        details=tuple(str(p) for p in exc.problems),
+        config_source=exc.source,
+    )
 
 
-def _compare_truncation(comparison: Comparison) -> str:
-    if not comparison.overflow:
-        return ""
-    listed = len(comparison.changes)
-    return f"GitLab's diff limits stopped the compared files at {listed} (compare_timeout)"
+def _failure_report(head_sha: str, exc: Exception) -> Report:
+    if isinstance(exc, ConfigError):
+        return replace(config_failure(head_sha, exc), config_source="defaults")
+    return Report(head_sha=head_sha, error=str(exc), retryable=True)
+
+
+# -- the server's checks, over the GitLab Source -------------------------------------------
 
 
 def _composed_near_limits(changes: Sequence[ChangedFile]) -> bool:
@@ -506,50 +446,6 @@ def _composed_near_limits(changes: Sequence[ChangedFile]) -> bool:
     lines = sum(c.diff.count("\n") for c in changes)
     size = sum(len(c.diff) for c in changes)
     return lines > COMPOSED_MAX_LINES or size > COMPOSED_MAX_BYTES
-
-
-async def _sizes_and_signatures(
-    gitlab: GitLab,
-    event: MergeRequestEvent,
-    needs: frozenset[Need],
-    changes: Sequence[ChangedFile],
-    commits: Sequence[Commit],
-) -> tuple[dict[str, int], dict[str, bool]]:
-    """What the enabled rules need of these files and commits, read where the head commit
-    lives: the MR's source project."""
-    sizes, signatures = await _together(
-        _file_sizes(gitlab, event.source_project_id, event.head_sha, changes)
-        if Need.FILE_SIZES in needs
-        else _nothing({}),
-        _signatures(gitlab, event.source_project_id, commits)
-        if Need.SIGNATURES in needs
-        else _nothing({}),
-    )
-    return sizes, signatures
-
-
-async def _nothing(value: Any) -> Any:
-    return value
-
-
-def _failure_report(head_sha: str, exc: Exception) -> Report:
-    if isinstance(exc, ConfigError):
-        return Report(
-            head_sha=head_sha,
-            error=str(exc),  # "invalid FILE", or "could not read policy `…`: …"
-            details=tuple(str(p) for p in exc.problems),
-        )
-    return Report(head_sha=head_sha, error=str(exc), retryable=True)
-
-
-async def check_merge_request(
-    gitlab: GitLab, event: MergeRequestEvent, *, base_config: Mapping[str, Any] | None = None
-) -> Report:
-    """A from-scratch check of the MR's head."""
-    checked = await check_merge_request_incrementally(
-        gitlab, event, base_config=base_config, previous=None, now=time.time()
-    )
-    return checked.report
 
 
 @dataclass(frozen=True)
@@ -620,48 +516,47 @@ async def _check_from_previous(
         return None  # not a push on top of what was judged (or a push the bot missed)
     if previous.changes_truncated:
         return None  # GitLab cut the MR's diff short: only its own diff says what is left out
-    needs = checks.needs
-    wants_history = bool(
-        needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.TREE, Need.FILE_SIZES}
-    )
+    reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
     project_is_old = now - previous.project_read_at > PROJECT_FACTS_MAX_AGE
-    target_sha, compared, project = await _together(
-        gitlab.branch_head(event.project_id, event.target_branch),
-        # The new commits and only the files they changed, in the project that holds them.
-        gitlab.compare(event.source_project_id, event.oldrev, event.head_sha)
-        if wants_history
-        else _nothing(None),
-        project_facts(gitlab, event.project_id)
-        if Need.PROJECT in needs and project_is_old
-        else _nothing(None),
+    target = GitLabSource(gitlab, event.project_id)
+    # The new commits and only the files they changed, in the project that holds them.
+    since = GitLabSource(gitlab, event.source_project_id)
+    history = Reads(commits=True, changes=True)
+    target_sha, new, project = await together(
+        target.branch_head(event.target_branch),
+        read_first(since, history, base=event.oldrev, head=event.head_sha, tree_at="")
+        if reads.commits or reads.changes
+        else nothing(None),
+        target.project() if reads.project and project_is_old else nothing(None),
     )
     if target_sha != previous.target_sha:
         return None  # the config, the tree and the merge-base may all have moved
     commits, changes = previous.commits, previous.changes
     sizes, signatures = dict(previous.file_sizes), dict(previous.signatures)
     texts = dict(previous.file_texts)
-    if compared is not None:
-        new_commits, new_changes = compared.commits, compared.changes
+    if new is not None:
+        new_commits, new_changes = new.commits, new.changes.files
         if not extends_linearly(new_commits, event.oldrev, event.head_sha):
             return None  # a force-push or a merge: the MR's commit list is not old + new
-        if compared.overflow or not all(c.diff_complete for c in new_changes):
+        if new.changes.truncated or not all(c.diff_complete for c in new_changes):
             # Compare collapses patches the MR's own diff shows in full, and stops at the
             # diff limits: read the MR's diff instead.
             return None
         composed = compose_changes(previous.changes, new_changes)
         if composed is None or _composed_near_limits(composed):
             return None
-        commits, changes = previous.commits + tuple(new_commits), composed
+        commits, changes = previous.commits + new_commits, composed
         if len(commits) > MAX_SIGNATURE_READS or len(changes) > MAX_SIZE_READS:
             return None  # past the read bounds, which files get read depends on all of them
         touched = touched_paths(new_changes)
         kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
         texts = {path: text for path, text in texts.items() if path not in touched}
-        new_sizes, new_signatures = await _sizes_and_signatures(
-            gitlab, event, needs, new_changes, new_commits
+        # Every new diff is complete (above): no whole text to read.
+        added = await read_rest(
+            since, replace(reads, file_texts=False), head=event.head_sha, first=new
         )
-        sizes = {**kept_sizes, **new_sizes}
-        signatures.update(new_signatures)
+        sizes = {**kept_sizes, **added.file_sizes}
+        signatures.update(added.signatures.by_sha)
     inputs = advanced(
         previous,
         head_sha=event.head_sha,
@@ -683,36 +578,29 @@ async def _check_merge_request(
     now: float,
     trees: TreeCache | None,
 ) -> MergeRequestCheck:
+    source = GitLabSource(
+        gitlab,
+        event.project_id,
+        head_project_id=event.source_project_id,
+        merge_request_iid=event.iid,
+        trees=trees,
+    )
     # Rules come from the target project's target branch, never the source branch. Read
     # at the branch's commit, so the config and the tree are of one state, which later
     # events can recognise.
-    target_sha = await gitlab.branch_head(event.project_id, event.target_branch)
-    known = trees.files(event.project_id, target_sha) if trees else CommitFiles()
-    target = Repository(gitlab, event.project_id, target_sha, known)
-    config_file = await target.config_file()
+    target_sha = await source.branch_head(event.target_branch)
+    config_file = await source.config_file(target_sha)
     resolved = await policy.resolve_for_project(
         gitlab, event.project_id, target_sha, config_file, base
     )
     checks = plan(resolved.config, Scope.MERGE_REQUEST, event.target_branch)
-    needs = checks.needs
-    wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
-    # The MR's repository rules judge the target branch as it will be after the merge, so
-    # they need the MR's changes too.
-    wants_changes = bool(needs & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
-    details, compared, changes, paths, project, codeowners = await _together(
-        gitlab.merge_request(event.project_id, event.iid),
-        # The MR's commits (`git log target..head`, as GitLab lists them) from compare,
-        # whose commits come from Gitaly with their parents: most GitLab versions list
-        # the MR's commits from database rows without parents (contract 2.2), so merge
-        # commits could not be told. The target project holds the head of a fork's MR
-        # too (refs/merge-requests/:iid/head).
-        gitlab.compare(event.project_id, target_sha, event.head_sha)
-        if wants_commits
-        else _nothing(None),
-        gitlab.merge_request_diffs(event.project_id, event.iid) if wants_changes else _nothing([]),
-        target.paths() if Need.TREE in needs else _nothing(frozenset()),
-        project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
-        target.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
+    reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
+    details, first = await together(
+        source.merge_request(),
+        # The MR's commits are `git log target..head`, as GitLab lists them; its repository
+        # rules judge the target branch as it will be after the merge, so they need the
+        # MR's changes too.
+        read_first(source, reads, base=target_sha, head=event.head_sha, tree_at=target_sha),
     )
     current_head = str(details.get("sha") or event.head_sha)
     if current_head != event.head_sha:
@@ -721,90 +609,66 @@ async def _check_merge_request(
         # so the note never describes an older head than the newest.
         report = Report(head_sha=event.head_sha, superseded_by=current_head)
         return MergeRequestCheck(report, None, Reuse.NONE)
-    commits = compared.commits if compared is not None else []
-    if wants_commits and not commits:
+    if reads.commits and not first.commits:
         # An open MR always has a commit; none means GitLab has not finished preparing it,
         # which is not something to report as a pass.
         report = Report(head_sha=event.head_sha, error="GitLab listed no commits for the MR yet")
         return MergeRequestCheck(report, None, Reuse.NONE)
-    truncated = _mr_diff_truncation(details, len(changes)) if wants_changes else ""
-    changes = sorted_changes(changes)
-    sizes, signatures = await _sizes_and_signatures(gitlab, event, needs, changes, commits)
-    texts = (
-        await _file_texts(gitlab, event.source_project_id, event.head_sha, changes, sizes)
-        if Need.FILE_TEXTS in needs
-        else {}
+    first = replace(
+        first, changes=replace(first.changes, files=sorted_changes(first.changes.files))
     )
+    read_ = await read_rest(source, reads, head=event.head_sha, first=first)
     inputs = MergeRequestInputs(
         head_sha=event.head_sha,
         target_sha=target_sha,
         config_file=config_file,
         config_key=config_key(config_file, base) + policy.resolution_key(resolved),
-        commits=tuple(commits),
-        changes=changes,
-        target_paths=paths,
-        project=project or ProjectFacts(),
+        commits=read_.commits,
+        changes=read_.changes.files,
+        target_paths=read_.paths,
+        project=read_.project or ProjectFacts(),
         project_read_at=now,
-        codeowners=codeowners,
-        file_sizes=sizes,
-        signatures=signatures,
+        codeowners=read_.codeowners,
+        file_sizes=read_.file_sizes,
+        signatures=read_.signatures.by_sha,
         # `squash_on_merge` accounts for the project's squash setting ("always").
         # https://docs.gitlab.com/api/merge_requests/#get-single-mr
         squash=bool(details.get("squash_on_merge", details.get("squash", False))),
         target_branch=event.target_branch,
-        changes_truncated=truncated,
-        file_texts=texts,
+        changes_truncated=read_.changes.truncated,
+        file_texts=read_.file_texts,
     )
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
 
 
-def _judge(checks: Plan, inputs: MergeRequestInputs, event: MergeRequestEvent) -> Report:
+def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -> Report:
     """Run the rules on the inputs read from GitLab and the MR facts from the payload."""
-    needs = checks.needs
-    wants_commits = bool(needs & {Need.COMMITS, Need.SIGNATURES})
-    wants_changes = bool(needs & {Need.CHANGES, Need.TREE, Need.FILE_SIZES})
-    context = Context(
-        scope=Scope.MERGE_REQUEST,
+    reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
+    inputs = Inputs(
+        commits=stored.commits,
+        changes=Changes(stored.changes, stored.changes_truncated),
+        project=stored.project,
+        codeowners=stored.codeowners,
+        file_sizes=stored.file_sizes,
+        signatures=Signatures(stored.signatures),
+        file_texts=stored.file_texts,
+    )
+    target_paths = stored.target_paths if reads.tree else frozenset()
+    context = context_for(
+        checks,
+        Scope.MERGE_REQUEST,
+        inputs,
         branch=event.source_branch,
         target_branch=event.target_branch,
-        commits=inputs.commits,
-        changes=inputs.changes,
-        paths=apply_changes(inputs.target_paths, inputs.changes)
-        if Need.TREE in needs
-        else frozenset(),
-        project=inputs.project,
-        merge_request=MergeRequestFacts(
-            title=event.title,
-            description=event.description,
-            labels=event.labels,
-            draft=event.draft,
-            source_branch=event.source_branch,
-            target_branch=event.target_branch,
-            squash=inputs.squash,
-            assignees=event.assignees,
-            reviewers=event.reviewers,
-        ),
-        file_sizes=dict(inputs.file_sizes),
-        signatures=dict(inputs.signatures),
-        codeowners=inputs.codeowners,
-        squash_policy=checks.config.squash_policy,
-        changes_truncated=inputs.changes_truncated,
-        file_texts=dict(inputs.file_texts),
+        paths=apply_changes(target_paths, stored.changes) if reads.tree else frozenset(),
+        merge_request=event.facts(squash=stored.squash),
     )
-    facts = {"commits": len(inputs.commits)} if wants_commits else {}
-    if wants_changes:
-        facts["files"] = len(inputs.changes)
-    outcomes = evaluate(checks, context)
-    if not checks.config.fails_inherited:
-        target_paths = inputs.target_paths if Need.TREE in needs else frozenset()
-        on_target = replace(context, paths=target_paths)
-        outcomes = mark_inherited(outcomes, checks, on_target, event.target_branch)
-    return Report(
+    return judge(
+        checks,
+        context,
         head_sha=event.head_sha,
-        outcomes=outcomes,
-        facts=facts,
-        config_source=checks.config.source,
-        policy_notes=checks.config.notes,
+        facts=report_facts(reads, Scope.MERGE_REQUEST, inputs),
+        on_target=replace(context, paths=target_paths),
     )
 
 
@@ -820,106 +684,28 @@ async def check_push(
 async def _check_push(
     gitlab: GitLab, event: PushEvent, base_config: Mapping[str, Any] | None
 ) -> Report:
-    pushed = Repository(gitlab, event.project_id, event.after)
-    default_branch = event.default_branch or await _default_branch(gitlab, event.project_id)
+    source = GitLabSource(gitlab, event.project_id)
+    default_branch = event.default_branch or await source.default_branch()
     # A push is judged by the default branch's rules; a push to the default branch reads
     # them from the pushed tree, which is that branch now.
-    on_default = event.branch == default_branch
-    rules_from = pushed if on_default else Repository(gitlab, event.project_id, default_branch)
+    rules_at = event.after if event.branch == default_branch else default_branch
     config = (
         await policy.resolve_for_project(
-            gitlab, event.project_id, rules_from.ref, await rules_from.config_file(), base_config
+            gitlab, event.project_id, rules_at, await source.config_file(rules_at), base_config
         )
     ).config
     checks = plan(config, Scope.PUSH, event.branch)
-    needs = checks.needs
+    reads = reads_for(checks.needs, Scope.PUSH)
     base = default_branch if event.new_branch else event.before
-    wants_history = bool(needs & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
-    commits: Sequence[Commit] = ()
-    changes: Sequence[ChangedFile] = ()
-    truncated = ""
-    if wants_history:
-        # Always from the compare API: the payload lists at most 20 commits, none for a new
-        # branch pushed without new commits, no parents, no diffs, and may hide emails as
-        # [REDACTED]; rules on sign-offs, authors and merges need the real commits.
-        # https://docs.gitlab.com/user/project/integrations/webhook_events/#push-events
-        compared = await gitlab.compare(event.project_id, base, event.after)
-        commits, changes = compared.commits, compared.changes
-        truncated = _compare_truncation(compared)
-    paths, project, codeowners, sizes, signatures = await _together(
-        pushed.paths() if Need.TREE in needs else _nothing(frozenset()),
-        project_facts(gitlab, event.project_id) if Need.PROJECT in needs else _nothing(None),
-        pushed.codeowners() if Need.CODEOWNERS in needs else _nothing(None),
-        _file_sizes(gitlab, event.project_id, event.after, changes)
-        if Need.FILE_SIZES in needs
-        else _nothing({}),
-        _signatures(gitlab, event.project_id, commits)
-        if Need.SIGNATURES in needs
-        else _nothing({}),
-    )
-    texts = (
-        await _file_texts(gitlab, event.project_id, event.after, changes, sizes)
-        if Need.FILE_TEXTS in needs
-        else {}
-    )
-    context = Context(
-        scope=Scope.PUSH,
+    inputs = await read(source, reads, base=base, head=event.after, tree_at=event.after)
+    context = context_for(
+        checks,
+        Scope.PUSH,
+        inputs,
         branch=event.branch,
         target_branch=event.branch,
-        commits=tuple(commits),
-        changes=tuple(changes),
-        paths=paths,
-        project=project or ProjectFacts(),
-        file_sizes=sizes,
-        signatures=signatures,
-        codeowners=codeowners,
-        squash_policy=config.squash_policy,
-        changes_truncated=truncated,
-        file_texts=texts,
+        paths=inputs.paths,
     )
-    return Report(
-        head_sha=event.after,
-        outcomes=evaluate(checks, context),
-        facts={"commits": len(commits)} if wants_history else {},
-        config_source=config.source,
-        policy_notes=config.notes,
+    return judge(
+        checks, context, head_sha=event.after, facts=report_facts(reads, Scope.PUSH, inputs)
     )
-
-
-async def _default_branch(gitlab: GitLab, project_id: int) -> str:
-    """The project's default branch, asked of GitLab when the push payload left it empty.
-
-    The rules must never come from the pushed branch just because the payload did not say
-    which branch is the default (DESIGN.md, 9): GET /projects/:id has it
-    (https://docs.gitlab.com/api/projects/#get-a-single-project, `default_branch`).
-    """
-    name = (await gitlab.project(project_id)).get("default_branch")
-    if not isinstance(name, str) or not name:
-        # null for a repository without branches: there are no rules to read, and guessing
-        # would judge the push by its own config.
-        raise GitLabError(
-            "GitLab names no default branch for the project, so its rules cannot be read",
-            method="GET",
-            path=f"/projects/{project_id}",
-        )
-    return name
-
-
-async def _together(*awaitables: Awaitable[Any]) -> list[Any]:
-    """Run reads concurrently; on the first failure cancel the rest and raise it."""
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_as_coroutine(a)) for a in awaitables]
-    except BaseExceptionGroup as failures:
-        raise _first_leaf(failures) from None
-    return [task.result() for task in tasks]
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first

@@ -33,6 +33,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.errors import Retryable
 from bot.model import ChangedFile, Commit
 from bot.redaction import redact
 
@@ -63,8 +64,8 @@ class Comparison:
     overflow: bool = False
 
 
-class GitLabError(Exception):
-    """GitLab could not give the bot what it asked for."""
+class GitLabError(Retryable):
+    """GitLab could not give the bot what it asked for; a check that met it runs again."""
 
     def __init__(self, message: str, *, method: str = "", path: str = "") -> None:
         super().__init__(message)
@@ -356,12 +357,6 @@ class GitLab:
         if recursive:
             params["recursive"] = "true"
         return await self.get_all(f"/projects/{project_id}/repository/tree", params)
-
-    async def merge_request_commits(self, project_id: int, iid: int) -> list[Commit]:
-        """The MR's commits, oldest first (GitLab lists them newest first)."""
-        # https://docs.gitlab.com/api/merge_requests/#get-single-merge-request-commits
-        raw = await self.get_all(f"/projects/{project_id}/merge_requests/{iid}/commits")
-        return [commit_from_api(c) for c in reversed(raw)]
 
     async def merge_request_diffs(self, project_id: int, iid: int) -> list[ChangedFile]:
         # `/changes` is deprecated since 15.7; `/diffs` is paginated.

@@ -22,10 +22,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
 
-FORMAT_VERSION = 2
+# 3: every record by name (2 stored commits and changes as positional lists).
+FORMAT_VERSION = 3
 
 
 def config_key(config_file: tuple[str, str] | None, base_config: Mapping[str, Any]) -> str:
@@ -114,91 +117,23 @@ def _adds(changes: Iterable[ChangedFile]) -> bool:
 # -- storage format -------------------------------------------------------------------------
 
 
+# Every field by its name, nested values too (commits, changes, the project's facts): a field
+# added to the inputs is stored without a line here. pydantic checks the types on the way
+# back in; what does not fit raises ValueError, and the MR is read afresh.
+_STORED = TypeAdapter(MergeRequestInputs)
+
+
 def as_data(inputs: MergeRequestInputs) -> dict[str, Any]:
     """Plain JSON-able data for the store."""
-    return {
-        "version": FORMAT_VERSION,
-        "head_sha": inputs.head_sha,
-        "target_sha": inputs.target_sha,
-        "config_file": list(inputs.config_file) if inputs.config_file else None,
-        "config_key": inputs.config_key,
-        "commits": [
-            [
-                c.sha,
-                c.message,
-                c.author_name,
-                c.author_email,
-                list(c.parent_ids),
-                c.committer_name,
-                c.committer_email,
-            ]
-            for c in inputs.commits
-        ],
-        "changes": [
-            [
-                c.old_path,
-                c.new_path,
-                c.new_file,
-                c.deleted_file,
-                c.renamed_file,
-                c.diff,
-                c.diff_complete,
-            ]
-            for c in inputs.changes
-        ],
-        "target_paths": sorted(inputs.target_paths),
-        "project": [inputs.project.description, list(inputs.project.topics)],
-        "project_read_at": inputs.project_read_at,
-        "codeowners": [inputs.codeowners.path, inputs.codeowners.text]
-        if inputs.codeowners
-        else None,
-        "file_sizes": dict(inputs.file_sizes),
-        "signatures": dict(inputs.signatures),
-        "squash": inputs.squash,
-        "target_branch": inputs.target_branch,
-        "changes_truncated": inputs.changes_truncated,
-        "file_texts": dict(inputs.file_texts),
-    }
+    data: dict[str, Any] = _STORED.dump_python(inputs, mode="json")
+    return {"version": FORMAT_VERSION, **data}
 
 
 def from_data(data: Mapping[str, Any]) -> MergeRequestInputs | None:
     """The stored inputs, or None for data of another format version (read afresh)."""
     if data.get("version") != FORMAT_VERSION:
         return None
-    config_file = data["config_file"]
-    codeowners = data["codeowners"]
-    return MergeRequestInputs(
-        head_sha=data["head_sha"],
-        target_sha=data["target_sha"],
-        config_file=(config_file[0], config_file[1]) if config_file else None,
-        config_key=data["config_key"],
-        commits=tuple(
-            Commit(sha, message, author, email, tuple(parents), committer, committer_email)
-            for sha, message, author, email, parents, committer, committer_email in data["commits"]
-        ),
-        changes=tuple(
-            ChangedFile(
-                old_path=old,
-                new_path=new,
-                new_file=new_file,
-                deleted_file=deleted,
-                renamed_file=renamed,
-                diff=diff,
-                diff_complete=complete,
-            )
-            for old, new, new_file, deleted, renamed, diff, complete in data["changes"]
-        ),
-        target_paths=frozenset(data["target_paths"]),
-        project=ProjectFacts(description=data["project"][0], topics=tuple(data["project"][1])),
-        project_read_at=float(data["project_read_at"]),
-        codeowners=CodeOwnersFile(codeowners[0], codeowners[1]) if codeowners else None,
-        file_sizes={str(k): int(v) for k, v in data["file_sizes"].items()},
-        signatures={str(k): bool(v) for k, v in data["signatures"].items()},
-        squash=bool(data["squash"]),
-        target_branch=str(data.get("target_branch") or ""),
-        changes_truncated=str(data["changes_truncated"]),
-        file_texts={str(k): str(v) for k, v in data["file_texts"].items()},
-    )
+    return _STORED.validate_python({k: v for k, v in data.items() if k != "version"})
 
 
 def advanced(

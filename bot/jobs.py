@@ -21,9 +21,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.gitlab import GitLabError
+from bot.errors import Retryable
 from bot.metrics import Metrics
-from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, Store
+from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, NewJob, Store
+from bot.webhook import Event, event_head, event_kind, event_target, event_to_json
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,17 @@ IDLE_POLL_SECONDS = 1.0
 # How often running jobs are checked against the store for a newer head accepted by another
 # replica, and their leases renewed (at a third of the lease, so one missed beat is harmless).
 HEARTBEAT_SECONDS = 1.0
+
+
+def job_for(event: Event, *, event_uuid: str | None = None) -> NewJob:
+    """The journal's record of an event, for a webhook delivery and catch-up alike."""
+    return NewJob(
+        target=event_target(event),
+        kind=event_kind(event),
+        head_sha=event_head(event),
+        payload=event_to_json(event),
+        event_uuid=event_uuid,
+    )
 
 
 @dataclass
@@ -219,7 +231,7 @@ class JobRunner:
                 raise
         except Superseded:
             task_superseded = True
-        except GitLabError as exc:
+        except Retryable as exc:
             await self.store.finish(job.id, FAILED, error=str(exc), now=time.time())
             self.stats.jobs_failed += 1
             self._observe(job, "failed", started)

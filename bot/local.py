@@ -1,11 +1,12 @@
 """The git Source: what the rules need, read from a local git checkout instead of GitLab.
 
 `compliance-bot check` (on a laptop or in a GitLab CI job) and `compliance-bot commit-msg`
-judge with the same engine as the server: the config decides the plan (`engine.plan`), this
-module reads the inputs the plan needs from git, and `engine.evaluate` runs the rules. No rule
-logic lives here. What git cannot tell (the project's description and topics, the merge
-request's title and labels, whether GitLab verified a signature) is either given by the caller
-(from CI's predefined variables or GitLab's API) or reported as *not judged*: never as passed.
+judge with the same engine as the server: the config decides the plan (`engine.plan`) and the
+reads (`engine.reads_for`), `engine.read` asks this module's `GitSource` for them, and
+`engine.judge` runs the rules. No rule logic lives here. What git cannot tell (the project's
+description and topics, the merge request's title and labels, whether GitLab verified a
+signature) is either given by the caller (from CI's predefined variables or GitLab's API) or
+reported as *not judged*: never as passed.
 
 Revisions, as GitLab reads them for a merge request or a compare:
 
@@ -19,14 +20,16 @@ Revisions, as GitLab reads them for a merge request or a compare:
 - the config: the tree at the base revision, never the code under review (DESIGN.md,
   invariant 9).
 
-Git runs as a synchronous subprocess; the CLI has no event loop unless it needs GitLab.
+Git runs as a synchronous subprocess, inside the CLI's one event loop: nothing else runs
+on it meanwhile.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +41,28 @@ from bot.config import (
     default_config,
     too_large,
 )
-from bot.engine import (
-    CODEOWNERS_PATHS,
-    GITLAB_DIR,
-    MAX_CODEOWNERS_BYTES,
-    MAX_SIZE_READS,
-    Plan,
-    evaluate,
-    texts_to_read,
-    texts_wanted,
-)
+from bot.engine import Inputs, Plan, context_for, read, reads_for, report_facts
+from bot.engine import judge as judge_context
 from bot.model import ChangedFile, Commit, Report
 from bot.report import NotJudged
 from bot.rules import merge_request as merge_request_rules
 from bot.rules.base import (
     CodeOwnersFile,
-    Context,
     MergeRequestFacts,
     Need,
     ProjectFacts,
     Rule,
     RuleConfig,
     Scope,
+)
+from bot.source import (
+    CODEOWNERS_PATHS,
+    GITLAB_DIR,
+    MAX_CODEOWNERS_BYTES,
+    Changes,
+    GitLabSource,
+    Signatures,
+    file_text,
 )
 
 ZERO_SHA = "0" * 40
@@ -69,8 +72,8 @@ MAX_COMMITS = 10_000
 
 # GitLab leaves a file's diff out of the API (`too_large`) past the instance's "maximum diff
 # patch size", 200 KiB by default (https://docs.gitlab.com/administration/diff_limits/). The
-# server then reads the whole file, up to its bounds (engine.MAX_TEXT_READS files of
-# engine.MAX_TEXT_BYTES, engine.MAX_TEXT_TOTAL_BYTES in all), or reports it as not scanned;
+# server then reads the whole file, up to its bounds (source.MAX_TEXT_READS files of
+# source.MAX_TEXT_BYTES, source.MAX_TEXT_TOTAL_BYTES in all), or reports it as not scanned;
 # so does the git Source, so that a check gives the same verdict here as on the server, and
 # memory stays bounded per file.
 MAX_FILE_DIFF_BYTES = 200 * 1024
@@ -241,6 +244,64 @@ def branch_name(git: Git, revision: str) -> str | None:
     return None
 
 
+def merge_base(git: Git, a: str, b: str) -> str:
+    result = git.run("merge-base", a, b, check=False)
+    if result.returncode != 0:
+        raise GitError(f"{a[:12]} and {b[:12]} have no common history: pass --base")
+    return result.stdout.decode().strip()
+
+
+def comment_char(git: Git | None) -> str:
+    """The character that starts a comment line in a commit message (`core.commentChar`)."""
+    if git is not None:
+        configured = git.run("config", "--get", "core.commentChar", check=False)
+        value = configured.stdout.decode().strip()
+        if len(value) == 1:  # "auto" picks a character git does not tell; "#" then
+            return value
+    return "#"
+
+
+_IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
+
+
+def _ident(git: Git | None, which: str) -> tuple[str, str]:
+    if git is None:
+        return "", ""
+    result = git.run("var", which, check=False)
+    match = _IDENT.match(result.stdout.decode("utf-8", "replace"))
+    return (match["name"], match["email"]) if match else ("", "")
+
+
+def _parents(git: Git | None) -> tuple[str, ...]:
+    """HEAD, plus MERGE_HEAD's commits while a merge is being concluded."""
+    if git is None:
+        return ()
+    parents = [sha for sha in (git.rev("HEAD"),) if sha]
+    merge_head = git.run("rev-parse", "--git-path", "MERGE_HEAD", check=False)
+    path = Path(merge_head.stdout.decode().strip())
+    if merge_head.returncode == 0 and not path.is_absolute():
+        path = git.root / path
+    if path.is_file():
+        parents += path.read_text(encoding="utf-8", errors="replace").split()
+    return tuple(parents)
+
+
+def pending_commit(git: Git | None, message: str) -> Commit:
+    """The commit `git commit` is about to make (in a commit-msg hook): the message, the
+    author and committer git will record, and its parents. No sha yet."""
+    author_name, author_email = _ident(git, "GIT_AUTHOR_IDENT")
+    committer_name, committer_email = _ident(git, "GIT_COMMITTER_IDENT")
+    return Commit(
+        sha=ZERO_SHA,
+        message=message,
+        author_name=author_name,
+        author_email=author_email,
+        parent_ids=_parents(git),
+        committer_name=committer_name,
+        committer_email=committer_email,
+    )
+
+
 # -- what one check looks at ---------------------------------------------------------------
 
 
@@ -256,18 +317,10 @@ class Revisions:
     target_branch: str  # the branch the work goes to (the pushed branch for a push)
 
 
-def read_config(
-    git: Git,
-    revision: str,
-    path: str | None = None,
-    *,
-    base: Mapping[str, Any] | None = None,
-    policies: Sequence[tuple[str, str]] = (),
-) -> Config:
-    """The config in the tree at `revision`: `path`, or the first of CONFIG_PATHS found.
-
-    A `path` that does not exist there is an error, not a silent fall back to the defaults.
-    """
+def config_file(git: Git, revision: str, path: str | None = None) -> tuple[str, str] | None:
+    """(path, text) of the config in the tree at `revision`: `path`, or the first of
+    CONFIG_PATHS found; None when there is none. A `path` that does not exist there is an
+    error, not a silent fall back to the defaults."""
     candidates = (path,) if path else CONFIG_PATHS
     sizes = object_sizes(git, revision, candidates)
     for candidate in candidates:
@@ -277,24 +330,28 @@ def read_config(
         if size > MAX_CONFIG_BYTES:
             # parse_yaml would say the same after reading it; this avoids reading it.
             raise ConfigError(candidate, [too_large(candidate)])
-        raw = blob(git, revision, candidate)
-        return _resolved((candidate, raw.decode("utf-8", "replace")), base, policies)
+        return candidate, blob(git, revision, candidate).decode("utf-8", "replace")
     if path:
         raise GitError(f"the config file {path} is not in the tree at {revision[:8]}")
-    return _resolved(None, base, policies)
+    return None
 
 
-def _resolved(
-    file: tuple[str, str] | None,
-    base: Mapping[str, Any] | None,
-    policies: Sequence[tuple[str, str]],
+def read_config(
+    git: Git,
+    revision: str,
+    path: str | None = None,
+    *,
+    base: Mapping[str, Any] | None = None,
+    policies: Sequence[tuple[str, str]] = (),
 ) -> Config:
-    """The file with the group policies (`--policy`) above it and its `extends` (bot/policy.py)."""
+    """The config in the tree at `revision` (see `config_file`), with the instance defaults
+    beneath and the group policies (`--policy`) above it and its `extends` (bot/policy.py)."""
     from bot.policy import resolve_texts
 
-    if file is None and not base and not policies:
+    found = config_file(git, revision, path)
+    if found is None and not base and not policies:
         return default_config()
-    return resolve_texts(file, policies=policies, base=base).config
+    return resolve_texts(found, policies=policies, base=base).config
 
 
 # -- reading the inputs --------------------------------------------------------------------
@@ -498,23 +555,6 @@ def tree_paths(git: Git, revision: str) -> frozenset[str]:
     return frozenset(paths)
 
 
-def file_sizes(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[str, int]:
-    """Sizes of added and modified files at head, bounded as the server bounds its reads."""
-    wanted = [c.new_path for c in changed if not c.deleted_file][:MAX_SIZE_READS]
-    return object_sizes(git, revision, wanted)
-
-
-def file_texts(git: Git, revision: str, changed: Sequence[ChangedFile]) -> dict[str, str]:
-    """The whole text at head of changed files whose diff was left out, bounded as the
-    server bounds it (engine._file_texts)."""
-    wanted = texts_wanted(changed)
-    texts: dict[str, str] = {}
-    for path in texts_to_read(wanted, object_sizes(git, revision, wanted)):
-        data = blob(git, revision, path)
-        texts[path] = "" if b"\0" in data else data.decode("utf-8", "replace")
-    return texts
-
-
 def codeowners(git: Git, revision: str) -> CodeOwnersFile | None:
     """The CODEOWNERS file GitLab would use: the first of its three places that exists."""
     sizes = object_sizes(git, revision, CODEOWNERS_PATHS)
@@ -555,50 +595,59 @@ def carries_signature(git: Git, shas: Sequence[str]) -> dict[str, bool]:
 
 
 @dataclass(frozen=True)
-class GitInputs:
-    """What the plan needs, read from git. Fields the plan did not need keep their defaults."""
+class GitSource:
+    """The Source over a local git checkout (bot/source.py).
 
-    commits: tuple[Commit, ...] = ()
-    changes: tuple[ChangedFile, ...] = ()
-    paths: frozenset[str] = frozenset()
-    file_sizes: Mapping[str, int] = field(default_factory=dict)
-    signed: Mapping[str, bool] = field(default_factory=dict)  # sha -> carries a signature
-    codeowners: CodeOwnersFile | None = None
-    file_texts: Mapping[str, str] = field(default_factory=dict)
+    What git cannot tell comes from `gitlab` when a token gives one (a CI job with
+    COMPLIANCE_TOKEN): the project's description and topics, and whether GitLab verified
+    each signature. Without it the project is unknown (None) and a signature is only seen,
+    not verified."""
+
+    git: Git
+    gitlab: GitLabSource | None = None
+
+    async def config_file(self, revision: str) -> tuple[str, str] | None:
+        return config_file(self.git, revision)
+
+    async def commits(self, base: str, head: str) -> tuple[Commit, ...]:
+        return commits(self.git, base, head)
+
+    async def changes(self, base: str, head: str) -> Changes:
+        return Changes(changes(self.git, base, head))
+
+    async def tree_paths(self, revision: str) -> frozenset[str]:
+        return tree_paths(self.git, revision)
+
+    async def codeowners(self, revision: str) -> CodeOwnersFile | None:
+        return codeowners(self.git, revision)
+
+    async def file_sizes(self, revision: str, paths: Sequence[str]) -> dict[str, int]:
+        return object_sizes(self.git, revision, paths)
+
+    async def file_texts(self, revision: str, paths: Sequence[str]) -> dict[str, str]:
+        return {path: file_text(blob(self.git, revision, path)) for path in paths}
+
+    async def project(self) -> ProjectFacts | None:
+        return await self.gitlab.project() if self.gitlab is not None else None
+
+    async def signatures(self, shas: Sequence[str]) -> Signatures:
+        if self.gitlab is not None:
+            return await self.gitlab.signatures(shas)
+        return Signatures(carries_signature(self.git, shas), verified=False)
 
 
-def reads(needs: Collection[Need], scope: Scope) -> tuple[bool, bool]:
-    """Whether the commits and the changed files are read, as the server decides it.
-
-    For an MR the server reads the diffs for the tree rules too (it applies them to the target
-    tree); for a push it reads commits and diffs together from the compare API. Mirrored here
-    so that the note's "N commits, N changed files" reads the same.
-    """
-    wanted = set(needs)
-    if scope is Scope.MERGE_REQUEST:
-        return (
-            bool(wanted & {Need.COMMITS, Need.SIGNATURES}),
-            bool(wanted & {Need.CHANGES, Need.TREE, Need.FILE_SIZES}),
-        )
-    history = bool(wanted & {Need.COMMITS, Need.SIGNATURES, Need.CHANGES, Need.FILE_SIZES})
-    return history, history
-
-
-def read_inputs(git: Git, revisions: Revisions, needs: Collection[Need]) -> GitInputs:
-    base, head = revisions.base, revisions.head
-    read_commits, read_changes = reads(needs, revisions.scope)
-    found_commits = commits(git, base, head) if read_commits else ()
-    found_changes = changes(git, base, head) if read_changes else ()
-    return GitInputs(
-        commits=found_commits,
-        changes=found_changes,
-        paths=tree_paths(git, head) if Need.TREE in needs else frozenset(),
-        file_sizes=file_sizes(git, head, found_changes) if Need.FILE_SIZES in needs else {},
-        signed=carries_signature(git, [c.sha for c in found_commits])
-        if Need.SIGNATURES in needs
-        else {},
-        codeowners=codeowners(git, head) if Need.CODEOWNERS in needs else None,
-        file_texts=file_texts(git, head, found_changes) if Need.FILE_TEXTS in needs else {},
+async def read_inputs(
+    git: Git | GitSource, revisions: Revisions, needs: Collection[Need]
+) -> Inputs:
+    """What the plan needs, read from git (and GitLab, when the source has it): commits
+    base..head, changes base...head, the tree and files at head."""
+    source = git if isinstance(git, GitSource) else GitSource(git)
+    return await read(
+        source,
+        reads_for(needs, revisions.scope),
+        base=revisions.base,
+        head=revisions.head,
+        tree_at=revisions.head,
     )
 
 
@@ -616,7 +665,7 @@ class LocalResult:
 def judge(
     checks: Plan,
     revisions: Revisions,
-    inputs: GitInputs,
+    inputs: Inputs,
     *,
     merge_request: MergeRequestFacts | None = None,
     project: ProjectFacts | None = None,
@@ -624,18 +673,23 @@ def judge(
     unjudgeable: Mapping[str, str] | None = None,
     partial: Mapping[str, str] | None = None,
 ) -> LocalResult:
-    """Run the plan's rules on what git (and, when given, GitLab) said.
+    """Run the plan's rules on what the Source said.
 
     A rule whose inputs nobody could give is left out of the run and listed as not judged,
     with the reason; a rule judged on part of its input runs and is listed with the caveat.
-    `project`, `merge_request` and `signatures` are GitLab's answers (None: not asked).
+    `merge_request` is the MR's facts (None: not known). `project` and `signatures`, when
+    given, are GitLab's answers and stand for what `inputs` holds.
     """
+    if project is not None:
+        inputs = replace(inputs, project=project)
+    if signatures is not None:
+        inputs = replace(inputs, signatures=Signatures(signatures))
     skipped: dict[str, str] = dict(unjudgeable or {})
     caveats: dict[str, str] = dict(partial or {})
     mr_scope = revisions.scope is Scope.MERGE_REQUEST
-    judged_signatures: Mapping[str, bool] = signatures or {}
-    if signatures is None and inputs.signed:
-        unknown = [c for c in inputs.commits if inputs.signed.get(c.sha)]
+    signed = inputs.signatures.by_sha
+    if not inputs.signatures.verified and signed:
+        unknown = [c for c in inputs.commits if signed.get(c.sha)]
         unverifiable = (
             f"{_count(len(unknown), 'signed commit')} of {len(inputs.commits)}: only GitLab "
             "can verify a signature (against the keys on the author's profile), which needs "
@@ -646,11 +700,10 @@ def judge(
         elif unknown:
             caveats.setdefault("commit.signed", f"{unverifiable}; the unsigned ones were judged")
         # An unsigned commit fails, as it will on GitLab; a signed one is left to GitLab.
-        judged_signatures = dict(inputs.signed)
     kept: list[tuple[Rule[Any], RuleConfig]] = []
     for rule, options in checks.rules:
         reason = skipped.get(rule.id)
-        if reason is None and Need.PROJECT in rule.needs and project is None:
+        if reason is None and Need.PROJECT in rule.needs and inputs.project is None:
             reason = _NO_PROJECT
         if reason is None and mr_scope and merge_request is None and rule.id in MR_RULES:
             if rule.id not in MR_RULES_FROM_GIT:
@@ -672,41 +725,28 @@ def judge(
         for rule_id, reason in caveats.items()
         if rule_id in titles and rule_id not in skipped
     )
-    facts = merge_request
-    if mr_scope and facts is None:
+    if mr_scope and merge_request is None:
         # Only the branch names: the MR rules that read more were left out above.
-        facts = MergeRequestFacts(
+        merge_request = MergeRequestFacts(
             title="", source_branch=revisions.branch, target_branch=revisions.target_branch
         )
-    context = Context(
-        scope=revisions.scope,
+    context = context_for(
+        ran,
+        revisions.scope,
+        inputs,
         branch=revisions.branch,
         target_branch=revisions.target_branch,
-        commits=inputs.commits,
-        changes=inputs.changes,
         paths=inputs.paths,
-        project=project or ProjectFacts(),
-        merge_request=facts if mr_scope else None,
-        file_sizes=inputs.file_sizes,
-        signatures=judged_signatures,
-        codeowners=inputs.codeowners,
-        squash_policy=checks.config.squash_policy,
-        file_texts=inputs.file_texts,
+        merge_request=merge_request if mr_scope else None,
     )
-    read_commits, read_changes = reads(checks.needs, revisions.scope)
-    report_facts: dict[str, int] = {}
-    if read_commits:
-        report_facts["commits"] = len(inputs.commits)
-    if mr_scope and read_changes:
-        report_facts["files"] = len(inputs.changes)
-    known = inputs.paths | {p for c in inputs.changes for p in (c.old_path, c.new_path)}
+    files = inputs.changes.files
+    known = inputs.paths | {p for c in files for p in (c.old_path, c.new_path)}
     return LocalResult(
-        report=Report(
+        report=judge_context(
+            ran,
+            context,
             head_sha=revisions.head,
-            outcomes=evaluate(ran, context),
-            facts=report_facts,
-            config_source=checks.config.source,
-            policy_notes=checks.config.notes,
+            facts=report_facts(reads_for(checks.needs, revisions.scope), revisions.scope, inputs),
         ),
         not_judged=not_judged,
         revisions=revisions,
@@ -716,14 +756,3 @@ def judge(
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
-
-
-def config_failure(head: str, exc: ConfigError) -> Report:
-    """The report of a check whose config is invalid: failed, with each error by line, as the
-    server reports it (engine._failure_report)."""
-    return Report(
-        head_sha=head,
-        error=f"invalid {exc.source}",
-        details=tuple(str(p) for p in exc.problems),
-        config_source=exc.source,
-    )

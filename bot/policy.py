@@ -31,7 +31,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
@@ -481,6 +481,9 @@ class PolicyCache:
         self.locations: _Lru[str, Location | None] = _Lru()
         self.texts: _Lru[str, str] = _Lru()
         self.resolved: _Lru[tuple[int, str], tuple[SourceFile, ...]] = _Lru()
+        # Look-ups under way: checks (or the audit's projects) of one namespace at once ask
+        # GitLab once, not once each.
+        self.pending_locations: dict[str, asyncio.Future[Location | None]] = {}
 
     def forget_project(self, project_id: int) -> None:
         """A push to a project: when it holds a policy or an `extends` target, everything
@@ -545,6 +548,16 @@ async def _location(gitlab: GitLab, cache: PolicyCache, path: str) -> Location |
     known = cache.locations.get(path, cache.ttl)
     if known is not None:
         return known[0]
+    pending = cache.pending_locations.get(path)
+    if pending is None:
+        pending = asyncio.ensure_future(_look_up_location(gitlab, cache, path))
+        cache.pending_locations[path] = pending
+        pending.add_done_callback(lambda _: cache.pending_locations.pop(path, None))
+    # Shielded: one waiter cancelled (its check superseded) does not cancel the others'.
+    return await asyncio.shield(pending)
+
+
+async def _look_up_location(gitlab: GitLab, cache: PolicyCache, path: str) -> Location | None:
     try:
         # https://docs.gitlab.com/api/projects/#get-a-single-project (`:id` a full path)
         project = await gitlab.get(f"/projects/{encode_path(path)}")
@@ -749,34 +762,51 @@ def validate_file(text: str, path: str) -> None:
         resolve([Layer(parsed)], source=path)  # the rules' checks across their own options
 
 
-def explain_command(file: str | None, policies: Sequence[str], project: str | None) -> int:
+def explain_command(
+    file: str | None, policies: Sequence[str], project: str | None
+) -> int | Coroutine[Any, Any, int]:
     """`config explain`: the resolved config with where each value came from. With
-    `--project`, as the server resolves it (GITLAB_URL, GITLAB_TOKEN); else FILE (default
-    .gitlab/compliance.yml, when present) under the `--policy` files."""
+    `--project`, as the server resolves it (GITLAB_URL, GITLAB_TOKEN; the CLI runs the
+    returned coroutine on its loop); else FILE (default .gitlab/compliance.yml, when present)
+    under the `--policy` files."""
     import sys
     from pathlib import Path
 
+    if project:
+        return _explained(_explain_project(project))
     try:
         texts = [(p, Path(p).read_text(encoding="utf-8")) for p in policies]
         own = file or (
             ".gitlab/compliance.yml" if Path(".gitlab/compliance.yml").exists() else None
         )
-        config_file = (own, Path(own).read_text(encoding="utf-8")) if own and not project else None
+        config_file = (own, Path(own).read_text(encoding="utf-8")) if own else None
     except (OSError, UnicodeDecodeError) as exc:
         print(f"compliance-bot: cannot read: {exc}", file=sys.stderr)
         return 2
     try:
-        if project:
-            from bot.cli import run_event_loop
-
-            resolution = run_event_loop(_explain_project(project))
-        else:
-            resolution = resolve_texts(config_file, policies=texts)
+        resolution = resolve_texts(config_file, policies=texts)
     except ConfigError as exc:
-        print(f"compliance-bot: {exc}", file=sys.stderr)
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return _config_error(exc)
+    print(explain(resolution), end="")
+    return 0
+
+
+def _config_error(exc: ConfigError) -> int:
+    import sys
+
+    print(f"compliance-bot: {exc}", file=sys.stderr)
+    for problem in exc.problems:
+        print(problem, file=sys.stderr)
+    return 2
+
+
+async def _explained(resolving: Coroutine[Any, Any, Resolution]) -> int:
+    import sys
+
+    try:
+        resolution = await resolving
+    except ConfigError as exc:
+        return _config_error(exc)
     except Exception as exc:  # GitLab or settings: one line, never a traceback with a token
         print(f"compliance-bot: {exc}", file=sys.stderr)
         return 3

@@ -308,10 +308,6 @@ def waiver_text(waived: Waived) -> str:
     return f"waived by @{waived.by} until {_utc(waived.until)}: {waived.reason}"
 
 
-def truncate(text: str, limit: int) -> str:
-    return _shorten(text, limit)
-
-
 # -- the note -----------------------------------------------------------------------------
 
 

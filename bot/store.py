@@ -33,8 +33,8 @@ import inspect
 import json
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -169,8 +169,6 @@ class Store(Protocol):
 
     async def release(self, job_id: int, *, now: float) -> None: ...
 
-    async def supersede(self, job_id: int, *, now: float) -> None: ...
-
     async def replay_unfinished(self, *, now: float) -> int: ...
 
     async def retry_failed(self, *, older_than: float, max_attempts: int, now: float) -> int: ...
@@ -216,8 +214,6 @@ class Store(Protocol):
     async def load_snapshot(self, target: str) -> str | None: ...
 
     async def save_snapshot(self, target: str, data: str, *, now: float) -> None: ...
-
-    async def drop_snapshot(self, target: str) -> None: ...
 
     async def counts(self) -> dict[str, int]: ...
 
@@ -444,13 +440,6 @@ class SqliteStore:
                 (SUPERSEDED if newer else QUEUED, now, job_id, RUNNING),
             )
 
-    async def supersede(self, job_id: int, *, now: float) -> None:
-        with self._transaction() as db:
-            db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ? WHERE id = ? AND state IN (?, ?)",
-                (SUPERSEDED, now, job_id, QUEUED, RUNNING),
-            )
-
     async def replay_unfinished(self, *, now: float) -> int:
         """After a crash, jobs left `running` are queued again (or superseded by a newer
         queued job of the same target). Returns how many jobs are queued now."""
@@ -562,10 +551,6 @@ class SqliteStore:
                 "updated_at = excluded.updated_at",
                 (target, data, now),
             )
-
-    async def drop_snapshot(self, target: str) -> None:
-        with self._transaction() as db:
-            db.execute("DELETE FROM snapshots WHERE target = ?", (target,))
 
     async def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
@@ -696,35 +681,3 @@ def waiver_from_row(row: dict[str, Any]) -> Waiver:
         withdrawn_at=float(withdrawn_at) if withdrawn_at is not None else None,
         withdrawn_by=row["withdrawn_by"],
     )
-
-
-def now() -> float:
-    return time.time()
-
-
-def is_postgres_url(location: str) -> bool:
-    return location.startswith(("postgresql://", "postgres://"))
-
-
-@asynccontextmanager
-async def open_store(
-    location: str,
-    *,
-    lease_seconds: float = 30.0,
-    pool_size: int = 8,
-    sqlite_busy_timeout_ms: float = 250,
-) -> AsyncIterator[Store]:
-    """The journal at `location`: a `postgresql://` URL (shared by replicas) or a SQLite
-    file path (one process). Closed when the block ends."""
-    store: Store
-    if is_postgres_url(location):
-        # Imported here: a user of the embedded default never loads the driver.
-        from bot.store_postgres import PostgresStore
-
-        store = await PostgresStore.open(location, lease_seconds=lease_seconds, pool_size=pool_size)
-    else:
-        store = SqliteStore(location, busy_timeout_ms=sqlite_busy_timeout_ms)
-    try:
-        yield store
-    finally:
-        await store.close()

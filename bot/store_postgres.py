@@ -448,14 +448,6 @@ class PostgresStore:
                 (QUEUED, SUPERSEDED, QUEUED, now, job_id, RUNNING, self.replica),
             )
 
-    async def supersede(self, job_id: int, *, now: float) -> None:
-        async with self._pool.connection() as db:
-            await db.execute(
-                "UPDATE jobs SET state = %s, updated_at = %s, owner = NULL, lease_until = NULL "
-                "WHERE id = %s AND state IN (%s, %s)",
-                (SUPERSEDED, now, job_id, QUEUED, RUNNING),
-            )
-
     async def replay_unfinished(self, *, now: float) -> int:
         """Other replicas may be running jobs right now: only those whose lease expired are
         taken back. Returns how many jobs are queued."""
@@ -576,10 +568,6 @@ class PostgresStore:
                 "updated_at = excluded.updated_at",
                 (target, data, now),
             )
-
-    async def drop_snapshot(self, target: str) -> None:
-        async with self._pool.connection() as db:
-            await db.execute("DELETE FROM snapshots WHERE target = %s", (target,))
 
     # -- waivers ---------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ Payloads:    https://docs.gitlab.com/user/project/integrations/webhook_events/
 from __future__ import annotations
 
 import base64
-import dataclasses
+import functools
 import hashlib
 import hmac
 import json
@@ -23,8 +23,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from bot import commands
 from bot.model import Commit
+from bot.rules.base import MergeRequestFacts
 
 ZERO_SHA = "0" * 40
 
@@ -79,6 +82,21 @@ class MergeRequestEvent:
     @property
     def target(self) -> str:
         return f"{self.project_id}!{self.iid}"
+
+    def facts(self, *, squash: bool) -> MergeRequestFacts:
+        """What the merge request rules judge. Whether it will be squashed is not in the
+        payload: GitLab's API says (`squash_on_merge`)."""
+        return MergeRequestFacts(
+            title=self.title,
+            description=self.description,
+            labels=self.labels,
+            draft=self.draft,
+            source_branch=self.source_branch,
+            target_branch=self.target_branch,
+            squash=squash,
+            assignees=self.assignees,
+            reviewers=self.reviewers,
+        )
 
 
 @dataclass(frozen=True)
@@ -383,27 +401,27 @@ def _shown(value: object) -> str:
 # -- events as journal records ------------------------------------------------------------
 
 
+_EVENT_TYPES: dict[str, type[Event]] = {
+    "merge_request": MergeRequestEvent,
+    "push": PushEvent,
+    "command": NoteEvent,
+}
+
+
+@functools.cache
+def _journal_format(kind: str) -> TypeAdapter[Event]:
+    return TypeAdapter(_EVENT_TYPES[kind])
+
+
 def event_to_json(event: Event) -> str:
-    """The event as the journal stores it, so a restart can replay it."""
-    data = dataclasses.asdict(event)
-    if isinstance(event, MergeRequestEvent):
-        data["changed_fields"] = sorted(event.changed_fields)
-    return json.dumps(data, sort_keys=True)
+    """The event as the journal stores it, so a restart can replay it: every field by name."""
+    return _journal_format(event_kind(event)).dump_json(event).decode()
 
 
 def event_from_json(kind: str, text: str) -> Event:
-    data = json.loads(text)
-    if kind == "command":
-        return NoteEvent(**data)
-    if kind == "merge_request":
-        data["changed_fields"] = frozenset(data["changed_fields"])
-        for key in ("labels", "assignees", "reviewers"):
-            data[key] = tuple(data[key])
-        return MergeRequestEvent(**data)
-    data["commits"] = tuple(
-        Commit(**{**c, "parent_ids": tuple(c["parent_ids"])}) for c in data["commits"]
-    )
-    return PushEvent(**data)
+    """The journaled event, as it was before it was stored (and as older records stored it:
+    sorted keys, lists for tuples and sets)."""
+    return _journal_format(kind).validate_json(text)
 
 
 def event_kind(event: Event) -> str:
@@ -462,3 +480,42 @@ def merge_request_from_api(mr: dict[str, Any]) -> MergeRequestEvent | None:
         assignees=_usernames(mr.get("assignees")),
         reviewers=_usernames(mr.get("reviewers")),
     )
+
+
+def squash_on_merge(mr: Mapping[str, Any]) -> bool:
+    """Whether GitLab will squash the MR, from GET /projects/:id/merge_requests/:iid.
+
+    `squash_on_merge` accounts for the project's squash setting ("always").
+    https://docs.gitlab.com/api/merge_requests/#get-single-mr
+    """
+    return bool(mr.get("squash_on_merge", mr.get("squash", False)))
+
+
+def merge_request_facts_from_ci(env: Mapping[str, str]) -> MergeRequestFacts:
+    """The MR as a GitLab CI merge request pipeline's predefined variables tell it.
+
+    https://docs.gitlab.com/ci/variables/predefined_variables/#predefined-variables-for-merge-request-pipelines
+    GitLab cuts CI_MERGE_REQUEST_DESCRIPTION at 2,700 characters (16.7+), and tells no
+    reviewers: the caller says so.
+    """
+    return MergeRequestFacts(
+        title=env.get("CI_MERGE_REQUEST_TITLE", ""),
+        description=env.get("CI_MERGE_REQUEST_DESCRIPTION", ""),
+        labels=ci_names(env.get("CI_MERGE_REQUEST_LABELS", "")),
+        # Without the variable (before 17.10), the draft rule still sees the title's
+        # `Draft:` prefix, which is how GitLab marks a draft.
+        draft=bool(ci_flag(env, "CI_MERGE_REQUEST_DRAFT")),  # GitLab 17.10+
+        source_branch=env.get("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", ""),
+        target_branch=env.get("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", ""),
+        squash=bool(ci_flag(env, "CI_MERGE_REQUEST_SQUASH_ON_MERGE")),  # GitLab 16.4+
+        assignees=ci_names(env.get("CI_MERGE_REQUEST_ASSIGNEES", "")),
+    )
+
+
+def ci_flag(env: Mapping[str, str], name: str) -> bool | None:
+    value = env.get(name)
+    return None if value is None or value == "" else value.strip().lower() == "true"
+
+
+def ci_names(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import re
 import time
 from collections import Counter
 from typing import Any
@@ -29,23 +28,15 @@ import uvicorn
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from bot.metrics import endpoint_template
 from tests.fake_gitlab import FakeGitLab, Project
 
 AUDIT_GROUP = "bench"
 
-_TEMPLATES = [
-    (re.compile(r"/projects/[^/]+"), "/projects/:id"),
-    (re.compile(r"/groups/[^/]+"), "/groups/:id"),
-    (re.compile(r"/repository/files/[^/]+"), "/repository/files/:file_path"),
-]
-
 
 def endpoint(method: str, path: str) -> str:
     """`GET /projects/:id/repository/tree` for any project: requests grouped by endpoint."""
-    path = path.removeprefix("/api/v4")
-    for pattern, replacement in _TEMPLATES:
-        path = pattern.sub(replacement, path)
-    return f"{method} {path}"
+    return f"{method} {endpoint_template(path)}"
 
 
 # A config some projects keep on their default branch: an extra read per such project.

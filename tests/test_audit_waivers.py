@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from bot.store import open_store
+from bot.stores import open_store
 from bot.waivers import NewWaiver
 from tests.checks.test_waive import RULE, _comment, _failing_mr, _status
 from tests.conftest import running_bot

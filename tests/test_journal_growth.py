@@ -24,7 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bot.store import NewJob, open_store
+from bot.store import NewJob
+from bot.stores import open_store
 from tests.conftest import running_bot
 from tests.fake_gitlab import FakeGitLab
 from tests.payloads import merge_request_hook

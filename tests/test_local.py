@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +20,6 @@ from bot.local import (
     codeowners,
     commits,
     default_branch,
-    file_texts,
     judge,
     object_sizes,
     open_repository,
@@ -28,7 +28,8 @@ from bot.local import (
     tree_paths,
 )
 from bot.model import Severity
-from bot.rules.base import MergeRequestFacts, ProjectFacts, Scope
+from bot.rules.base import MergeRequestFacts, Need, ProjectFacts, Scope
+from bot.source import Signatures
 from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
 
 
@@ -143,7 +144,9 @@ def test_a_file_whose_diff_was_left_out_is_read_whole_as_the_server_reads_it(
     repo.commit("feat: big file", {"big.txt": big, "small.txt": "small\n"})
     git = open_repository(repo.path)
 
-    texts = file_texts(git, repo.head(), changes(git, base, repo.head()))
+    revisions = replace(_revisions(repo), base=base)
+
+    texts = asyncio.run(read_inputs(git, revisions, {Need.CHANGES, Need.FILE_TEXTS})).file_texts
 
     assert texts == {"big.txt": big}
 
@@ -243,7 +246,7 @@ def test_judging_offline_lists_what_only_gitlab_knows_as_not_judged(repo: Repo) 
     checks = plan(config, Scope.MERGE_REQUEST, "main")
     revisions = _revisions(repo)
 
-    result = judge(checks, revisions, read_inputs(git, revisions, checks.needs))
+    result = judge(checks, revisions, asyncio.run(read_inputs(git, revisions, checks.needs)))
 
     by_rule = {item.rule: item for item in result.not_judged}
     assert set(by_rule) == {
@@ -273,7 +276,7 @@ def test_what_gitlab_says_is_judged_like_the_server_judges_it(repo: Repo) -> Non
     result = judge(
         checks,
         revisions,
-        read_inputs(git, revisions, checks.needs),
+        asyncio.run(read_inputs(git, revisions, checks.needs)),
         merge_request=MergeRequestFacts(title="Draft: add it", description=""),
         project=ProjectFacts(description="A widget", topics=()),
     )
@@ -292,10 +295,12 @@ def test_signed_commits_are_left_to_gitlab_and_said_so(repo: Repo) -> None:
     config = load("rules:\n  commit.signed: {severity: error}\n", "x.yml")
     checks = plan(config, Scope.PUSH, "feature")
     revisions = _revisions(repo, Scope.PUSH)
-    inputs = read_inputs(git, revisions, checks.needs)
+    inputs = asyncio.run(read_inputs(git, revisions, checks.needs))
     [only] = inputs.commits
 
-    all_signed = judge(checks, revisions, replace(inputs, signed={only.sha: True}))
+    all_signed = judge(
+        checks, revisions, replace(inputs, signatures=Signatures({only.sha: True}, verified=False))
+    )
     with_gitlab = judge(checks, revisions, inputs, signatures={only.sha: True})
 
     [item] = [i for i in all_signed.not_judged if i.rule == "commit.signed"]

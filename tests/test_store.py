@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from bot.store import NewJob, Store, open_store
+from bot.store import NewJob, Store
+from bot.stores import open_store
 
 LEASE = 0.5
 

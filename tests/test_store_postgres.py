@@ -10,8 +10,9 @@ from contextlib import AsyncExitStack
 
 import pytest
 
-from bot.store import QUEUED, RUNNING, NewJob, Store, open_store
+from bot.store import QUEUED, RUNNING, NewJob, Store
 from bot.store_postgres import MIGRATIONS, PostgresStore
+from bot.stores import open_store
 
 LEASE = 0.5
 

@@ -13,7 +13,7 @@ from bot.report import (
     status_description,
     status_state,
 )
-from bot.store import open_store
+from bot.stores import open_store
 from bot.waivers import NewWaiver, Waiver, apply_waivers, finding_fingerprint, findings_to_waive
 from tests.gfm import shown_text
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot.commands import CommandLimiter
-from bot.engine import TreeCache
 from bot.gitlab import GitLab
+from bot.source import TreeCache
 from bot.store import Store
 
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from bot import engine, incremental, report
 from bot.checks import Services
-from bot.gitlab import GitLab, GitLabError, GitLabUnavailable, NotFound
+from bot.errors import Retryable
+from bot.gitlab import GitLab, GitLabError, NotFound
 from bot.incremental import MergeRequestInputs
 from bot.jobs import Superseded, ensure_current, superseded_by_newer_head
 from bot.model import Report
@@ -191,7 +192,7 @@ async def check(
     )
     if checked.retryable:
         # Published as "could not complete"; failing the job makes the sweeper run it again.
-        raise GitLabUnavailable(checked.error or "could not complete")
+        raise Retryable(checked.error or "could not complete")
     log.info(
         "merge request checked",
         extra={
@@ -219,7 +220,7 @@ async def _adopt_newer_head(
 ) -> None:
     """Check the MR's current head in place of the event's older one."""
     if adopted >= MAX_ADOPTED_HEADS:
-        raise GitLabUnavailable(f"the head of {event.target} kept moving; checking again later")
+        raise Retryable(f"the head of {event.target} kept moving; checking again later")
     ensure_current()  # a newer head's own job is waiting: it checks that head, not this one
     # https://docs.gitlab.com/api/merge_requests/#get-single-mr
     raw = await services.gitlab.merge_request(event.project_id, event.iid)

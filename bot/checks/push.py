@@ -10,7 +10,8 @@ import logging
 
 from bot import engine, policy, report
 from bot.checks import Services
-from bot.gitlab import GitLabError, GitLabUnavailable
+from bot.errors import Retryable
+from bot.gitlab import GitLabError
 from bot.jobs import ensure_current
 from bot.publish import StatusTarget, in_pipeline, running_while, set_incomplete, set_status
 from bot.webhook import PushEvent
@@ -44,7 +45,7 @@ async def check(services: Services, event: PushEvent) -> None:
         raise
     if result.retryable:
         # Published as "could not complete"; failing the job makes the sweeper run it again.
-        raise GitLabUnavailable(result.error or "could not complete")
+        raise Retryable(result.error or "could not complete")
     log.info(
         "push checked",
         extra={"branch": event.branch, "sha": event.after, "state": report.status_state(result)},

@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any
 
-from bot import commands, engine
+from bot import commands, policy
 from bot.checks import Services
 from bot.checks import merge_request as merge_request_check
 from bot.commands import Refused, Unwaive, Waive
@@ -24,6 +24,7 @@ from bot.config import Config, ConfigError
 from bot.gitlab import GitLabError, NotFound
 from bot.report import bot_text, escape
 from bot.rules.catalog import all_rules
+from bot.source import GitLabSource
 from bot.store import NewJob, Store
 from bot.waivers import MAX_FINGERPRINTS, NewWaiver, finding_fingerprint, findings_to_waive
 from bot.webhook import MergeRequestEvent, NoteEvent, event_to_json, merge_request_from_api
@@ -76,10 +77,18 @@ async def run(services: Services, note: NoteEvent) -> None:
 
 async def _rules_of(services: Services, event: MergeRequestEvent) -> Config:
     """The config the MR is judged by: its target branch's, never the MR's own files."""
-    target_sha = await services.gitlab.branch_head(event.project_id, event.target_branch)
-    known = services.trees.files(event.project_id, target_sha)
-    repository = engine.Repository(services.gitlab, event.project_id, target_sha, known)
-    return await repository.config(services.base_config)
+    source = GitLabSource(services.gitlab, event.project_id, trees=services.trees)
+    target_sha = await source.branch_head(event.target_branch)
+    # With the group policies above it (a policy may lock `waivable: false`), as the check.
+    resolved = await policy.resolve_for_project(
+        services.gitlab,
+        event.project_id,
+        target_sha,
+        await source.config_file(target_sha),
+        services.base_config,
+    )
+    config: Config = resolved.config
+    return config
 
 
 async def _not_permitted(
