@@ -431,14 +431,6 @@ class GitLab:
                 return False
         return False
 
-    async def latest_pipeline_id(self, project_id: int, sha: str) -> int | None:
-        # https://docs.gitlab.com/api/pipelines/#list-project-pipelines
-        response = await self.request(
-            "GET", f"/projects/{project_id}/pipelines", params={"sha": sha, "per_page": 1}
-        )
-        pipelines = response.json()
-        return int(pipelines[0]["id"]) if pipelines else None
-
     async def post_status(
         self,
         project_id: int,

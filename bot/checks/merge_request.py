@@ -21,7 +21,6 @@ from bot.incremental import MergeRequestInputs
 from bot.jobs import ensure_current
 from bot.publish import (
     StatusTarget,
-    in_pipeline,
     running_while,
     set_incomplete,
     set_status,
@@ -103,7 +102,6 @@ async def check(services: Services, event: MergeRequestEvent, *, reuse: bool = T
             == (event.head_sha, state, description)
         )
         if not unchanged:
-            target = await in_pipeline(gitlab, target)
             ensure_current()
             await set_status(
                 gitlab,

@@ -12,7 +12,7 @@ from bot import engine, report
 from bot.checks import Services
 from bot.gitlab import GitLabError, GitLabUnavailable
 from bot.jobs import ensure_current
-from bot.publish import StatusTarget, in_pipeline, running_while, set_incomplete, set_status
+from bot.publish import StatusTarget, running_while, set_incomplete, set_status
 from bot.webhook import PushEvent
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,6 @@ async def check(services: Services, event: PushEvent) -> None:
             delay=services.running_status_delay,
             checkpoint=ensure_current,
         )
-        target = await in_pipeline(gitlab, target)
         ensure_current()
         await set_status(
             gitlab, target, report.status_state(result), report.status_description(result)
