@@ -38,6 +38,7 @@ from bot.incremental import (
     compose_changes,
     config_key,
     extends_linearly,
+    recompose_changes,
     sorted_changes,
     touched_paths,
 )
@@ -499,6 +500,16 @@ def _compare_truncation(comparison: Comparison) -> str:
     return f"GitLab's diff limits stopped the compared files at {listed} (compare_timeout)"
 
 
+def _texts_still_hold(
+    before: Sequence[ChangedFile], after: Sequence[ChangedFile], texts: Mapping[str, str]
+) -> bool:
+    """Whether the texts kept are the ones a full check would read for `after`: the same
+    files want their text, or every one that still does has it (the bounds then choose
+    them all)."""
+    wanted = texts_wanted(after)
+    return wanted == texts_wanted(before) or all(path in texts for path in wanted)
+
+
 def _composed_near_limits(changes: Sequence[ChangedFile]) -> bool:
     if len(changes) > COMPOSED_MAX_FILES:
         return True
@@ -565,6 +576,8 @@ class Reuse(StrEnum):
     NONE = "none"  # everything read afresh
     METADATA = "metadata"  # same head: judged from the payload, no GitLab read
     NEW_COMMITS = "new_commits"  # read only the new commits and the files they changed
+    # new commits that change files the MR had changed: those files' diff read again too
+    CHANGED_AGAIN = "changed_again"
 
 
 async def check_merge_request_incrementally(
@@ -635,6 +648,7 @@ async def _check_from_previous(
     commits, changes = previous.commits, previous.changes
     sizes, signatures = dict(previous.file_sizes), dict(previous.signatures)
     texts = dict(previous.file_texts)
+    reuse = Reuse.NEW_COMMITS
     if compared is not None:
         new_commits, new_changes = compared.commits, compared.changes
         if not extends_linearly(new_commits, event.oldrev, event.head_sha):
@@ -644,16 +658,33 @@ async def _check_from_previous(
             # diff limits: read the MR's diff instead.
             return None
         composed = compose_changes(previous.changes, new_changes)
+        if composed is None:
+            # The new commits change files the MR had changed (or may pair with them as a
+            # rename): the MR's diff at the new head for those files is in neither diff.
+            # Compare reads it pinned to this head and this target commit, as the MR's
+            # own diff would show it (app/models/merge_request_diff.rb diffs from the
+            # merge-base too); the rest still holds.
+            whole = await gitlab.compare(event.project_id, target_sha, event.head_sha)
+            if whole.overflow:
+                return None
+            composed = recompose_changes(previous.changes, new_changes, whole.changes)
+            reuse = Reuse.CHANGED_AGAIN
         if composed is None or _composed_near_limits(composed):
             return None
         commits, changes = previous.commits + tuple(new_commits), composed
         if len(commits) > MAX_SIGNATURE_READS or len(changes) > MAX_SIZE_READS:
             return None  # past the read bounds, which files get read depends on all of them
         touched = touched_paths(new_changes)
-        kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
         texts = {path: text for path, text in texts.items() if path not in touched}
+        if not _texts_still_hold(previous.changes, changes, texts):
+            return None
+        # Sizes are of the files at the head: a file the new commits did not touch kept
+        # its size; the others still in the MR's diff are read (not one put back as the
+        # target branch has it).
+        kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
+        unknown = [c for c in changes if c.new_path not in kept_sizes]
         new_sizes, new_signatures = await _sizes_and_signatures(
-            gitlab, event, needs, new_changes, new_commits
+            gitlab, event, needs, unknown, new_commits
         )
         sizes = {**kept_sizes, **new_sizes}
         signatures.update(new_signatures)
@@ -668,7 +699,7 @@ async def _check_from_previous(
         project=project or previous.project,
         project_read_at=now if project is not None else previous.project_read_at,
     )
-    return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NEW_COMMITS)
+    return MergeRequestCheck(_judge(checks, inputs, event), inputs, reuse)
 
 
 async def _check_merge_request(
