@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 import httpx
 
+from bot.http_pool import pooled_transport
 from bot.model import ChangedFile, Commit
 from bot.redaction import redact
 
@@ -537,13 +538,15 @@ async def open_gitlab(
             "PRIVATE-TOKEN": settings.gitlab_token.get_secret_value(),
             "User-Agent": "compliance-bot",
         },
-        limits=httpx.Limits(
-            max_connections=settings.http_pool_size,
-            max_keepalive_connections=settings.http_pool_size,
-        ),
         timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
-        verify=_tls(settings),
-        transport=transport,
+        transport=transport
+        or pooled_transport(
+            limits=httpx.Limits(
+                max_connections=settings.http_pool_size,
+                max_keepalive_connections=settings.http_pool_size,
+            ),
+            verify=_tls(settings),
+        ),
     )
     async with http:
         yield GitLab(
