@@ -10,8 +10,9 @@ cost of one delivery and the rate the server keeps up with:
 - The sustained rate: one `compliance-bot serve` process with the journal on, senders in a
   process of their own (`python -m bench.webhook --send`) firing open-loop at a fixed rate
   over keep-alive connections; a latency runs from when a delivery was due, so a server
-  that falls behind shows it. A rate is sustained when 99% of deliveries are answered 202
-  within 1 s of being due, through to the last one.
+  that falls behind shows it (its backlog, and so its median, grows). A rate is sustained
+  when every delivery is answered 202, the median within 50 ms of being due and the p99
+  within 500 ms (a loaded 2-core machine alone puts tens of ms on the p99).
 - The p99 at half the highest rate sustained.
 
 The deliveries name MRs the fake GitLab does not have, and the one worker's calls wait 5 s
@@ -48,7 +49,8 @@ MR_HOOK = "Merge Request Hook"
 RATES = (250, 500, 1000, 1500, 2000, 3000)
 SECONDS_PER_RATE = 4.0
 CONNECTIONS = 64
-ON_TIME_SECONDS = 1.0
+SUSTAINED_P50_MS = 50.0
+SUSTAINED_P99_MS = 500.0
 
 
 def _bodies(count: int) -> list[bytes]:
@@ -244,7 +246,8 @@ async def measure(
                 step["server_cpu_ms_per_delivery"] = round(cpu / step["sent"] * 1e3, 3)
                 step["sustained"] = (
                     step["statuses"] == {"202": step["sent"]}
-                    and step["p99_ms"] <= ON_TIME_SECONDS * 1e3
+                    and step["p50_ms"] <= SUSTAINED_P50_MS
+                    and step["p99_ms"] <= SUSTAINED_P99_MS
                 )
                 steps.append(step)
                 if not step["sustained"]:
