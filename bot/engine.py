@@ -624,8 +624,13 @@ async def _check_from_previous(
         # carries them all, and everything else was read for this very head. (An open or
         # reopen, or catch-up, reads afresh: the target branch may have moved since.)
         return MergeRequestCheck(_judge(checks, previous, event), previous, Reuse.METADATA)
-    if event.oldrev != previous.head_sha:
-        return None  # not a push on top of what was judged (or a push the bot missed)
+    if event.oldrev is None:
+        return None  # not a push: an open, reopen or catch-up reads afresh
+    # From the head last judged, not the hook's `oldrev`: when several pushes come at once
+    # only the newest is checked (the others are superseded), and its `oldrev` is a head
+    # the bot never judged. Compare from the judged head has every commit since; whether
+    # they sit on top of it is `extends_linearly`'s to say.
+    judged = previous.head_sha
     if previous.changes_truncated:
         return None  # GitLab cut the MR's diff short: only its own diff says what is left out
     needs = checks.needs
@@ -636,7 +641,7 @@ async def _check_from_previous(
     target_sha, compared, project = await _together(
         gitlab.branch_head(event.project_id, event.target_branch),
         # The new commits and only the files they changed, in the project that holds them.
-        gitlab.compare(event.source_project_id, event.oldrev, event.head_sha)
+        gitlab.compare(event.source_project_id, judged, event.head_sha)
         if wants_history
         else _nothing(None),
         project_facts(gitlab, event.project_id)
@@ -651,7 +656,7 @@ async def _check_from_previous(
     reuse = Reuse.NEW_COMMITS
     if compared is not None:
         new_commits, new_changes = compared.commits, compared.changes
-        if not extends_linearly(new_commits, event.oldrev, event.head_sha):
+        if not extends_linearly(new_commits, judged, event.head_sha):
             return None  # a force-push or a merge: the MR's commit list is not old + new
         if compared.overflow or not all(c.diff_complete for c in new_changes):
             # Compare collapses patches the MR's own diff shows in full, and stops at the

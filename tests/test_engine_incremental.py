@@ -83,6 +83,9 @@ steps = st.one_of(
     st.tuples(st.just("again"), messages, mr_file, contents),
     st.tuples(st.just("revert"), messages, mr_file),
     st.tuples(st.just("move"), messages, mr_file, st.sampled_from(PATHS)),
+    # Two pushes, one check: the first push's check was superseded by the second's before
+    # it ran, so the hook's `oldrev` is a head the bot never judged.
+    st.tuples(st.just("pushes"), messages, file_changes, file_changes),
     st.tuples(st.just("rename"), messages, st.sampled_from(PATHS), st.sampled_from(PATHS)),
     st.tuples(st.just("rewrite"), messages, file_changes),
     st.tuples(
@@ -134,6 +137,12 @@ def _apply(fake: FakeGitLab, mr: MergeRequest, step: tuple[Any, ...]) -> dict[st
     if kind == "commit":
         _, message, files = step
         fake.commit(pid, mr.source_branch, message=message, files=files)
+    elif kind == "pushes":
+        _, message, first, second = step
+        fake.commit(pid, mr.source_branch, message=message, files=first)
+        skipped = mr.head_sha
+        fake.commit(pid, mr.source_branch, message=message, files=second)
+        return hook_for(mr, action="update", oldrev=skipped)
     elif kind in ("again", "revert", "move"):
         changed = sorted({p for d in mr.diffs() for p in (d["old_path"], d["new_path"])})
         path = (changed or PATHS)[step[2] % len(changed or PATHS)]
@@ -329,3 +338,23 @@ async def test_a_follow_up_push_past_the_diff_limits_is_judged_as_gitlab_cut_it(
     assert scratch.inputs is not None and scratch.inputs.changes_truncated
     assert incremental.report.findings == scratch.report.findings
     assert incremental.inputs == scratch.inputs
+
+
+async def test_a_push_after_one_whose_check_was_superseded_reuses_the_judged_head(
+    fake: FakeGitLab,
+) -> None:
+    """Under load the bot checks only the newest of several pushes: the hook's `oldrev` is
+    a head it never judged. The commits since the head it did judge are still a compare
+    away; the MR is not read afresh."""
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: start", files={"src/a.py": "x = 0\n"})
+    mr = fake.open_mr(project.id, source_branch="feature", description="Adds a feature.")
+    async with open_gitlab(bot_settings(fake)) as gitlab:
+        first, _ = await _checks(gitlab, hook_for(mr), None)
+        step = ("pushes", "feat: more", {"src/b.py": "y = 1\n"}, {"src/c.py": "z = 1\n"})
+        incremental, scratch = await _checks(gitlab, _apply(fake, mr, step), first.inputs)
+    assert incremental.reuse == engine.Reuse.NEW_COMMITS
+    assert incremental.report.findings == scratch.report.findings
+    assert incremental.inputs is not None and scratch.inputs is not None
+    for name in ("commits", "changes", "target_paths", "file_sizes", "signatures"):
+        assert getattr(incremental.inputs, name) == getattr(scratch.inputs, name), name
