@@ -11,7 +11,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from bench import baseline, calls, replicas, server
+from bench import baseline, calls, replicas, server, webhook
 
 
 def main() -> None:
@@ -43,11 +43,14 @@ def main() -> None:
     results["replicas"] = asyncio.run(
         replicas.measure(events=end_to_end["events"], mrs=end_to_end["mrs"])
     )
+    capacity = {"rates": (250.0, 500.0), "seconds": 1.0} if args.quick else {}
+    results["webhook"] = asyncio.run(webhook.measure(**capacity))
     print(calls.table(results["calls_per_event"]))
     print()
     print(server.table(results["server"]))
     print(baseline.table(results["baseline"]))
     print(replicas.table(results["replicas"]))
+    print(webhook.table(results["webhook"]))
     args.output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nwritten to {args.output}")
 

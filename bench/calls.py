@@ -43,6 +43,14 @@ async def measure() -> dict[str, dict[str, Any]]:
             hook_for(mr, action="update", oldrev=old),
         )
 
+        old = mr.head_sha
+        fake.commit(project.id, "feature", message="fix: review", files={"b.py": "3\n"})
+        await record(
+            "mr update, 1 commit changing a file of the MR again",
+            "Merge Request Hook",
+            hook_for(mr, action="update", oldrev=old),
+        )
+
         labelled = hook_for(
             mr,
             action="update",

@@ -3,8 +3,9 @@ one process with SQLite, in one run.
 
 Each configuration gets a fresh fake GitLab (30 ms per call) and a fresh database; the
 deliveries go round-robin to the replicas, as a load balancer would send them. The figure is
-events/s until every MR's newest head has its final status, and the p99 from a head's
-delivery to its final status.
+events/s until every MR's newest head has its final status, the replicas' CPU per event (the
+sum of their processes' own CPU; the fake GitLab and the driver run in this process, the
+PostgreSQL server in its own), and the p99 from a head's delivery to its final status.
 
     python -m bench.replicas
 """
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.server import _final_times, _percentile, _setup, deliver_updates
+from bench.server import _final_times, _percentile, _setup, cpu_seconds, deliver_updates
 from tests.fake_gitlab import FakeGitLab
 from tests.postgres import postgres_server
 from tests.processes import BotProcess
@@ -31,15 +32,22 @@ async def _run(journals: list[str], *, events: int, mrs: int, latency: float) ->
         fake.latency = latency
         bots = [BotProcess(fake, journal) for journal in journals]
         await asyncio.gather(*(bot.start() for bot in bots))
+        pids = [bot.process.pid for bot in bots if bot.process is not None]
+        cpu_started = sum(map(cpu_seconds, pids))
         started = time.monotonic()
         sent_at = await deliver_updates(fake, targets, events, [bot.url for bot in bots])
         newest = {t.head_sha: sent_at[t.head_sha] for t in targets}
         finished = await _final_times(fake, newest, time.monotonic() + 600)
         elapsed = max(finished.values()) - started
+        # The replicas' own CPU, all of them (the fake GitLab and the driver run here; the
+        # PostgreSQL server in its own processes).
+        cpu = sum(map(cpu_seconds, pids)) - cpu_started
         delays = [finished[sha] - newest[sha] for sha in finished]
         await asyncio.gather(*(bot.stop() for bot in bots))
     return {
         "events_per_s": round(events / elapsed, 1),
+        "cpu_ms_per_event": round(cpu / events * 1e3, 2),
+        "calls_per_event": round(len(fake.requests) / events, 2),
         "p50_s": round(statistics.median(delays), 3),
         "p99_s": round(_percentile(delays, 0.99), 3),
         "all_final": len(finished) == len(newest),
@@ -76,7 +84,9 @@ def table(results: dict[str, Any]) -> str:
                 lines.append(f"   {name}: {figures}")
             continue
         lines.append(
-            f"   {name}: {figures['events_per_s']} events/s, newest head final after "
+            f"   {name}: {figures['events_per_s']} events/s, {figures['cpu_ms_per_event']} ms "
+            f"of replica CPU and {figures['calls_per_event']} GitLab calls per event; newest "
+            f"head final after "
             f"p50 {figures['p50_s']} s, p99 {figures['p99_s']} s; all final: "
             f"{figures['all_final']}; {figures['gitlab_calls']} GitLab calls"
         )

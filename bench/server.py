@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -27,6 +28,14 @@ MR_HOOK = "Merge Request Hook"
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far (/proc/<pid>/stat, fields 14
+    and 15, in clock ticks): the process's own rusage, read from outside it."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()  # after the command name, field 3 on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -140,11 +149,14 @@ async def measure(
             pool = 16
             bot = BotProcess(fake, Path(tmp) / "b.db", HTTP_POOL_SIZE=str(pool))
             await bot.start()
+            assert bot.process is not None
+            cpu_started = cpu_seconds(bot.process.pid)
             started = time.monotonic()
             sent_at = await deliver_updates(fake, targets, events, [bot.url])
             newest = {t.head_sha: sent_at[t.head_sha] for t in targets}
             finished = await _final_times(fake, newest, time.monotonic() + 600)
             elapsed = max(finished.values()) - started
+            bot_cpu = cpu_seconds(bot.process.pid) - cpu_started
             delays = [finished[sha] - newest[sha] for sha in finished]
             await bot.stop()
             # Figure e counts these as the bot's errors: a head left without a verdict, and a
@@ -161,6 +173,10 @@ async def measure(
                 "mrs": mrs,
                 "gitlab_latency_ms": 30,
                 "events_per_s": round(events / elapsed, 1),
+                # The bot process's own CPU (the fake GitLab and the senders run here).
+                "bot_cpu_seconds": round(bot_cpu, 3),
+                "cpu_ms_per_event": round(bot_cpu / events * 1e3, 2),
+                "calls_per_event": round(len(fake.requests) / events, 2),
                 "newest_head_p50_s": round(statistics.median(delays), 3),
                 "newest_head_p99_s": round(_percentile(delays, 0.99), 3),
                 "all_final": len(finished) == len(newest),
@@ -212,7 +228,9 @@ def table(results: dict[str, Any]) -> str:
             f"journal on: p50 {a['p50']} ms, p99 {a['p99']} ms as the senders see it; "
             f"inside the server p50 {a['in_server_p50']} ms, p99 {a['in_server_p99']} ms",
             f"b. end to end, {b['events']} events over {b['mrs']} MRs, "
-            f"{b['gitlab_latency_ms']} ms per GitLab call: {b['events_per_s']} events/s; newest "
+            f"{b['gitlab_latency_ms']} ms per GitLab call: {b['events_per_s']} events/s, "
+            f"{b['cpu_ms_per_event']} ms of bot CPU per event, {b['calls_per_event']} GitLab "
+            f"calls per event; newest "
             f"head final after p50 {b['newest_head_p50_s']} s, p99 {b['newest_head_p99_s']} s; "
             f"all final: {b['all_final']}; {b['gitlab_calls']} GitLab calls",
             f"d. TCP connections to GitLab during b: {b['tcp_connections']} "

@@ -29,6 +29,7 @@ from bot.incremental import (
     compose_changes,
     config_key,
     extends_linearly,
+    recompose_changes,
     sorted_changes,
     touched_paths,
 )
@@ -440,6 +441,16 @@ def _failure_report(head_sha: str, exc: Exception) -> Report:
 # -- the server's checks, over the GitLab Source -------------------------------------------
 
 
+def _texts_still_hold(
+    before: Sequence[ChangedFile], after: Sequence[ChangedFile], texts: Mapping[str, str]
+) -> bool:
+    """Whether the texts kept are the ones a full check would read for `after`: the same
+    files want their text, or every one that still does has it (the bounds then choose
+    them all)."""
+    wanted = texts_wanted(after)
+    return wanted == texts_wanted(before) or all(path in texts for path in wanted)
+
+
 def _composed_near_limits(changes: Sequence[ChangedFile]) -> bool:
     if len(changes) > COMPOSED_MAX_FILES:
         return True
@@ -462,6 +473,8 @@ class Reuse(StrEnum):
     NONE = "none"  # everything read afresh
     METADATA = "metadata"  # same head: judged from the payload, no GitLab read
     NEW_COMMITS = "new_commits"  # read only the new commits and the files they changed
+    # new commits that change files the MR had changed: those files' diff read again too
+    CHANGED_AGAIN = "changed_again"
 
 
 async def check_merge_request_incrementally(
@@ -512,8 +525,13 @@ async def _check_from_previous(
         # carries them all, and everything else was read for this very head. (An open or
         # reopen, or catch-up, reads afresh: the target branch may have moved since.)
         return MergeRequestCheck(_judge(checks, previous, event), previous, Reuse.METADATA)
-    if event.oldrev != previous.head_sha:
-        return None  # not a push on top of what was judged (or a push the bot missed)
+    if event.oldrev is None:
+        return None  # not a push: an open, reopen or catch-up reads afresh
+    # From the head last judged, not the hook's `oldrev`: when several pushes come at once
+    # only the newest is checked (the others are superseded), and its `oldrev` is a head
+    # the bot never judged. Compare from the judged head has every commit since; whether
+    # they sit on top of it is `extends_linearly`'s to say.
+    judged = previous.head_sha
     if previous.changes_truncated:
         return None  # GitLab cut the MR's diff short: only its own diff says what is left out
     reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
@@ -524,7 +542,7 @@ async def _check_from_previous(
     history = Reads(commits=True, changes=True)
     target_sha, new, project = await together(
         target.branch_head(event.target_branch),
-        read_first(since, history, base=event.oldrev, head=event.head_sha, tree_at="")
+        read_first(since, history, base=judged, head=event.head_sha, tree_at="")
         if reads.commits or reads.changes
         else nothing(None),
         target.project() if reads.project and project_is_old else nothing(None),
@@ -534,26 +552,46 @@ async def _check_from_previous(
     commits, changes = previous.commits, previous.changes
     sizes, signatures = dict(previous.file_sizes), dict(previous.signatures)
     texts = dict(previous.file_texts)
+    reuse = Reuse.NEW_COMMITS
     if new is not None:
         new_commits, new_changes = new.commits, new.changes.files
-        if not extends_linearly(new_commits, event.oldrev, event.head_sha):
+        if not extends_linearly(new_commits, judged, event.head_sha):
             return None  # a force-push or a merge: the MR's commit list is not old + new
         if new.changes.truncated or not all(c.diff_complete for c in new_changes):
             # Compare collapses patches the MR's own diff shows in full, and stops at the
             # diff limits: read the MR's diff instead.
             return None
         composed = compose_changes(previous.changes, new_changes)
+        if composed is None:
+            # The new commits change files the MR had changed (or may pair with them as a
+            # rename): the MR's diff at the new head for those files is in neither diff.
+            # Compare reads it pinned to this head and this target commit, as the MR's
+            # own diff would show it (app/models/merge_request_diff.rb diffs from the
+            # merge-base too); the rest still holds.
+            whole = await gitlab.compare(event.project_id, target_sha, event.head_sha)
+            if whole.overflow:
+                return None
+            composed = recompose_changes(previous.changes, new_changes, whole.changes)
+            reuse = Reuse.CHANGED_AGAIN
         if composed is None or _composed_near_limits(composed):
             return None
         commits, changes = previous.commits + new_commits, composed
         if len(commits) > MAX_SIGNATURE_READS or len(changes) > MAX_SIZE_READS:
             return None  # past the read bounds, which files get read depends on all of them
         touched = touched_paths(new_changes)
-        kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
         texts = {path: text for path, text in texts.items() if path not in touched}
-        # Every new diff is complete (above): no whole text to read.
+        if not _texts_still_hold(previous.changes, changes, texts):
+            return None
+        # Sizes are of the files at the head: a file the new commits did not touch kept
+        # its size; the others still in the MR's diff are read (not one put back as the
+        # target branch has it). Every new diff is complete (above): no whole text to read.
+        kept_sizes = {path: size for path, size in sizes.items() if path not in touched}
+        unknown = tuple(c for c in changes if c.new_path not in kept_sizes)
         added = await read_rest(
-            since, replace(reads, file_texts=False), head=event.head_sha, first=new
+            since,
+            replace(reads, file_texts=False),
+            head=event.head_sha,
+            first=Inputs(commits=tuple(new_commits), changes=Changes(files=unknown)),
         )
         sizes = {**kept_sizes, **added.file_sizes}
         signatures.update(added.signatures.by_sha)
@@ -568,7 +606,7 @@ async def _check_from_previous(
         project=project or previous.project,
         project_read_at=now if project is not None else previous.project_read_at,
     )
-    return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NEW_COMMITS)
+    return MergeRequestCheck(_judge(checks, inputs, event), inputs, reuse)
 
 
 async def _check_merge_request(

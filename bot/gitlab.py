@@ -34,6 +34,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.errors import Retryable
+from bot.http_backend import socket_checked_transport
 from bot.model import ChangedFile, Commit
 from bot.redaction import redact
 
@@ -465,14 +466,6 @@ class GitLab:
                 return False
         return False
 
-    async def latest_pipeline_id(self, project_id: int, sha: str) -> int | None:
-        # https://docs.gitlab.com/api/pipelines/#list-project-pipelines
-        response = await self.request(
-            "GET", f"/projects/{project_id}/pipelines", params={"sha": sha, "per_page": 1}
-        )
-        pipelines = response.json()
-        return int(pipelines[0]["id"]) if pipelines else None
-
     async def post_status(
         self,
         project_id: int,
@@ -596,10 +589,14 @@ async def open_gitlab(
         max_connections=settings.http_pool_size,
         max_keepalive_connections=settings.http_pool_size,
     )
-    if lean_pool and transport is None:
-        from bot.http_pool import pooled_transport
+    if transport is None:
+        if lean_pool:
+            from bot.http_pool import pooled_transport
 
-        transport = pooled_transport(verify=_tls(settings), limits=limits)
+            transport = pooled_transport(verify=_tls(settings), limits=limits)
+        else:
+            # httpx's own pool, each connection's socket looked up once (bot/http_backend.py).
+            transport = socket_checked_transport(verify=_tls(settings), limits=limits)
     http = httpx.AsyncClient(
         base_url=settings.api_url,
         headers={
@@ -609,7 +606,6 @@ async def open_gitlab(
         },
         limits=limits,
         timeout=httpx.Timeout(settings.http_timeout, connect=10.0),
-        verify=_tls(settings),
         transport=transport,
     )
     async with http:

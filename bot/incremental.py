@@ -106,6 +106,35 @@ def compose_changes(
     return sorted_changes([*before, *added])
 
 
+def recompose_changes(
+    before: Sequence[ChangedFile], added: Sequence[ChangedFile], whole: Sequence[ChangedFile]
+) -> tuple[ChangedFile, ...] | None:
+    """The MR diff at the new head when `compose_changes` cannot tell it: `whole` (the diff
+    from the merge-base to the new head, read from compare, where GitLab may have collapsed
+    entries) for the paths the new commits touched, and `before` for the rest.
+
+    A path the new commits did not touch has at the new head the content it had at the old
+    head, against the same merge-base: its entry in `before` still holds. Except where
+    GitLab pairs a removed and an added file as a rename: so the paths taken from `whole`
+    grow, until nothing changes, by every path an entry of either diff pairs with one of
+    them. None when an entry taken from `whole` lacks its patch (collapsed or too large):
+    only the MR's own diff shows it."""
+    affected = set(touched_paths(added))
+    grew = True
+    while grew:
+        grew = False
+        for change in (*before, *whole):
+            paths = {change.old_path, change.new_path}
+            if paths & affected and not paths <= affected:
+                affected |= paths
+                grew = True
+    kept = [c for c in before if not {c.old_path, c.new_path} & affected]
+    taken = [c for c in whole if {c.old_path, c.new_path} & affected]
+    if not all(c.diff_complete for c in taken):
+        return None
+    return sorted_changes([*kept, *taken])
+
+
 def _removes(changes: Iterable[ChangedFile]) -> bool:
     return any(c.deleted_file or c.renamed_file for c in changes)
 

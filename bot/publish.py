@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TypeVar
 
 from bot.gitlab import GitLab, GitLabError, GitLabHTTPError, OutcomeUnknown
@@ -30,6 +30,11 @@ NOTE_CREATE_ATTEMPTS = 3
 # {"message": {"name": ["has already been taken"]}}. GitLab puts a status into the sha's
 # newest pipeline whether or not `pipeline_id` is sent (`first_matching_pipeline`), so the
 # only way to post there is another name: the status name with this suffix.
+#
+# That same `first_matching_pipeline` (the sha's newest pipeline, `newest_first(sha:)`) is
+# why the bot sends no `pipeline_id` and looks none up: GitLab attaches the status to the
+# pipeline `GET /pipelines?sha=` would have named, and creates an external pipeline only
+# when the sha has none, as it would with the looked-up id absent. One call less a verdict.
 TAKEN_NAME_SUFFIX = " (bot)"
 
 
@@ -46,29 +51,13 @@ def _name_taken(exc: GitLabHTTPError) -> bool:
 @dataclass(frozen=True)
 class StatusTarget:
     """Where a status goes: the head sha in the project that holds it (an MR's source
-    project, so MRs from forks work), attached to the sha's pipeline when it has one."""
+    project, so MRs from forks work). GitLab attaches it to the sha's newest pipeline;
+    `pipeline_id` names one only when the caller already knows it."""
 
     project_id: int
     sha: str
     name: str
     pipeline_id: int | None = None
-
-
-async def find_pipeline(gitlab: GitLab, project_id: int, sha: str) -> int | None:
-    """The sha's latest pipeline, so the status joins it instead of opening an external one.
-
-    A status without `pipeline_id` on a sha that has no matching pipeline makes GitLab create
-    an external pipeline, which can hide a failing CI pipeline in the MR widget.
-    https://gitlab.com/gitlab-org/gitlab/-/issues/443254
-    """
-    return await gitlab.latest_pipeline_id(project_id, sha)
-
-
-async def in_pipeline(gitlab: GitLab, target: StatusTarget) -> StatusTarget:
-    """The target, attached to its sha's pipeline (looked up once)."""
-    if target.pipeline_id is not None:
-        return target
-    return replace(target, pipeline_id=await find_pipeline(gitlab, target.project_id, target.sha))
 
 
 async def running_while(
@@ -82,15 +71,14 @@ async def running_while(
     """Await `work`; if it takes longer than `delay`, show `running` on the target meanwhile.
 
     A quick check goes straight to its verdict: one status write instead of two. Returns
-    the result, the target (with its pipeline once looked up) and whether `running` was
-    posted. `checkpoint` runs before the write (the job's supersede check).
+    the result, the target and whether `running` was posted. `checkpoint` runs before the
+    write (the job's supersede check).
     """
     task = asyncio.ensure_future(work)
     try:
         done, _ = await asyncio.wait({task}, timeout=delay)
         running = not done
         if running:
-            target = await in_pipeline(gitlab, target)
             checkpoint()
             await set_status(gitlab, target, "running", "checking…")
         return await task, target, running

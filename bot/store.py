@@ -319,6 +319,10 @@ class SqliteStore:
         if self._db.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
             self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self._db.execute(f"PRAGMA busy_timeout={min(SQLITE_BUSY_SLICE_MS, int(busy_timeout_ms))}")
+        # Deliveries waiting for the next group commit (`accept`).
+        self._to_accept: list[
+            tuple[str, NewJob | None, int | None, float, asyncio.Future[Accepted]]
+        ] = []
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -336,22 +340,58 @@ class SqliteStore:
     async def accept(
         self, key: str, job: NewJob | None, *, project_id: int | None, now: float
     ) -> Accepted:
-        """Record a delivery and its job in one commit; a known key is a redelivery."""
-        with self._transaction() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO deliveries(key, received_at) VALUES (?, ?)", (key, now)
-            ).rowcount
-            if not inserted:
-                return Accepted(duplicate=True)
-            if project_id is not None:
-                db.execute(
-                    "INSERT INTO projects(project_id, last_event_at) VALUES (?, ?) "
-                    "ON CONFLICT(project_id) DO UPDATE SET last_event_at = excluded.last_event_at",
-                    (project_id, now),
-                )
-            if job is None:
-                return Accepted(duplicate=False)
-            superseded, job_id = self._enqueue(db, job, now)
+        """Record a delivery and its job; a known key is a redelivery.
+
+        Group commit: the deliveries that reach here in the same turn of the event loop
+        share one commit, made in the next turn, and each caller returns once that commit
+        is done (so a 2xx still follows the event to disk). Under load one commit carries
+        many deliveries; alone, a delivery waits for nothing but its own."""
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Accepted] = loop.create_future()
+        self._to_accept.append((key, job, project_id, now, answer))
+        if len(self._to_accept) == 1:
+            loop.call_soon(self._accept_together)
+        return await answer
+
+    def _accept_together(self) -> None:
+        batch, self._to_accept = self._to_accept, []
+        try:
+            with self._transaction() as db:
+                results = [
+                    self._accept_one(db, key, job, project_id, now)
+                    for key, job, project_id, now, _ in batch
+                ]
+        except Exception as exc:  # nothing of the batch is on disk: each delivery fails
+            for *_, answer in batch:
+                if not answer.done():
+                    answer.set_exception(exc)
+            return
+        for (*_, answer), result in zip(batch, results, strict=True):
+            if not answer.done():
+                answer.set_result(result)
+
+    def _accept_one(
+        self,
+        db: sqlite3.Connection,
+        key: str,
+        job: NewJob | None,
+        project_id: int | None,
+        now: float,
+    ) -> Accepted:
+        inserted = db.execute(
+            "INSERT OR IGNORE INTO deliveries(key, received_at) VALUES (?, ?)", (key, now)
+        ).rowcount
+        if not inserted:
+            return Accepted(duplicate=True)
+        if project_id is not None:
+            db.execute(
+                "INSERT INTO projects(project_id, last_event_at) VALUES (?, ?) "
+                "ON CONFLICT(project_id) DO UPDATE SET last_event_at = excluded.last_event_at",
+                (project_id, now),
+            )
+        if job is None:
+            return Accepted(duplicate=False)
+        superseded, job_id = self._enqueue(db, job, now)
         return Accepted(duplicate=False, job_id=job_id, superseded=superseded)
 
     def _enqueue(

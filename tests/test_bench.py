@@ -29,3 +29,12 @@ def test_bench_quick_run_prints_and_writes_its_figures(tmp_path: Path) -> None:
     # g. The replicas figure: SQLite, and PostgreSQL on 1 to 3 replicas (or why not).
     assert "g. replicas" in result.stdout
     assert "sqlite, 1 process" in figures["replicas"]
+    assert "cpu_ms_per_event" in figures["replicas"]["sqlite, 1 process"]
+    # Calls per event type, the re-touch case included; CPU per event on both sides.
+    assert "changing a file of the MR again" in result.stdout
+    assert figures["baseline"]["ours"]["cpu_ms_per_event"] > 0
+    assert figures["baseline"]["baseline"]["cpu_ms_per_event"] > 0
+    # h. The webhook as capacity: the split of its CPU, open-loop rates, the p99 at half.
+    assert "h. webhook capacity" in result.stdout
+    parts = {"parse_ms", "journal_ms", "logging_ms", "response_ms"}
+    assert parts <= figures["webhook"]["split"].keys()

@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from bot import engine, report, webhook
 from bot.gitlab import GitLab, open_gitlab
 from bot.incremental import MergeRequestInputs
-from tests.conftest import bot_settings
+from bot.report import NOTE_MARKER
+from tests.conftest import Bot, bot_settings, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.scenarios import HYGIENE_FILES, hook_for
+from tests.scenarios import HYGIENE_FILES, compliant_project, hook_for
 
 # Most rules on, with limits small enough for a few files to cross them.
 BROAD_RULES = """\
@@ -45,6 +46,7 @@ rules:
   repository.required_files: {severity: 'off'}
 """
 
+BIG = "".join(f"line {n}\n" for n in range(2600))
 PATHS = ["src/a.py", "src/b.py", "docs/guide.md", ".env", "README.md", "CHANGELOG.md", "x.pem"]
 CONTENTS = [
     "x = 1\n",
@@ -55,6 +57,10 @@ CONTENTS = [
     # The target branch's README: a file deleted in one push and this content added under
     # another name in a later one is, across the whole MR, a rename.
     str(HYGIENE_FILES["README.md"]),
+    # Past GitLab's safe patch size (20 KiB): compare collapses its patch, the MR's own diff
+    # shows it whole. The second is the first with a line more: a small patch on top.
+    BIG,
+    BIG + "tail\n",
 ]
 MESSAGES = [
     "feat: add it",
@@ -68,8 +74,18 @@ MESSAGES = [
 contents = st.one_of(st.none(), st.sampled_from(CONTENTS))
 file_changes = st.dictionaries(st.sampled_from(PATHS), contents, max_size=3)
 messages = st.sampled_from(MESSAGES)
+# Which of the files the MR changes so far a step picks (modulo their number).
+mr_file = st.integers(min_value=0, max_value=20)
 steps = st.one_of(
     st.tuples(st.just("commit"), messages, file_changes),
+    # Follow-up pushes on files the MR already changed: changed again (or deleted), put
+    # back as the target branch has them, moved elsewhere.
+    st.tuples(st.just("again"), messages, mr_file, contents),
+    st.tuples(st.just("revert"), messages, mr_file),
+    st.tuples(st.just("move"), messages, mr_file, st.sampled_from(PATHS)),
+    # Two pushes, one check: the first push's check was superseded by the second's before
+    # it ran, so the hook's `oldrev` is a head the bot never judged.
+    st.tuples(st.just("pushes"), messages, file_changes, file_changes),
     st.tuples(st.just("rename"), messages, st.sampled_from(PATHS), st.sampled_from(PATHS)),
     st.tuples(st.just("rewrite"), messages, file_changes),
     st.tuples(
@@ -121,6 +137,25 @@ def _apply(fake: FakeGitLab, mr: MergeRequest, step: tuple[Any, ...]) -> dict[st
     if kind == "commit":
         _, message, files = step
         fake.commit(pid, mr.source_branch, message=message, files=files)
+    elif kind == "pushes":
+        _, message, first, second = step
+        fake.commit(pid, mr.source_branch, message=message, files=first)
+        skipped = mr.head_sha
+        fake.commit(pid, mr.source_branch, message=message, files=second)
+        return hook_for(mr, action="update", oldrev=skipped)
+    elif kind in ("again", "revert", "move"):
+        changed = sorted({p for d in mr.diffs() for p in (d["old_path"], d["new_path"])})
+        path = (changed or PATHS)[step[2] % len(changed or PATHS)]
+        head, base = fake.tree_at(old), fake.tree_at(mr.base_sha)
+        if kind == "again":
+            files = {path: step[3]}
+        elif kind == "revert":
+            files = {path: base.get(path)}
+        else:
+            destination = step[3]
+            content = head.get(path, "moved\n")
+            files = {path: None, destination: content} if destination != path else {}
+        fake.commit(pid, mr.source_branch, message=step[1], files=files)
     elif kind == "rename":
         _, message, source, destination = step
         tree = fake.tree_at(old)
@@ -158,6 +193,18 @@ def _apply(fake: FakeGitLab, mr: MergeRequest, step: tuple[Any, ...]) -> dict[st
     sequence=[
         ("commit", "feat: drop", {"README.md": None}),
         ("commit", "feat: restore", {"docs/guide.md": str(HYGIENE_FILES["README.md"])}),
+    ]
+)
+@example(
+    sequence=[
+        ("rename", "feat: move", "README.md", "docs/guide.md"),
+        ("again", "fix: rewrite it", 1, "x = 1\n"),
+    ]
+)
+@example(
+    sequence=[
+        ("commit", "feat: big", {"src/b.py": BIG}),
+        ("commit", "fix: a line more", {"src/b.py": BIG + "tail\n"}),
     ]
 )
 @example(
@@ -227,3 +274,87 @@ async def test_commits_on_top_are_reused_and_metadata_needs_no_read(fake: FakeGi
     )
     assert fake.requests[calls_before:] == []
     assert "`merge_request.description`" in {f"`{f.rule}`" for f in third.report.findings}
+
+
+async def _deliver_and_count(bot: Bot, fake: FakeGitLab, payload: dict[str, Any]) -> list[str]:
+    start = len(fake.requests)
+    assert (await bot.send("Merge Request Hook", payload)).status_code == 202
+    await bot.settle()
+    return [f"{r.method} {r.path}" for r in fake.requests[start:]]
+
+
+async def test_a_push_that_changes_files_of_the_mr_again_costs_at_most_five_calls(
+    fake: FakeGitLab,
+) -> None:
+    """The common follow-up push (answering review comments) changes files the MR already
+    changed: it reads what the new commits changed and the MR's diff at the new head, and
+    writes the status and the note; not the MR, its notes, the tree or the config again."""
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: start", files={"src/a.py": "x = 0\n"})
+    mr = fake.open_mr(project.id, source_branch="feature", description="Adds a feature.")
+    async with running_bot(fake) as bot:
+        await _deliver_and_count(bot, fake, hook_for(mr))
+        old = mr.head_sha
+        fake.commit(project.id, "feature", message="feat: more", files={"src/b.py": "y = 1\n"})
+        update = await _deliver_and_count(bot, fake, hook_for(mr, action="update", oldrev=old))
+        old = mr.head_sha
+        fake.commit(project.id, "feature", message="fix: review", files={"src/a.py": "x = 2\n"})
+        retouch = await _deliver_and_count(bot, fake, hook_for(mr, action="update", oldrev=old))
+    # A new head's verdict: the target branch's head, the new commits, the status, the note.
+    assert len(update) <= 4, update
+    assert len(retouch) <= 5, retouch
+    assert not [call for call in retouch if "/notes" in call and call.startswith("GET")]
+    assert not [call for call in retouch if "/merge_requests/" in call and "diffs" in call]
+    assert not [call for call in retouch if "/repository/tree" in call]
+    [status] = [s for s in fake.statuses(project.id, mr.head_sha) if s["name"] == "compliance"]
+    assert status["status"] == "success"
+    [note] = [n for n in mr.notes if NOTE_MARKER in n["body"]]
+    assert mr.head_sha[:8] in note["body"]
+
+
+async def test_a_follow_up_push_past_the_diff_limits_is_judged_as_gitlab_cut_it(
+    fake: FakeGitLab,
+) -> None:
+    """A push that changes a file again and adds more files than GitLab's diff limits let
+    through: compare of the whole MR stops short too (`compare_timeout`), so the check reads
+    the MR afresh and reports the files GitLab left out, as a full check does."""
+    # Small limits; compare's "safe" limits (a tenth) still let the new commits' 3 files through.
+    fake.diff_max_files = 30
+    project = fake.add_project(path_with_namespace="equivalence/limits", description="A widget")
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: initial commit",
+        files={**HYGIENE_FILES, ".gitlab/compliance.yml": BROAD_RULES},
+    )
+    start = {f"src/{n:02d}.py": f"x = {n}\n" for n in range(29)}
+    fake.commit(project.id, "feature", message="feat: start", files=start)
+    mr = fake.open_mr(project.id, source_branch="feature", description="Adds a feature.")
+    async with open_gitlab(bot_settings(fake)) as gitlab:
+        first, _ = await _checks(gitlab, hook_for(mr), None)
+        again = {"src/00.py": "x = 1\n", "m1.py": "m\n", "m2.py": "m\n"}
+        step = ("commit", "feat: more", again)
+        incremental, scratch = await _checks(gitlab, _apply(fake, mr, step), first.inputs)
+    assert scratch.inputs is not None and scratch.inputs.changes_truncated
+    assert incremental.report.findings == scratch.report.findings
+    assert incremental.inputs == scratch.inputs
+
+
+async def test_a_push_after_one_whose_check_was_superseded_reuses_the_judged_head(
+    fake: FakeGitLab,
+) -> None:
+    """Under load the bot checks only the newest of several pushes: the hook's `oldrev` is
+    a head it never judged. The commits since the head it did judge are still a compare
+    away; the MR is not read afresh."""
+    project = compliant_project(fake)
+    fake.commit(project.id, "feature", message="feat: start", files={"src/a.py": "x = 0\n"})
+    mr = fake.open_mr(project.id, source_branch="feature", description="Adds a feature.")
+    async with open_gitlab(bot_settings(fake)) as gitlab:
+        first, _ = await _checks(gitlab, hook_for(mr), None)
+        step = ("pushes", "feat: more", {"src/b.py": "y = 1\n"}, {"src/c.py": "z = 1\n"})
+        incremental, scratch = await _checks(gitlab, _apply(fake, mr, step), first.inputs)
+    assert incremental.reuse == engine.Reuse.NEW_COMMITS
+    assert incremental.report.findings == scratch.report.findings
+    assert incremental.inputs is not None and scratch.inputs is not None
+    for name in ("commits", "changes", "target_paths", "file_sizes", "signatures"):
+        assert getattr(incremental.inputs, name) == getattr(scratch.inputs, name), name

@@ -10,6 +10,7 @@ from bot.incremental import (
     config_key,
     extends_linearly,
     from_data,
+    recompose_changes,
 )
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
@@ -99,3 +100,26 @@ def test_inputs_survive_the_stored_form() -> None:
 
 def test_inputs_of_another_format_version_are_not_reused() -> None:
     assert from_data({"version": 0}) is None
+
+
+def test_a_file_changed_again_takes_its_diff_from_the_whole_mr() -> None:
+    before = [_modified("a.py", "@@ -1 +1 @@\n-a\n+b\n"), _modified("z.py")]
+    added = [_modified("a.py", "@@ -1 +1 @@\n-b\n+c\n")]
+    whole = [_modified("a.py", "@@ -1 +1 @@\n-a\n+c\n"), ChangedFile("z.py", "z.py", diff="")]
+    recomposed = recompose_changes(before, added, whole)
+    # z.py's patch comes from `before`: compare collapsed it, the new commits did not touch it.
+    assert recomposed == (whole[0], before[1])
+
+
+def test_a_rename_pairing_takes_both_paths_from_the_whole_mr() -> None:
+    # Deleted before; its content added elsewhere now: across the MR, a rename.
+    before = [ChangedFile("README.md", "README.md", deleted_file=True, diff="@@ -1 +0,0 @@\n-r\n")]
+    added = [ChangedFile("docs/r.md", "docs/r.md", new_file=True, diff="@@ -0,0 +1 @@\n+r\n")]
+    whole = [ChangedFile("README.md", "docs/r.md", renamed_file=True, diff="")]
+    assert recompose_changes(before, added, whole) == tuple(whole)
+
+
+def test_a_collapsed_patch_of_a_file_changed_again_is_not_recomposed() -> None:
+    before = [_modified("a.py")]
+    whole = [ChangedFile("a.py", "a.py", diff="", diff_complete=False)]
+    assert recompose_changes(before, [_modified("a.py")], whole) is None

@@ -5,6 +5,7 @@ closed mid-job) is taken back by a `replay_unfinished` a second later, as on SQL
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -127,3 +128,25 @@ async def test_a_job_that_replaced_another_head_is_claimed_contested(journal: st
         await store.accept("k6", _job(head="e" * 40), project_id=1, now=12.0)
         same = await store.claim(busy_targets=frozenset(), now=13.0)
         assert same is not None and not same.contested
+
+
+async def test_deliveries_accepted_at_once_are_each_journaled_in_order(journal: str) -> None:
+    """Concurrent deliveries (one group commit on SQLite) get the answers they would get
+    one by one: a repeated key is a duplicate, a newer head supersedes the older, and every
+    accepted one is on disk when its answer comes."""
+    async with _opened(journal) as store:
+        answers = await asyncio.gather(
+            *(
+                store.accept(f"k{i}", _job(target=f"1!{i}"), project_id=1, now=1.0)
+                for i in range(20)
+            ),
+            store.accept("k0", _job(target="1!0"), project_id=1, now=1.0),
+            store.accept("k-new", _job(target="1!1", head="b" * 40), project_id=1, now=2.0),
+        )
+        *firsts, repeated, newer = answers
+        assert not any(a.duplicate for a in firsts) and repeated.duplicate
+        assert newer.superseded == (firsts[1].job_id,)
+        assert len({a.job_id for a in firsts}) == 20
+    async with _opened(journal) as reopened:
+        counts = await reopened.counts()
+        assert (counts["queued"], counts["superseded"]) == (20, 1)

@@ -24,7 +24,6 @@ from bot.jobs import Superseded, ensure_current, superseded_by_newer_head
 from bot.model import Report
 from bot.publish import (
     StatusTarget,
-    in_pipeline,
     running_while,
     set_incomplete,
     set_status,
@@ -157,7 +156,6 @@ async def check(
                 == (event.head_sha, state, description)
             )
             if not unchanged:
-                target = await in_pipeline(gitlab, target)
                 ensure_current()
                 await set_status(
                     gitlab,

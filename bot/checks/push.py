@@ -13,7 +13,7 @@ from bot.checks import Services
 from bot.errors import Retryable
 from bot.gitlab import GitLabError
 from bot.jobs import ensure_current
-from bot.publish import StatusTarget, in_pipeline, running_while, set_incomplete, set_status
+from bot.publish import StatusTarget, running_while, set_incomplete, set_status
 from bot.webhook import PushEvent
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,6 @@ async def check(services: Services, event: PushEvent) -> None:
             delay=services.running_status_delay,
             checkpoint=ensure_current,
         )
-        target = await in_pipeline(gitlab, target)
         ensure_current()
         await set_status(
             gitlab, target, report.status_state(result), report.status_description(result)
