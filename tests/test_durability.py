@@ -94,6 +94,11 @@ def unkind_gitlab(fake: FakeGitLab, seed: int) -> None:
     carries GitLab's RateLimit-* headers (GitLab.com's one-minute window)."""
     fake.seed_chaos(seed)
     projects = r"^/api/v4/projects/"
+    # At least one of each drop, whatever the number of calls the bot makes (a cheaper bot
+    # makes fewer, and a seeded 1% may then never fire): the first MR read, before GitLab
+    # sees it, and the first note created, after GitLab wrote it.
+    fake.drop("GET", projects + r"\d+/merge_requests/\d+$", times=1)
+    fake.drop("POST", projects + r"\d+/merge_requests/\d+/notes$", times=1, after_processing=True)
     fake.fail("*", projects, 502, probability=0.10)
     fake.fail("*", projects, 429, retry_after=1, probability=0.05)
     fake.drop("*", projects, times=None, probability=0.01)
