@@ -221,3 +221,32 @@ async def test_an_expired_waiver_turns_the_status_back_to_failed_without_a_push(
     status = _status(fake, mr)
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     assert "Waived" not in _bot_note(fake, mr)
+
+
+async def test_a_group_policy_locks_waivable_false_and_a_project_cannot_undo_it(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    # The group's policy project (issue 22) locks the rule unwaivable; the project's own file
+    # tries to make it waivable again.
+    fake.add_group("acme")
+    policy = fake.add_project(path_with_namespace="acme/compliance-policy")
+    fake.commit(
+        policy.id,
+        "main",
+        message="chore: policy",
+        files={
+            ".gitlab/compliance-policy.yml": (
+                f"rules:\n  {RULE}:\n    severity: error\n    waivable: false\n    locked: true\n"
+            )
+        },
+    )
+    mr = await _failing_mr(fake, bot, config=f"rules:\n  {RULE}: {{waivable: true}}\n")
+    assert f"ignored {RULE} waivable" in _bot_note(fake, mr)  # the attempt is reported
+
+    await _comment(fake, bot, mr, "maria", WAIVE)
+
+    [reply] = _replies(fake, mr)
+    assert f"{RULE} cannot be waived here (waivable: false" in reply
+    status = _status(fake, mr)
+    assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
+    assert "Waived" not in _bot_note(fake, mr)
