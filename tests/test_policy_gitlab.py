@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -311,3 +312,49 @@ async def test_check_in_ci_with_a_token_follows_extends(fake: FakeGitLab, tmp_pa
     assert document["error"] is None, (document, err)
     assert "commit.dco" in {f["rule"] for f in document["findings"]}
     assert code == 1
+
+
+# -- `config validate` follows `extends` with GITLAB_URL and GITLAB_TOKEN ------------------
+
+
+async def test_config_validate_follows_extends_with_a_token(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    presets = fake.add_project(path_with_namespace="acme/presets")
+    fake.commit(
+        presets.id,
+        "main",
+        message="chore: presets",
+        files={
+            "good.yml": "extends: ['acme/presets:base.yml']\n",
+            "base.yml": "rules:\n  commit.dco: {severity: error}\n",
+            "bad.yml": "rules:\n  commit.dco: {severity: loud}\n",
+            "a.yml": "extends: ['acme/presets:b.yml']\n",
+            "b.yml": "extends: ['acme/presets:a.yml']\n",
+        },
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "GITLAB_URL": fake.base_url,
+        "GITLAB_TOKEN": fake.token,
+    }
+    files = {}
+    for name in ("good", "bad", "a", "missing"):
+        files[name] = tmp_path / f"{name}.yml"
+        files[name].write_text(f"extends: ['acme/presets:{name}.yml']\n")
+    code, out, err = await _cli("config", "validate", str(files["good"]), cwd=tmp_path, env=env)
+    assert (code, out) == (0, f"{files['good']}: valid\n"), err
+    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "acme/presets:bad.yml:2:" in out and "severity" in out  # the target's file and line
+    code, out, err = await _cli("config", "validate", str(files["a"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "a cycle" in out
+    code, out, err = await _cli("config", "validate", str(files["missing"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "could not read extends target `acme/presets:missing.yml`: no missing.yml" in out
+    assert fake.token not in out + err
+    # Without a token: the syntax only, as before.
+    offline = {"PATH": env["PATH"]}
+    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=offline)
+    assert (code, out) == (0, f"{files['bad']}: valid\n"), err
