@@ -370,7 +370,7 @@ async def _judge_and_post(
     settings: GitLabSettings | None,
     git: Git,
     target: Target,
-    work: Plan | LocalResult,
+    work: Plan | LocalResult | Unresolved,
     post_note: bool,
 ) -> tuple[LocalResult, str | None]:
     """Read and judge; with a token, through one client for the whole run (DESIGN.md,
@@ -382,13 +382,20 @@ async def _judge_and_post(
     if settings is None:
         if isinstance(work, LocalResult):
             return work, None
+        if isinstance(work, Unresolved):
+            raise TypeError("a config with group policy needs a GitLab session")
         return await _judge(GitSource(git), None, target, work), None
     async with open_gitlab(settings) as gitlab:
         if isinstance(work, LocalResult):
             result = work
         else:
             try:
-                result = await _judge(_with_gitlab(git, gitlab, target), gitlab, target, work)
+                if isinstance(work, Unresolved):
+                    work = await _resolve(gitlab, target, work)
+                if isinstance(work, LocalResult):
+                    result = work
+                else:
+                    result = await _judge(_with_gitlab(git, gitlab, target), gitlab, target, work)
             except GitLabError as exc:
                 result = LocalResult(
                     report=Report(head_sha=target.revisions.head, error=str(exc)),
@@ -404,6 +411,35 @@ async def _judge_and_post(
         except GitLabError as exc:
             return result, f"could not post the MR note: {exc}"
         return result, None
+
+
+@dataclass(frozen=True)
+class Unresolved:
+    """The project's config file (path, text) at the trusted revision, or None, to be
+    resolved with its group policies and `extends` once GitLab's session is open."""
+
+    config_file: tuple[str, str] | None
+
+
+async def _resolve(gitlab: GitLab, target: Target, work: Unresolved) -> Plan | LocalResult:
+    """The config as the server resolves it (bot/policy.py): the policies of the MR's target
+    project's groups, keyed by the config revision, then the file and every `extends`. A
+    policy that cannot be read or is invalid fails the check, never a weaker config."""
+    from bot.config import ConfigError
+    from bot.engine import config_failure, plan
+    from bot.local import LocalResult
+    from bot.policy import resolve_for_project
+
+    revisions = target.revisions
+    if target.mr_project_id is None:
+        raise TypeError("checked by the caller: a token comes with CI_PROJECT_ID")
+    try:
+        resolution = await resolve_for_project(
+            gitlab, target.mr_project_id, revisions.config_rev, work.config_file, None
+        )
+    except ConfigError as exc:
+        return LocalResult(config_failure(revisions.head, exc), (), revisions)
+    return plan(resolution.config, revisions.scope, revisions.target_branch)
 
 
 def _with_gitlab(git: Git, gitlab: GitLab, target: Target) -> GitSource:
@@ -484,7 +520,7 @@ def run_check(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from bot.config import ConfigError
     from bot.engine import config_failure, plan
-    from bot.local import GitError, LocalResult, open_repository, read_config
+    from bot.local import GitError, LocalResult, config_file, open_repository, read_config
 
     in_ci = env.get("GITLAB_CI") == "true"
     outputs: list[tuple[str, str | None]] = [(f, o) for f, o in (args.outputs or [])]
@@ -541,22 +577,37 @@ async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             file=sys.stderr,
         )
 
+    if settings is not None and args.policy:
+        return fail(
+            f"--policy is for a check without {TOKEN_VARIABLE}: with the token, the group "
+            "policy is read from GitLab, as the server reads it"
+        )
+    if settings is not None and target.mr_project_id is None:
+        return fail(f"{TOKEN_VARIABLE} is set but CI_PROJECT_ID is not: no group policy to read")
     try:
         # The command's own small files, read before any concurrent work starts; the CLI's
         # loop has nothing else to serve yet.
         policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]  # noqa: ASYNC240
     except (OSError, UnicodeDecodeError) as exc:
         return fail(f"could not read policy: {exc}")
-    work: Plan | LocalResult
+    work: Plan | LocalResult | Unresolved
     try:
-        config = read_config(git, revisions.config_rev, args.config or None, policies=policies)
+        if settings is not None:
+            # With a token, the group policy and `extends` are read from GitLab once its
+            # session is open (`_judge_and_post`); here only the file at the trusted revision.
+            work = Unresolved(config_file(git, revisions.config_rev, args.config or None))
+        else:
+            config = read_config(git, revisions.config_rev, args.config or None, policies=policies)
+            work = plan(config, revisions.scope, revisions.target_branch)
     except ConfigError as exc:
         work = LocalResult(config_failure(revisions.head, exc), (), revisions)
     except GitError as exc:
         return fail(str(exc))
-    else:
-        work = plan(config, revisions.scope, revisions.target_branch)
     result, note_problem = await _judge_and_post(settings, git, target, work, post_note)
+    for line in result.report.policy_notes:
+        # The policies that applied and each weakening they ignored: the note's footer says
+        # it too, and the job's log is where a maintainer looks first.
+        print(f"compliance-bot: {line}", file=sys.stderr)
 
     fail_on = Severity(args.fail_on)
     try:

@@ -72,7 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_validate(file: str) -> int:
+def config_validate(file: str) -> int | Coroutine[Any, Any, int]:
+    """With GITLAB_URL and GITLAB_TOKEN in the environment (as `config explain --project`),
+    every `extends` target is read from GitLab and checked too; without, its syntax only."""
+    import os
+
     from bot.config import ConfigError
     from bot.policy import validate_file
 
@@ -82,12 +86,46 @@ def config_validate(file: str) -> int:
     except OSError as exc:
         print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    if os.environ.get("GITLAB_URL") and os.environ.get("GITLAB_TOKEN"):
+        return _validate_following_extends(file, text)
     try:
         validate_file(text, file)  # `extends` by its syntax; a policy file's `locked` too
     except ConfigError as exc:
-        for problem in exc.problems:
-            print(problem)
-        return EXIT_USAGE  # as `check` exits on an invalid config
+        return _invalid(exc)
+    print(f"{file}: valid")
+    return 0
+
+
+def _invalid(exc: Exception) -> int:
+    from bot.config import ConfigError
+
+    problems = [str(p) for p in exc.problems] if isinstance(exc, ConfigError) else []
+    if str(exc) not in problems and not str(exc).startswith("invalid "):
+        print(exc)  # "could not read extends target `…`: invalid …", above the target's lines
+    for problem in problems:
+        print(problem)
+    return EXIT_USAGE  # as `check` exits on an invalid config
+
+
+async def _validate_following_extends(file: str, text: str) -> int:
+    from bot.config import ConfigError
+    from bot.gitlab import GitLabError, open_gitlab
+    from bot.policy import validate_following_extends
+    from bot.settings import GitLabSettings, settings_error_line
+
+    try:
+        settings = GitLabSettings()
+    except ValidationError as exc:
+        print(f"compliance-bot: {settings_error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        async with open_gitlab(settings) as gitlab:
+            await validate_following_extends(text, file, gitlab)
+    except ConfigError as exc:
+        return _invalid(exc)
+    except GitLabError as exc:  # one line, never a traceback (it could show the token)
+        print(f"compliance-bot: could not follow extends: {exc}", file=sys.stderr)
+        return 3
     print(f"{file}: valid")
     return 0
 

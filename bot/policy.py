@@ -756,10 +756,23 @@ async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
 def validate_file(text: str, path: str) -> None:
     """`config validate`: a policy file (named `compliance-policy.yml`) may lock; `extends`
     targets are checked for their syntax (following them needs GitLab)."""
-    kind: Kind = "policy" if path.endswith("compliance-policy.yml") else "project"
-    parsed = parse_file(SourceFile(kind, path, path, text))
+    parsed = _parse_local(text, path)
     if not parsed.extends:
         resolve([Layer(parsed)], source=path)  # the rules' checks across their own options
+
+
+def _parse_local(text: str, path: str) -> ParsedFile:
+    kind: Kind = "policy" if path.endswith("compliance-policy.yml") else "project"
+    return parse_file(SourceFile(kind, path, path, text))
+
+
+async def validate_following_extends(text: str, path: str, gitlab: GitLab) -> None:
+    """`config validate` with a token: the file, then every `extends` target read from GitLab
+    as a check reads it (at most MAX_EXTENDS_DEPTH levels, cycles refused), each problem at
+    the target's own file and line, then the merged rules' checks across their options."""
+    parsed = _parse_local(text, path)
+    files = await fetch_extends(gitlab, [parsed]) if parsed.extends else {}
+    resolve([build_layer(parsed, files)], source=path)
 
 
 def explain_command(

@@ -3,7 +3,10 @@ DCO rule in the top group's policy project, and projects that try to weaken it."
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import sys
 from pathlib import Path
 
 from bot.audit import AuditOptions, Status, run_audit
@@ -14,7 +17,7 @@ from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
 from tests.gfm import shown_text
 from tests.git_repos import HYGIENE_FILES as GIT_HYGIENE
-from tests.git_repos import make_repo, run_cli
+from tests.git_repos import Repo, make_repo, run_cli
 from tests.payloads import push_hook
 from tests.scenarios import compliant_project, hook_for
 
@@ -201,3 +204,157 @@ async def test_server_check_and_audit_resolve_the_same_rules(
     assert "repository.codeowners" not in {
         f["rule"] for f in json.loads(unpoliced.stdout)["findings"]
     }
+
+
+# -- `check` in CI with COMPLIANCE_TOKEN: the group policy as the server reads it ------------
+
+
+async def _cli(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """`python -m bot.cli ...` as a CI job runs it, without blocking the loop that serves the
+    fake GitLab."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def _ci_checkout(
+    tmp_path: Path, fake: FakeGitLab, mr: MergeRequest, config: str = PROJECT_CONFIG
+) -> tuple[Repo, dict[str, str]]:
+    """The MR's commits in a real clone (the project's config on main, a commit without a
+    sign-off on the branch), and the MR pipeline's variables, with the token at the fake."""
+    repo = make_repo(tmp_path)
+    repo.commit("chore: rules", {**GIT_HYGIENE, ".gitlab/compliance.yml": config})
+    repo.checkout("feature", new=True)
+    repo.commit("feat: no sign-off", {"b.py": "1\n"})
+    return repo, {
+        **repo.env,
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_SERVER_URL": fake.base_url,
+        "COMPLIANCE_TOKEN": fake.token,
+        "CI_PROJECT_ID": str(mr.project_id),
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_COMMIT_SHA": repo.head(),
+        "CI_MERGE_REQUEST_IID": str(mr.iid),
+        "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": "feature",
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": "main",
+        "CI_MERGE_REQUEST_TITLE": mr.title,
+        "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
+        "CI_MERGE_REQUEST_LABELS": "",
+        "CI_MERGE_REQUEST_SQUASH_ON_MERGE": "false",
+    }
+
+
+async def test_check_in_ci_with_a_token_holds_the_group_policy_lock(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    _policy_project(fake, "acme", LOCKED_DCO)
+    mr = _group_tree(fake)
+    repo, env = _ci_checkout(tmp_path, fake, mr)
+    build = tmp_path / "build"
+    build.mkdir()
+    code, out, err = await _cli(
+        "check", str(repo.path), "--format", "json", "--post-note", cwd=build, env=env
+    )
+    document = json.loads(out)
+    assert document["error"] is None, (document, err)
+    assert code == 1
+    assert "commit.dco" in {f["rule"] for f in document["findings"] if f["severity"] == "error"}
+    ignored = (
+        'ignored commit.dco severity: "off" at .gitlab/compliance.yml:2: locked by '
+        "acme/compliance-policy:.gitlab/compliance-policy.yml:2"
+    )
+    assert ignored in err  # in the job's log
+    note = _note(fake, mr)  # and in the MR note's footer, as the server says it
+    assert ignored in note
+    assert "Policy acme/compliance-policy (.gitlab/compliance-policy.yml at " in note
+
+
+async def test_check_in_ci_with_a_token_fails_on_an_invalid_policy(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    _policy_project(fake, "acme", "rules:\n  commit.dco: {severity: loud}\n")
+    mr = _group_tree(fake)
+    repo, env = _ci_checkout(tmp_path, fake, mr)
+    code, out, err = await _cli("check", "--format", "json", cwd=repo.path, env=env)
+    assert code == 2, (out, err)
+    document = json.loads(out)
+    assert "could not read policy `acme/compliance-policy`: invalid" in document["error"]
+    assert any(
+        d.startswith("acme/compliance-policy:.gitlab/compliance-policy.yml:2:")
+        for d in document["details"]
+    ), document
+
+
+async def test_check_in_ci_with_a_token_follows_extends(fake: FakeGitLab, tmp_path: Path) -> None:
+    presets = fake.add_project(path_with_namespace="acme/presets")
+    dco = "rules:\n  commit.dco: {severity: error}\n"
+    fake.commit(presets.id, "main", message="chore: presets", files={"dco.yml": dco})
+    config = "extends: ['acme/presets:dco.yml']\n"
+    mr = _group_tree(fake, config=config)
+    repo, env = _ci_checkout(tmp_path, fake, mr, config=config)
+    code, out, err = await _cli("check", "--format", "json", cwd=repo.path, env=env)
+    document = json.loads(out)
+    assert document["error"] is None, (document, err)
+    assert "commit.dco" in {f["rule"] for f in document["findings"]}
+    assert code == 1
+
+
+# -- `config validate` follows `extends` with GITLAB_URL and GITLAB_TOKEN ------------------
+
+
+async def test_config_validate_follows_extends_with_a_token(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    presets = fake.add_project(path_with_namespace="acme/presets")
+    fake.commit(
+        presets.id,
+        "main",
+        message="chore: presets",
+        files={
+            "good.yml": "extends: ['acme/presets:base.yml']\n",
+            "base.yml": "rules:\n  commit.dco: {severity: error}\n",
+            "bad.yml": "rules:\n  commit.dco: {severity: loud}\n",
+            "a.yml": "extends: ['acme/presets:b.yml']\n",
+            "b.yml": "extends: ['acme/presets:a.yml']\n",
+        },
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "GITLAB_URL": fake.base_url,
+        "GITLAB_TOKEN": fake.token,
+    }
+    files = {}
+    for name in ("good", "bad", "a", "missing"):
+        files[name] = tmp_path / f"{name}.yml"
+        files[name].write_text(f"extends: ['acme/presets:{name}.yml']\n")
+    code, out, err = await _cli("config", "validate", str(files["good"]), cwd=tmp_path, env=env)
+    assert (code, out) == (0, f"{files['good']}: valid\n"), err
+    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "acme/presets:bad.yml:2:" in out and "severity" in out  # the target's file and line
+    code, out, err = await _cli("config", "validate", str(files["a"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "a cycle" in out
+    code, out, err = await _cli("config", "validate", str(files["missing"]), cwd=tmp_path, env=env)
+    assert code == 2
+    assert "could not read extends target `acme/presets:missing.yml`: no missing.yml" in out
+    assert fake.token not in out + err
+    # Without a token: the syntax only, as before.
+    offline = {"PATH": env["PATH"]}
+    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=offline)
+    assert (code, out) == (0, f"{files['bad']}: valid\n"), err
