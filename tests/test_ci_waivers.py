@@ -164,6 +164,23 @@ async def test_a_forged_note_waives_nothing(fake: FakeGitLab, bot: Bot, tmp_path
     ]
 
 
+async def test_without_a_token_nothing_is_waived_and_the_job_says_why(
+    fake: FakeGitLab, bot: Bot, tmp_path: Path
+) -> None:
+    repo = _git_state(tmp_path)
+    mr = await _waived_on_the_server(fake, bot)
+    env = {k: v for k, v in _ci_env(repo, mr, fake).items() if k != "COMPLIANCE_TOKEN"}
+    build = tmp_path / "build"
+    build.mkdir()
+
+    code, _, err = await _cli("check", str(repo.path), cwd=build, env=env)
+
+    assert code == 1, err
+    [why] = [line for line in err.splitlines() if "waive" in line]
+    assert "no COMPLIANCE_TOKEN" in why and "nothing is waived" in why
+    assert "files.prohibited (waived)" not in _junit_cases(build / "compliance-junit.xml")
+
+
 # -- the record itself, with literals ---------------------------------------------------------
 
 
