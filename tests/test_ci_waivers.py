@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from bot.local import ZERO_SHA
 from bot.model import Finding, Report, RuleOutcome, Severity, Waived
 from bot.report import NOTE_MARKER, read_waiver_record, render_note, waiver_record
-from tests.conftest import Bot
+from tests.conftest import Bot, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
 from tests.payloads import note_hook
@@ -178,6 +179,27 @@ async def test_without_a_token_nothing_is_waived_and_the_job_says_why(
     assert code == 1, err
     [why] = [line for line in err.splitlines() if "waive" in line]
     assert "no COMPLIANCE_TOKEN" in why and "nothing is waived" in why
+    assert "files.prohibited (waived)" not in _junit_cases(build / "compliance-junit.xml")
+
+
+async def test_a_waiver_expired_since_the_note_was_written_waives_nothing(
+    fake: FakeGitLab, tmp_path: Path
+) -> None:
+    repo = _git_state(tmp_path)
+    # The server gave the 14-day waiver 30 days ago (its clock set back): the note still
+    # records it, and the job, judging now, finds it expired.
+    async with running_bot(fake, clock=lambda: time.time() - 30 * 86400) as bot:
+        mr = await _waived_on_the_server(fake, bot)
+    build = tmp_path / "build"
+    build.mkdir()
+
+    code, _, err = await _cli("check", str(repo.path), cwd=build, env=_ci_env(repo, mr, fake))
+
+    assert code == 1, err
+    assert (
+        "0 waivers from the bot's MR note applied: 0 finding(s) of this head waived; 1 expired"
+        in err
+    )
     assert "files.prohibited (waived)" not in _junit_cases(build / "compliance-junit.xml")
 
 
