@@ -380,6 +380,8 @@ async def _judge_and_post(
     from bot.publish import upsert_note
 
     if settings is None:
+        if target.in_ci and target.mr_iid is not None:
+            _say(f"no {TOKEN_VARIABLE}: the MR's waivers are not read; nothing is waived")
         if isinstance(work, LocalResult):
             return work, None
         if isinstance(work, Unresolved):
@@ -402,6 +404,7 @@ async def _judge_and_post(
                     not_judged=(),
                     revisions=target.revisions,
                 )
+            result = await _with_note_waivers(gitlab, target, result)
         if not post_note or target.mr_iid is None or target.mr_project_id is None:
             return result, None
         try:
@@ -440,6 +443,86 @@ async def _resolve(gitlab: GitLab, target: Target, work: Unresolved) -> Plan | L
     except ConfigError as exc:
         return LocalResult(config_failure(revisions.head, exc), (), revisions)
     return plan(resolution.config, revisions.scope, revisions.target_branch)
+
+
+def _say(message: str) -> None:
+    print(f"compliance-bot: {message}", file=sys.stderr)
+
+
+async def _with_note_waivers(gitlab: GitLab, target: Target, result: LocalResult) -> LocalResult:
+    """The result with the waivers the server recorded in its MR note applied (CI has no
+    journal). Only the bot's own note is trusted, the one by the token's user: GitLab lets
+    only a note's author edit it (https://docs.gitlab.com/api/notes/#modify-existing-merge-
+    request-note), and CI and the server post as one user (README, "The MR note from CI").
+    A copy of the note by anyone else waives nothing. Expired waivers are not applied."""
+    import time
+    from dataclasses import replace
+
+    from bot.gitlab import GitLabError
+    from bot.report import NOTE_MARKER, plain, read_waiver_record
+    from bot.waivers import Waiver, apply_waivers
+
+    project_id, iid = target.mr_project_id, target.mr_iid
+    if project_id is None or iid is None or result.report.error is not None:
+        return result
+    own: dict[str, Any] | None = None
+    others: list[str] = []
+    try:
+        me = await gitlab.current_user()
+        async for page in gitlab.merge_request_notes(project_id, iid):
+            for note in page:
+                if not isinstance(note, dict) or NOTE_MARKER not in str(note.get("body", "")):
+                    continue
+                author = note.get("author") or {}
+                if author.get("id") == me.get("id"):
+                    own = note
+                    break
+                others.append(plain(str(author.get("username", "")), 60))
+            if own is not None:
+                break
+    except GitLabError as exc:
+        _say(f"could not read the MR's notes for waivers ({exc}); nothing is waived")
+        return result
+    myself = plain(str(me.get("username", "")), 60)
+    if own is None:
+        if others:
+            _say(
+                f"the MR note with the bot's marker is by @{others[0]}, not by this token's "
+                f"user @{myself}: its waivers are not trusted; nothing is waived"
+            )
+        return result
+    try:
+        recorded = read_waiver_record(str(own.get("body", "")))
+    except ValueError as exc:
+        _say(f"the bot's MR note has an unreadable waiver record ({exc}); nothing is waived")
+        return result
+    if not recorded:
+        return result
+    now = time.time()
+    waivers = [
+        Waiver(
+            project_id=project_id,
+            mr_iid=iid,
+            rule=item.rule,
+            location="",
+            fingerprints=item.fingerprints,
+            reason=item.reason,
+            author=item.by,
+            created_at=0.0,
+            expires_at=item.until,
+            head_sha="",
+        )
+        for item in recorded
+    ]
+    report = apply_waivers(result.report, waivers, now)
+    active = sum(1 for waiver in waivers if waiver.active(now))
+    expired = len(waivers) - active
+    _say(
+        f"{active} waiver{'' if active == 1 else 's'} from the bot's MR note applied: "
+        f"{len(report.waived)} finding(s) of this head waived"
+        + (f"; {expired} expired" if expired else "")
+    )
+    return replace(result, report=report)
 
 
 def _with_gitlab(git: Git, gitlab: GitLab, target: Target) -> GitSource:
@@ -622,7 +705,7 @@ async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def exit_code(report: Report, fail_on: Severity, *, note_failed: bool = False) -> int:
     if report.error is not None:
         return EXIT_USAGE
-    if any(f.severity in failing(fail_on) for f in report.findings):
+    if any(f.severity in failing(fail_on) and f.waived is None for f in report.findings):
         return EXIT_FINDINGS
     return EXIT_USAGE if note_failed else EXIT_OK
 

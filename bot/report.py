@@ -9,8 +9,11 @@ GitLab's error text, and the findings' messages that quote them) passes through 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
+import math
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +23,22 @@ from urllib.parse import quote
 
 from bot import __version__
 from bot.model import Finding, Report, Severity, Waived
+from bot.redaction import redact
 
 # The hidden marker by which the bot finds its own note among an MR's notes.
 NOTE_MARKER = "<!-- compliance-bot -->"
+
+# The note's hidden, machine-readable record of the waivers it shows, for `compliance-bot
+# check` in CI, which has no journal (bot/check_command.py). One line of base64 (no `-`, no
+# `>`, so nothing in it can end the comment) holding compact JSON; an HTML comment is an HTML
+# block that GitLab does not render (https://spec.commonmark.org/0.31.2/#html-blocks, kind 2).
+WAIVER_RECORD_START = "<!-- compliance-bot waivers: "
+WAIVER_RECORD_END = " -->"
+WAIVER_RECORD_VERSION = 1
+# The record's JSON stays below this: the note must stay readable and under NOTE_LIMIT.
+# Waivers (or fingerprints) past it are left out, so CI waives less than the server, never more.
+WAIVER_RECORD_LIMIT = 16_000
+MAX_RECORD_REASON_CHARS = 1000
 
 # GitLab rejects a commit status description longer than 255 characters, and its
 # `target_url` too (app/models/generic_commit_status.rb: `validates :target_url,
@@ -308,6 +324,105 @@ def waiver_text(waived: Waived) -> str:
     return f"waived by @{waived.by} until {_utc(waived.until)}: {waived.reason}"
 
 
+# -- the hidden waiver record ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedWaiver:
+    """A waiver as the note's hidden record carries it: the fingerprints it covers on the
+    head the note is about, who gave it, until when (seconds since the epoch, UTC), and why."""
+
+    rule: str
+    fingerprints: tuple[str, ...]
+    by: str
+    until: float
+    reason: str
+
+
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+
+
+def waiver_record(report: Report) -> str:
+    """The note's hidden line recording the report's waivers ("" when it has none), bounded
+    by WAIVER_RECORD_LIMIT. Text passes through `redact` before it is encoded, as the note's
+    visible text does on its way out (bot/publish.py): base64 would hide a secret from it."""
+    groups: dict[tuple[str, Waived], list[str]] = {}
+    for finding in report.waived:
+        assert finding.waived is not None
+        key = fingerprint(finding.rule, finding.location, finding.message)
+        groups.setdefault((finding.rule, finding.waived), []).append(key)
+    entries: list[dict[str, Any]] = []
+    size = 0
+    for (rule, waived), keys in groups.items():
+        reason = redact(_shorten(waived.reason, MAX_RECORD_REASON_CHARS))
+        entry: dict[str, Any] = {
+            "rule": rule,
+            "by": redact(waived.by),
+            "until": waived.until,
+            "reason": reason,
+        }
+        size += len(json.dumps(entry)) + len(',"fingerprints":[]')
+        kept: list[str] = []
+        for key in dict.fromkeys(keys):
+            if size + len(key) + 3 > WAIVER_RECORD_LIMIT:
+                break
+            kept.append(key)
+            size += len(key) + 3
+        if not kept:
+            break
+        entries.append({**entry, "fingerprints": kept})
+    if not entries:
+        return ""
+    document = json.dumps(
+        {"version": WAIVER_RECORD_VERSION, "waivers": entries}, separators=(",", ":")
+    )
+    encoded = base64.b64encode(document.encode("utf-8")).decode("ascii")
+    return f"{WAIVER_RECORD_START}{encoded}{WAIVER_RECORD_END}"
+
+
+def read_waiver_record(body: str) -> list[RecordedWaiver]:
+    """The waivers a note's hidden record holds; [] when it has none. Raises ValueError when
+    the record is malformed or larger than the bot writes. The caller decides whose note it
+    trusts: only the bot's own (its author is the token's user)."""
+    start = body.find(WAIVER_RECORD_START)
+    if start < 0:
+        return []
+    start += len(WAIVER_RECORD_START)
+    end = body.find(WAIVER_RECORD_END, start, start + 2 * WAIVER_RECORD_LIMIT + 1)
+    if end < 0:
+        raise ValueError("the waiver record is unterminated or too large")
+    try:
+        document = json.loads(base64.b64decode(body[start:end], validate=True))
+    except (binascii.Error, ValueError, RecursionError) as exc:
+        raise ValueError("the waiver record is not base64-encoded JSON") from exc
+    if (
+        not isinstance(document, dict)
+        or document.get("version") != WAIVER_RECORD_VERSION
+        or not isinstance(document.get("waivers"), list)
+    ):
+        raise ValueError("the waiver record has an unknown format")
+    return [_recorded_waiver(item) for item in document["waivers"]]
+
+
+def _recorded_waiver(item: Any) -> RecordedWaiver:
+    if not isinstance(item, dict):
+        raise ValueError("the waiver record holds a malformed waiver")
+    rule, by, reason = item.get("rule"), item.get("by"), item.get("reason")
+    until, keys = item.get("until"), item.get("fingerprints")
+    if (
+        not all(isinstance(text, str) for text in (rule, by, reason))
+        or isinstance(until, bool)
+        or not isinstance(until, int | float)
+        or not math.isfinite(until)
+        or not isinstance(keys, list)
+        or not all(isinstance(key, str) and _FINGERPRINT.fullmatch(key) for key in keys)
+    ):
+        raise ValueError("the waiver record holds a malformed waiver")
+    return RecordedWaiver(
+        rule=str(rule), fingerprints=tuple(keys), by=str(by), until=float(until), reason=str(reason)
+    )
+
+
 # -- the note -----------------------------------------------------------------------------
 
 
@@ -434,8 +549,10 @@ def _verdict(report: Report, links: Links, per_rule: int, *, hints: bool) -> lis
         scope.append(_plural(report.facts["commits"], "commit"))
     if "files" in report.facts:
         scope.append(_plural(report.facts["files"], "changed file"))
+    record = waiver_record(report)
     lines = [
         NOTE_MARKER,
+        *([record] if record else []),
         _heading(report),
         "",
         f"Checked {', '.join(scope)} against {_plural(len(report.outcomes), 'rule')}.",
