@@ -63,6 +63,7 @@ from bot.source import (
     Changes,
     GitLabSource,
     Signatures,
+    Where,
     file_text,
 )
 
@@ -630,6 +631,9 @@ class GitSource:
 
     async def project(self) -> ProjectFacts | None:
         return await self.gitlab.project() if self.gitlab is not None else None
+
+    async def target_branch_protected(self, where: Where) -> bool | None:
+        return None  # git knows no protection: only GitLab's settings do
 
     async def signatures(self, shas: Sequence[str]) -> Signatures:
         if self.gitlab is not None:

@@ -33,7 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, ConfigError, too_large
-from bot.gitlab import Comparison, GitLab, GitLabError, NotFound, ResponseTooLarge
+from bot.gitlab import (
+    Comparison,
+    GitLab,
+    GitLabError,
+    NotFound,
+    ResponseTooLarge,
+    encode_path,
+)
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
 
@@ -488,6 +495,15 @@ class GitLabSource:
         if self.known_project is not None:
             return self.known_project
         return project_facts_from_api(await self.gitlab.project(self.project_id))
+
+    async def target_branch_protected(self, where: Where) -> bool:
+        # The single-branch entity's `protected` is `ProtectedBranch.protected?`, which
+        # matches wildcard rules too, and needs only read access (gitlabhq/gitlabhq
+        # lib/api/entities/branch.rb). GET /projects/:id/protected_branches/:name looks the
+        # rule up by its exact name (lib/api/protected_branches.rb `find_by!(name:)`), so a
+        # branch protected by `release/*` would read as unprotected, and it needs Maintainer.
+        path = f"/projects/{self.project_id}/repository/branches/{encode_path(where.target_branch)}"
+        return bool((await self.gitlab.get(path)).get("protected"))
 
     async def signatures(self, shas: Sequence[str]) -> Signatures:
         verified = await together(
