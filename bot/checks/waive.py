@@ -220,7 +220,7 @@ async def queue_expired(services: Services, store: Store) -> int:
             continue
         if event is not None:
             job = NewJob(
-                target=event.target,
+                target=str(event.target),
                 kind="merge_request",
                 head_sha=event.head_sha,
                 payload=event_to_json(event),
