@@ -319,42 +319,16 @@ class Inputs:
     facts: Mapping[str, Any] = field(default_factory=dict)  # by `Fact` name
 
 
-async def read(
-    source: Source,
-    reads: Reads,
-    *,
-    base: str,
-    head: str,
-    tree_at: str,
-    branch: str = "",
-    target_branch: str = "",
-) -> Inputs:
+async def read(source: Source, reads: Reads, where: Where) -> Inputs:
     """Ask the Source for what `reads` says: commits and changes of base..head, the tree
-    at `tree_at`, files at `head`."""
-    first = await read_first(
-        source,
-        reads,
-        base=base,
-        head=head,
-        tree_at=tree_at,
-        branch=branch,
-        target_branch=target_branch,
-    )
-    return await read_rest(source, reads, head=head, first=first)
+    at `tree_at`, files and facts at `head`."""
+    first = await read_first(source, reads, where)
+    return await read_rest(source, reads, head=where.head, first=first)
 
 
-async def read_first(
-    source: Source,
-    reads: Reads,
-    *,
-    base: str,
-    head: str,
-    tree_at: str,
-    branch: str = "",
-    target_branch: str = "",
-) -> Inputs:
+async def read_first(source: Source, reads: Reads, where: Where) -> Inputs:
     """The reads that need nothing read before them, concurrently."""
-    where = Where(base, head, tree_at, branch=branch, target_branch=target_branch)
+    base, head, tree_at = where.base, where.head, where.tree_at
     commits, changes, paths, project, codeowners, facts = await together(
         source.commits(base, head) if reads.commits else nothing(()),
         source.changes(base, head) if reads.changes else nothing(Changes()),
@@ -585,9 +559,7 @@ async def _check_from_previous(
     )
     target_sha, new, project, facts = await together(
         target.branch_head(event.target_branch),
-        read_first(since, history, base=judged, head=event.head_sha, tree_at="")
-        if reads.commits or reads.changes
-        else nothing(None),
+        read_first(since, history, where) if reads.commits or reads.changes else nothing(None),
         target.project() if reads.project and project_is_old else nothing(None),
         # The facts a rule declares change without an MR event: read again each time.
         read_facts(target, reads.facts, where),
@@ -687,11 +659,13 @@ async def _check_merge_request(
         read_first(
             source,
             reads,
-            base=target_sha,
-            head=event.head_sha,
-            tree_at=target_sha,
-            branch=event.source_branch,
-            target_branch=event.target_branch,
+            Where(
+                target_sha,
+                event.head_sha,
+                target_sha,
+                branch=event.source_branch,
+                target_branch=event.target_branch,
+            ),
         ),
     )
     current_head = str(details.get("sha") or event.head_sha)
@@ -791,15 +765,8 @@ async def _check_push(
     checks = plan(config, Scope.PUSH, event.branch)
     reads = reads_for(checks.needs, Scope.PUSH)
     base = default_branch if event.new_branch else event.before
-    inputs = await read(
-        source,
-        reads,
-        base=base,
-        head=event.after,
-        tree_at=event.after,
-        branch=event.branch,
-        target_branch=event.branch,
-    )
+    where = Where(base, event.after, event.after, branch=event.branch, target_branch=event.branch)
+    inputs = await read(source, reads, where)
     context = context_for(
         checks,
         Scope.PUSH,

@@ -650,11 +650,13 @@ async def read_inputs(
     return await read(
         source,
         reads_for(needs, revisions.scope),
-        base=revisions.base,
-        head=revisions.head,
-        tree_at=revisions.head,
-        branch=revisions.branch,
-        target_branch=revisions.target_branch,
+        Where(
+            revisions.base,
+            revisions.head,
+            revisions.head,
+            branch=revisions.branch,
+            target_branch=revisions.target_branch,
+        ),
     )
 
 
