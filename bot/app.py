@@ -71,6 +71,18 @@ def read_instance_defaults(path: Path | None) -> dict[str, Any]:
     return config.load_instance_defaults(path.read_text(encoding="utf-8"), str(path))
 
 
+@dataclass(frozen=True)
+class Wiring:
+    """What `create_app` decided, for the lifespan and the routes (`app.state.wiring`)."""
+
+    settings: Settings
+    base_config: dict[str, Any]
+    metrics: Metrics
+    token_watch: TokenWatch
+    transport: httpx.AsyncBaseTransport | None
+    clock: Callable[[], float]
+
+
 def create_app(
     settings: Settings,
     *,
@@ -92,149 +104,7 @@ def create_app(
         if settings.webhook_signing_token is not None
         else None,
     )
-    # Learns from every GitLab answer whether the token is refused (401), for /readyz.
-    token_watch = TokenWatch(forward=metrics)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        async with open_gitlab(settings, transport=transport, observer=token_watch) as gitlab:
-            token = await check_token(gitlab.http)
-            if token.refused is not None:
-                # `serve` set `stop_serving`: it ends the server before it takes a request,
-                # and exits 2 with this line (bot/cli.py).
-                app.state.refused = token.refused
-                stop_serving = getattr(app.state, "stop_serving", None)
-                if stop_serving is None:
-                    raise RuntimeError(token.refused)
-                log.error("%s", token.refused)
-                stop_serving()
-                yield
-                return
-            if token.user is not None:
-                gitlab.remember_current_user(token.user)
-            policy.configure(
-                gitlab,
-                project_name=settings.compliance_policy_project,
-                ttl=settings.policy_cache_seconds,
-            )
-            async with (
-                open_store(
-                    str(settings.compliance_db),
-                    lease_seconds=settings.job_lease_seconds,
-                    pool_size=settings.db_pool_size,
-                    sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
-                ) as store,
-                _serving(app, settings, gitlab, store, metrics, base_config, clock),
-            ):
-                yield
-
-    async def receive_webhook(request: Request) -> JSONResponse:
-        started = time.monotonic()
-        event_name = request.headers.get("x-gitlab-event", "")
-        fields: dict[str, object] = {
-            "delivery": request.headers.get("x-gitlab-webhook-uuid"),
-            "event": event_name,
-        }
-
-        def answer(outcome: str, status: int, body: dict[str, str]) -> JSONResponse:
-            label = event_name if event_name in KNOWN_EVENTS else "other"
-            metrics.deliveries.labels(label, outcome).inc()
-            duration_ms = round((time.monotonic() - started) * 1e3, 2)
-            level = logging.WARNING if status >= 400 else logging.INFO
-            log.log(
-                level, "delivery", extra={**fields, "outcome": outcome, "duration_ms": duration_ms}
-            )
-            return JSONResponse(body, status_code=status)
-
-        runtime: Runtime = request.app.state.runtime
-        try:
-            webhook.verify_token(
-                settings.webhook_secret.get_secret_value(), request.headers.get("x-gitlab-token")
-            )
-        except webhook.InvalidToken:
-            return answer("invalid token", 401, {"error": "invalid token"})
-        try:
-            body = await _read_capped(request, settings.max_body_bytes)
-        except ClientDisconnect:
-            # The client went away, or was closed for sending too slowly (bot/connections.py).
-            return answer("disconnected", 400, {"error": "incomplete body"})
-        except BodyTooLarge:
-            return answer(
-                "too large", 413, {"error": f"body larger than {settings.max_body_bytes} bytes"}
-            )
-        try:
-            if settings.webhook_signing_token is not None:
-                webhook.verify_signature(
-                    settings.webhook_signing_token.get_secret_value(),
-                    request.headers,
-                    body,
-                    now=time.time(),
-                )
-            payload = webhook.decode_body(body)
-        except webhook.InvalidSignature as exc:
-            return answer("invalid signature", 401, {"error": str(exc)})
-        except webhook.MalformedBody as exc:
-            return answer("malformed", 400, {"error": str(exc)})
-
-        event = webhook.parse_event(event_name, payload)
-        if isinstance(event, webhook.Ignored):
-            fields["reason"] = event.reason
-            outcome = "ignored: missing fields" if event.malformed else "ignored"
-            return answer(outcome, 202, {"status": "ignored", "reason": event.reason})
-        fields["project"] = event.project_id
-        if isinstance(event, webhook.NoteEvent):
-            fields["mr"] = event.mr_iid
-            if event.mr_iid is None or commands.parse(event.body) is None:
-                return answer("ignored", 202, {"status": "ignored", "reason": "no command"})
-        elif isinstance(event, webhook.MergeRequestEvent):
-            fields["mr"] = event.iid
-        if runtime.runner.closing:
-            # Shutting down: GitLab will not retry, but the catch-up on the next start will.
-            return answer("shutting down", 503, {"error": "shutting down"})
-
-        key = webhook.idempotency_key(request.headers, event_name, body)
-        job = job_for(event, event_uuid=request.headers.get("x-gitlab-event-uuid"))
-        # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
-        try:
-            accepted = await runtime.store.accept(
-                key, job, project_id=event.project_id, now=time.time()
-            )
-        except Exception as exc:
-            # Locked by another process past SQLITE_BUSY_TIMEOUT_MS, a full disk, PostgreSQL
-            # down: the event is not on disk, so never a 2xx (DESIGN.md, invariant 4). GitLab
-            # does not retry; the 503 shows in the hook's recent events, and catch-up finds
-            # the MR once the journal takes writes again.
-            fields["error"] = f"{type(exc).__name__}: {exc}"
-            return answer("journal unavailable", 503, {"error": "journal unavailable"})
-        if accepted.duplicate:
-            runtime.runner.stats.duplicates += 1
-            return answer("duplicate", 200, {"status": "duplicate"})
-        runtime.runner.stats.accepted += 1
-        runtime.runner.stats.superseded += len(accepted.superseded)
-        metrics.superseded.inc(len(accepted.superseded))
-        runtime.runner.supersede_running(job.target, job.head_sha)
-        runtime.runner.wake()
-        return answer("accepted", 202, {"status": "accepted"})
-
-    async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(request: Request) -> JSONResponse:
-        runtime: Runtime = request.app.state.runtime
-        if runtime.runner.closing:
-            return JSONResponse({"status": "shutting down"}, status_code=503)
-        if not await runtime.store.writable():
-            return JSONResponse({"status": "store not writable"}, status_code=503)
-        if await token_watch.still_refused(runtime.services.gitlab):
-            return JSONResponse({"status": "GitLab refuses the token (401)"}, status_code=503)
-        return JSONResponse({"status": "ready"})
-
-    async def metrics_endpoint(request: Request) -> Response:
-        runtime: Runtime = request.app.state.runtime
-        metrics.queue_depth.set(await runtime.runner.queue_depth())
-        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
-
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/webhook", receive_webhook, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
@@ -243,6 +113,169 @@ def create_app(
         ],
         lifespan=lifespan,
     )
+    app.state.wiring = Wiring(
+        settings,
+        base_config,
+        metrics,
+        # Learns from every GitLab answer whether the token is refused (401), for /readyz.
+        TokenWatch(forward=metrics),
+        transport,
+        clock,
+    )
+    return app
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    """The client, the journal, the workers and the sweeper, for as long as the app serves."""
+    wiring: Wiring = app.state.wiring
+    settings = wiring.settings
+    async with open_gitlab(
+        settings, transport=wiring.transport, observer=wiring.token_watch
+    ) as gitlab:
+        token = await check_token(gitlab.http)
+        if token.refused is not None:
+            # `serve` set `stop_serving`: it ends the server before it takes a request,
+            # and exits 2 with this line (bot/cli.py).
+            app.state.refused = token.refused
+            stop_serving = getattr(app.state, "stop_serving", None)
+            if stop_serving is None:
+                raise RuntimeError(token.refused)
+            log.error("%s", token.refused)
+            stop_serving()
+            yield
+            return
+        if token.user is not None:
+            gitlab.remember_current_user(token.user)
+        policy.configure(
+            gitlab,
+            project_name=settings.compliance_policy_project,
+            ttl=settings.policy_cache_seconds,
+        )
+        async with (
+            open_store(
+                str(settings.compliance_db),
+                lease_seconds=settings.job_lease_seconds,
+                pool_size=settings.db_pool_size,
+                sqlite_busy_timeout_ms=settings.sqlite_busy_timeout_ms,
+            ) as store,
+            _serving(
+                app, settings, gitlab, store, wiring.metrics, wiring.base_config, wiring.clock
+            ),
+        ):
+            yield
+
+
+async def receive_webhook(request: Request) -> JSONResponse:
+    wiring: Wiring = request.app.state.wiring
+    settings, metrics = wiring.settings, wiring.metrics
+    started = time.monotonic()
+    event_name = request.headers.get("x-gitlab-event", "")
+    fields: dict[str, object] = {
+        "delivery": request.headers.get("x-gitlab-webhook-uuid"),
+        "event": event_name,
+    }
+
+    def answer(outcome: str, status: int, body: dict[str, str]) -> JSONResponse:
+        label = event_name if event_name in KNOWN_EVENTS else "other"
+        metrics.deliveries.labels(label, outcome).inc()
+        duration_ms = round((time.monotonic() - started) * 1e3, 2)
+        level = logging.WARNING if status >= 400 else logging.INFO
+        log.log(level, "delivery", extra={**fields, "outcome": outcome, "duration_ms": duration_ms})
+        return JSONResponse(body, status_code=status)
+
+    runtime: Runtime = request.app.state.runtime
+    try:
+        webhook.verify_token(
+            settings.webhook_secret.get_secret_value(), request.headers.get("x-gitlab-token")
+        )
+    except webhook.InvalidToken:
+        return answer("invalid token", 401, {"error": "invalid token"})
+    try:
+        body = await _read_capped(request, settings.max_body_bytes)
+    except ClientDisconnect:
+        # The client went away, or was closed for sending too slowly (bot/connections.py).
+        return answer("disconnected", 400, {"error": "incomplete body"})
+    except BodyTooLarge:
+        return answer(
+            "too large", 413, {"error": f"body larger than {settings.max_body_bytes} bytes"}
+        )
+    try:
+        if settings.webhook_signing_token is not None:
+            webhook.verify_signature(
+                settings.webhook_signing_token.get_secret_value(),
+                request.headers,
+                body,
+                now=time.time(),
+            )
+        payload = webhook.decode_body(body)
+    except webhook.InvalidSignature as exc:
+        return answer("invalid signature", 401, {"error": str(exc)})
+    except webhook.MalformedBody as exc:
+        return answer("malformed", 400, {"error": str(exc)})
+
+    event = webhook.parse_event(event_name, payload)
+    if isinstance(event, webhook.Ignored):
+        fields["reason"] = event.reason
+        outcome = "ignored: missing fields" if event.malformed else "ignored"
+        return answer(outcome, 202, {"status": "ignored", "reason": event.reason})
+    fields["project"] = event.project_id
+    if isinstance(event, webhook.NoteEvent):
+        fields["mr"] = event.mr_iid
+        if event.mr_iid is None or commands.parse(event.body) is None:
+            return answer("ignored", 202, {"status": "ignored", "reason": "no command"})
+    elif isinstance(event, webhook.MergeRequestEvent):
+        fields["mr"] = event.iid
+    if runtime.runner.closing:
+        # Shutting down: GitLab will not retry, but the catch-up on the next start will.
+        return answer("shutting down", 503, {"error": "shutting down"})
+
+    key = webhook.idempotency_key(request.headers, event_name, body)
+    job = job_for(event, event_uuid=request.headers.get("x-gitlab-event-uuid"))
+    # Journaled before the answer: once GitLab has its 2xx, the event is on disk.
+    try:
+        accepted = await runtime.store.accept(
+            key, job, project_id=event.project_id, now=time.time()
+        )
+    except Exception as exc:
+        # Locked by another process past SQLITE_BUSY_TIMEOUT_MS, a full disk, PostgreSQL
+        # down: the event is not on disk, so never a 2xx (DESIGN.md, invariant 4). GitLab
+        # does not retry; the 503 shows in the hook's recent events, and catch-up finds
+        # the MR once the journal takes writes again.
+        fields["error"] = f"{type(exc).__name__}: {exc}"
+        return answer("journal unavailable", 503, {"error": "journal unavailable"})
+    if accepted.duplicate:
+        runtime.runner.stats.duplicates += 1
+        return answer("duplicate", 200, {"status": "duplicate"})
+    runtime.runner.stats.accepted += 1
+    runtime.runner.stats.superseded += len(accepted.superseded)
+    metrics.superseded.inc(len(accepted.superseded))
+    runtime.runner.supersede_running(job.target, job.head_sha)
+    runtime.runner.wake()
+    return answer("accepted", 202, {"status": "accepted"})
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    wiring: Wiring = request.app.state.wiring
+    runtime: Runtime = request.app.state.runtime
+    if runtime.runner.closing:
+        return JSONResponse({"status": "shutting down"}, status_code=503)
+    if not await runtime.store.writable():
+        return JSONResponse({"status": "store not writable"}, status_code=503)
+    if await wiring.token_watch.still_refused(runtime.services.gitlab):
+        return JSONResponse({"status": "GitLab refuses the token (401)"}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    metrics = request.app.state.wiring.metrics
+    runtime: Runtime = request.app.state.runtime
+    metrics.queue_depth.set(await runtime.runner.queue_depth())
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
 @contextlib.asynccontextmanager

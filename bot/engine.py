@@ -37,6 +37,7 @@ from bot.model import ChangedFile, Commit, Finding, Report, RuleOutcome, Severit
 from bot.rules.base import (
     CodeOwnersFile,
     Context,
+    Fact,
     MergeRequestFacts,
     Need,
     ProjectFacts,
@@ -54,7 +55,9 @@ from bot.source import (
     Signatures,
     Source,
     TreeCache,
+    Where,
     nothing,
+    read_facts,
     signatures_wanted,
     sizes_wanted,
     texts_to_read,
@@ -90,7 +93,7 @@ class Plan:
     rules: tuple[tuple[Rule[Any], RuleConfig], ...]
 
     @property
-    def needs(self) -> frozenset[Need]:
+    def needs(self) -> frozenset[Need | Fact]:
         return frozenset(need for rule, _ in self.rules for need in rule.needs)
 
 
@@ -272,9 +275,10 @@ class Reads:
     signatures: bool = False
     codeowners: bool = False
     file_texts: bool = False
+    facts: frozenset[str] = frozenset()  # the `Fact`s, by name: each one Source method
 
 
-def reads_for(needs: Collection[Need], scope: Scope) -> Reads:
+def reads_for(needs: Collection[Need | Fact], scope: Scope) -> Reads:
     """The reads the enabled rules' needs call for.
 
     For an MR the diffs are read for the tree rules too (they judge the target tree with the
@@ -296,6 +300,7 @@ def reads_for(needs: Collection[Need], scope: Scope) -> Reads:
         signatures=Need.SIGNATURES in wanted,
         codeowners=Need.CODEOWNERS in wanted,
         file_texts=Need.FILE_TEXTS in wanted,
+        facts=frozenset(need.name for need in wanted if isinstance(need, Fact)),
     )
 
 
@@ -311,23 +316,26 @@ class Inputs:
     file_sizes: Mapping[str, int] = field(default_factory=dict)
     signatures: Signatures = field(default_factory=Signatures)
     file_texts: Mapping[str, str] = field(default_factory=dict)
+    facts: Mapping[str, Any] = field(default_factory=dict)  # by `Fact` name
 
 
-async def read(source: Source, reads: Reads, *, base: str, head: str, tree_at: str) -> Inputs:
+async def read(source: Source, reads: Reads, where: Where) -> Inputs:
     """Ask the Source for what `reads` says: commits and changes of base..head, the tree
-    at `tree_at`, files at `head`."""
-    first = await read_first(source, reads, base=base, head=head, tree_at=tree_at)
-    return await read_rest(source, reads, head=head, first=first)
+    at `tree_at`, files and facts at `head`."""
+    first = await read_first(source, reads, where)
+    return await read_rest(source, reads, head=where.head, first=first)
 
 
-async def read_first(source: Source, reads: Reads, *, base: str, head: str, tree_at: str) -> Inputs:
+async def read_first(source: Source, reads: Reads, where: Where) -> Inputs:
     """The reads that need nothing read before them, concurrently."""
-    commits, changes, paths, project, codeowners = await together(
+    base, head, tree_at = where.base, where.head, where.tree_at
+    commits, changes, paths, project, codeowners, facts = await together(
         source.commits(base, head) if reads.commits else nothing(()),
         source.changes(base, head) if reads.changes else nothing(Changes()),
         source.tree_paths(tree_at) if reads.tree else nothing(frozenset()),
         source.project() if reads.project else nothing(None),
         source.codeowners(tree_at) if reads.codeowners else nothing(None),
+        read_facts(source, reads.facts, where),
     )
     return Inputs(
         commits=tuple(commits),
@@ -335,6 +343,7 @@ async def read_first(source: Source, reads: Reads, *, base: str, head: str, tree
         paths=paths,
         project=project,
         codeowners=codeowners,
+        facts=facts,
     )
 
 
@@ -389,6 +398,7 @@ def context_for(
         squash_policy=checks.config.squash_policy,
         changes_truncated=inputs.changes.truncated,
         file_texts=inputs.file_texts,
+        facts=inputs.facts,
     )
 
 
@@ -540,12 +550,19 @@ async def _check_from_previous(
     # The new commits and only the files they changed, in the project that holds them.
     since = GitLabSource(gitlab, event.source_project_id)
     history = Reads(commits=True, changes=True)
-    target_sha, new, project = await together(
+    where = Where(
+        judged,
+        event.head_sha,
+        previous.target_sha,
+        branch=event.source_branch,
+        target_branch=event.target_branch,
+    )
+    target_sha, new, project, facts = await together(
         target.branch_head(event.target_branch),
-        read_first(since, history, base=judged, head=event.head_sha, tree_at="")
-        if reads.commits or reads.changes
-        else nothing(None),
+        read_first(since, history, where) if reads.commits or reads.changes else nothing(None),
         target.project() if reads.project and project_is_old else nothing(None),
+        # The facts a rule declares change without an MR event: read again each time.
+        read_facts(target, reads.facts, where),
     )
     if target_sha != previous.target_sha:
         return None  # the config, the tree and the merge-base may all have moved
@@ -605,6 +622,7 @@ async def _check_from_previous(
         file_texts=texts,
         project=project or previous.project,
         project_read_at=now if project is not None else previous.project_read_at,
+        facts=facts,
     )
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, reuse)
 
@@ -638,7 +656,17 @@ async def _check_merge_request(
         # The MR's commits are `git log target..head`, as GitLab lists them; its repository
         # rules judge the target branch as it will be after the merge, so they need the
         # MR's changes too.
-        read_first(source, reads, base=target_sha, head=event.head_sha, tree_at=target_sha),
+        read_first(
+            source,
+            reads,
+            Where(
+                target_sha,
+                event.head_sha,
+                target_sha,
+                branch=event.source_branch,
+                target_branch=event.target_branch,
+            ),
+        ),
     )
     current_head = str(details.get("sha") or event.head_sha)
     if current_head != event.head_sha:
@@ -675,6 +703,7 @@ async def _check_merge_request(
         target_branch=event.target_branch,
         changes_truncated=read_.changes.truncated,
         file_texts=read_.file_texts,
+        facts=read_.facts,
     )
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
 
@@ -690,6 +719,7 @@ def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -
         file_sizes=stored.file_sizes,
         signatures=Signatures(stored.signatures),
         file_texts=stored.file_texts,
+        facts=stored.facts,
     )
     target_paths = stored.target_paths if reads.tree else frozenset()
     context = context_for(
@@ -735,7 +765,8 @@ async def _check_push(
     checks = plan(config, Scope.PUSH, event.branch)
     reads = reads_for(checks.needs, Scope.PUSH)
     base = default_branch if event.new_branch else event.before
-    inputs = await read(source, reads, base=base, head=event.after, tree_at=event.after)
+    where = Where(base, event.after, event.after, branch=event.branch, target_branch=event.branch)
+    inputs = await read(source, reads, where)
     context = context_for(
         checks,
         Scope.PUSH,

@@ -62,6 +62,8 @@ class MergeRequestInputs:
     target_branch: str = ""
     changes_truncated: str = ""  # what GitLab's diff limits left out of `changes`
     file_texts: Mapping[str, str] = field(default_factory=dict)  # files whose diff it left out
+    # `rules.base.Fact` name -> the Source's answer, stored by name like the rest.
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 def sorted_changes(changes: Iterable[ChangedFile]) -> tuple[ChangedFile, ...]:
@@ -176,6 +178,7 @@ def advanced(
     file_texts: Mapping[str, str],
     project: ProjectFacts,
     project_read_at: float,
+    facts: Mapping[str, Any],
 ) -> MergeRequestInputs:
     return replace(
         previous,
@@ -187,4 +190,5 @@ def advanced(
         file_texts=dict(file_texts),
         project=project,
         project_read_at=project_read_at,
+        facts=dict(facts),
     )

@@ -24,7 +24,7 @@ from typing import Any
 from bot.errors import Retryable
 from bot.metrics import Metrics
 from bot.store import DONE, FAILED, SUPERSEDED, JobRecord, NewJob, Store
-from bot.webhook import Event, event_head, event_kind, event_target, event_to_json
+from bot.webhook import Event, JobTarget, event_head, event_kind, event_target, event_to_json
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ HEARTBEAT_SECONDS = 1.0
 def job_for(event: Event, *, event_uuid: str | None = None) -> NewJob:
     """The journal's record of an event, for a webhook delivery and catch-up alike."""
     return NewJob(
-        target=event_target(event),
+        target=str(event_target(event)),
         kind=event_kind(event),
         head_sha=event_head(event),
         payload=event_to_json(event),
@@ -302,14 +302,14 @@ class JobRunner:
 
 def _job_fields(job: JobRecord) -> dict[str, object]:
     """What a job's log line says about it: the job, its delivery, its project and MR."""
-    project, _, rest = job.target.partition("!")
+    target = JobTarget.parse(job.target)
     fields: dict[str, object] = {
         "job": job.id,
         "kind": job.kind,
         "delivery": job.event_uuid,
-        "project": project.split(":", 1)[0],
+        "project": str(target.project_id),
         "sha": job.head_sha[:12],
     }
-    if rest:
-        fields["mr"] = rest.split("#", 1)[0]
+    if target.merge_request_iid is not None:
+        fields["mr"] = str(target.merge_request_iid)
     return fields

@@ -48,6 +48,7 @@ from bot.report import NotJudged
 from bot.rules import merge_request as merge_request_rules
 from bot.rules.base import (
     CodeOwnersFile,
+    Fact,
     MergeRequestFacts,
     Need,
     ProjectFacts,
@@ -62,6 +63,7 @@ from bot.source import (
     Changes,
     GitLabSource,
     Signatures,
+    Where,
     file_text,
 )
 
@@ -630,6 +632,9 @@ class GitSource:
     async def project(self) -> ProjectFacts | None:
         return await self.gitlab.project() if self.gitlab is not None else None
 
+    async def target_branch_protected(self, where: Where) -> bool | None:
+        return None  # git knows no protection: only GitLab's settings do
+
     async def signatures(self, shas: Sequence[str]) -> Signatures:
         if self.gitlab is not None:
             return await self.gitlab.signatures(shas)
@@ -637,7 +642,7 @@ class GitSource:
 
 
 async def read_inputs(
-    git: Git | GitSource, revisions: Revisions, needs: Collection[Need]
+    git: Git | GitSource, revisions: Revisions, needs: Collection[Need | Fact]
 ) -> Inputs:
     """What the plan needs, read from git (and GitLab, when the source has it): commits
     base..head, changes base...head, the tree and files at head."""
@@ -645,9 +650,13 @@ async def read_inputs(
     return await read(
         source,
         reads_for(needs, revisions.scope),
-        base=revisions.base,
-        head=revisions.head,
-        tree_at=revisions.head,
+        Where(
+            revisions.base,
+            revisions.head,
+            revisions.head,
+            branch=revisions.branch,
+            target_branch=revisions.target_branch,
+        ),
     )
 
 
@@ -705,6 +714,8 @@ def judge(
         reason = skipped.get(rule.id)
         if reason is None and Need.PROJECT in rule.needs and inputs.project is None:
             reason = _NO_PROJECT
+        if reason is None:
+            reason = _fact_unknown(rule, inputs)
         if reason is None and mr_scope and merge_request is None and rule.id in MR_RULES:
             if rule.id not in MR_RULES_FROM_GIT:
                 reason = _NO_MERGE_REQUEST
@@ -752,6 +763,15 @@ def judge(
         revisions=revisions,
         known_paths=frozenset(known),
     )
+
+
+def _fact_unknown(rule: Rule[Any], inputs: Inputs) -> str | None:
+    """Why the rule cannot be judged: a `Fact` it needs the Source could not tell."""
+    facts = sorted((n for n in rule.needs if isinstance(n, Fact)), key=lambda f: f.name)
+    for fact in facts:
+        if inputs.facts.get(fact.name) is None:
+            return fact.cannot_tell or f"this checkout cannot tell {fact.name}"
+    return None
 
 
 def _count(n: int, noun: str) -> str:

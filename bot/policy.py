@@ -31,7 +31,7 @@ import re
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Literal, TypeVar
 
@@ -49,6 +49,7 @@ from bot.config import (
     validate,
 )
 from bot.gitlab import GitLab, GitLabHTTPError, ResponseTooLarge, encode_path
+from bot.source import together
 
 # Where a group keeps its policy: a project of this name in the group, this file on its
 # default branch. The name is a setting (COMPLIANCE_POLICY_PROJECT).
@@ -649,11 +650,11 @@ async def fetch_policies(
         return ()  # a personal namespace has no group policy
     parts = full_path.split("/")[:MAX_GROUP_DEPTH]
     groups = ["/".join(parts[: i + 1]) for i in range(len(parts))]
-    locations = await _gather(
+    locations = await together(
         *(_location(gitlab, cache, f"{g}/{cache.project_name}") for g in groups)
     )
     found = [loc for loc in locations if loc is not None]
-    files = await _gather(
+    files = await together(
         *(_read(gitlab, cache, "policy", loc, POLICY_FILE, loc.default_branch) for loc in found)
     )
     result = tuple(files)
@@ -683,7 +684,7 @@ async def fetch_extends(
             )
             return _parse_fetched(replace(source, label=str(ref), path=str(ref)), what)
 
-        fetched = await _gather(*(one(ref) for ref in wanted))
+        fetched = await together(*(one(ref) for ref in wanted))
         files.update(zip(wanted, fetched, strict=True))
         frontier = [ref for parsed in fetched for ref in parsed.extends]
     return files
@@ -730,24 +731,6 @@ async def resolve_for_listed_project(
         gitlab, int(project["id"]), ref, config_file, base, namespace=known
     )
     return resolved.config
-
-
-async def _gather(*awaitables: Awaitable[Any]) -> list[Any]:
-    """Concurrent reads; the first failure cancels the rest and is raised as is."""
-    tasks: list[asyncio.Task[Any]] = []
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(_as_coroutine(a)) for a in awaitables]
-    except BaseExceptionGroup as failures:
-        first: BaseException = failures
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
-
-
-async def _as_coroutine(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
 
 
 # -- the `config` commands -------------------------------------------------------------------

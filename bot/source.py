@@ -12,7 +12,9 @@ nothing; it answers:
 - the project's description and topics (`project`);
 - the config file's text at the trusted revision (`config_file`), and CODEOWNERS
   (`codeowners`);
-- whether each commit's signature is verified (`signatures`).
+- whether each commit's signature is verified (`signatures`);
+- any further fact a rule declares (`rules.base.Fact`): the method named after it, asked
+  with a `Where` (`read_facts`). A new kind of fact is one such method per Source.
 
 Implementations: `GitLabSource` here, over the process's one pooled client (the server, a CI
 job with a token, the audit); `bot.local.GitSource` on a local git checkout; any object with
@@ -31,7 +33,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from bot.config import CONFIG_PATHS, MAX_CONFIG_BYTES, ConfigError, too_large
-from bot.gitlab import Comparison, GitLab, GitLabError, NotFound, ResponseTooLarge
+from bot.gitlab import (
+    Comparison,
+    GitLab,
+    GitLabError,
+    NotFound,
+    ResponseTooLarge,
+    encode_path,
+)
 from bot.model import ChangedFile, Commit
 from bot.rules.base import CodeOwnersFile, ProjectFacts
 
@@ -106,6 +115,32 @@ class Source(Protocol):
         ...
 
     async def signatures(self, shas: Sequence[str]) -> Signatures: ...
+
+    # And per `Fact`: `async def <fact.name>(self, where: Where) -> value | None`.
+
+
+@dataclass(frozen=True)
+class Where:
+    """What a `Fact` is asked about: the range under review and its branches."""
+
+    base: str
+    head: str
+    tree_at: str
+    branch: str = ""  # the MR's source branch, or the pushed branch
+    target_branch: str = ""  # the MR's target branch, or the pushed branch
+
+
+async def read_facts(source: object, names: Iterable[str], where: Where) -> dict[str, Any]:
+    """Each named fact, from the Source method of that name, concurrently. A Source without
+    the method cannot tell: None, as when the method says so."""
+    wanted = sorted(names)
+    values = await together(*(_fact(source, name, where) for name in wanted))
+    return dict(zip(wanted, values, strict=True))
+
+
+async def _fact(source: object, name: str, where: Where) -> Any:
+    method = getattr(source, name, None)
+    return None if method is None else await method(where)
 
 
 # -- which files and commits get read: the same bounds for every Source ---------------------
@@ -460,6 +495,15 @@ class GitLabSource:
         if self.known_project is not None:
             return self.known_project
         return project_facts_from_api(await self.gitlab.project(self.project_id))
+
+    async def target_branch_protected(self, where: Where) -> bool:
+        # The single-branch entity's `protected` is `ProtectedBranch.protected?`, which
+        # matches wildcard rules too, and needs only read access (gitlabhq/gitlabhq
+        # lib/api/entities/branch.rb). GET /projects/:id/protected_branches/:name looks the
+        # rule up by its exact name (lib/api/protected_branches.rb `find_by!(name:)`), so a
+        # branch protected by `release/*` would read as unprotected, and it needs Maintainer.
+        path = f"/projects/{self.project_id}/repository/branches/{encode_path(where.target_branch)}"
+        return bool((await self.gitlab.get(path)).get("protected"))
 
     async def signatures(self, shas: Sequence[str]) -> Signatures:
         verified = await together(

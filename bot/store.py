@@ -33,9 +33,9 @@ import inspect
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -443,16 +443,7 @@ class SqliteStore:
                     "WHERE id = ?",
                     (RUNNING, now, row["id"]),
                 )
-                return JobRecord(
-                    id=int(row["id"]),
-                    target=str(row["target"]),
-                    kind=str(row["kind"]),
-                    head_sha=str(row["head_sha"]),
-                    payload=str(row["payload"]),
-                    attempts=int(row["attempts"]) + 1,
-                    event_uuid=row["event_uuid"],
-                    contested=bool(row["contested"]),
-                )
+                return replace(job_from_row(dict(row)), attempts=int(row["attempts"]) + 1)
         return None
 
     async def finish(self, job_id: int, state: str, *, error: str | None, now: float) -> None:
@@ -700,6 +691,20 @@ def _waiver_values(waiver: NewWaiver) -> tuple[Any, ...]:
         waiver.created_at,
         waiver.expires_at,
         waiver.head_sha,
+    )
+
+
+def job_from_row(row: Mapping[str, Any]) -> JobRecord:
+    """A job from a row of either engine; `contested` when the query asked for it."""
+    return JobRecord(
+        id=int(row["id"]),
+        target=str(row["target"]),
+        kind=str(row["kind"]),
+        head_sha=str(row["head_sha"]),
+        payload=str(row["payload"]),
+        attempts=int(row["attempts"]),
+        event_uuid=row["event_uuid"],
+        contested=bool(row.get("contested")),
     )
 
 

@@ -28,7 +28,6 @@ import socket
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Any
 
 import psycopg
 from psycopg.rows import DictRow, dict_row
@@ -47,6 +46,7 @@ from bot.store import (
     JobRecord,
     NewJob,
     _waiver_values,
+    job_from_row,
     waiver_from_row,
 )
 from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
@@ -195,19 +195,6 @@ _Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
 def replica_name() -> str:
     """This process among the replicas: host, pid, and a nonce for pid reuse."""
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def _job(row: dict[str, Any]) -> JobRecord:
-    return JobRecord(
-        id=int(row["id"]),
-        target=str(row["target"]),
-        kind=str(row["kind"]),
-        head_sha=str(row["head_sha"]),
-        payload=str(row["payload"]),
-        attempts=int(row["attempts"]),
-        event_uuid=row["event_uuid"],
-        contested=bool(row.get("contested")),
-    )
 
 
 class PostgresStore:
@@ -392,7 +379,7 @@ class PostgresStore:
             # Another replica claimed a job of the same target at this very moment: the
             # unique index kept it to one. Try again on the next round.
             return None
-        return _job(row) if row else None
+        return job_from_row(row) if row else None
 
     async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
         if not job_ids:

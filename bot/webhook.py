@@ -61,6 +61,43 @@ class MalformedBody(WebhookError):
 
 
 @dataclass(frozen=True)
+class JobTarget:
+    """What a job is about; one job per target runs at a time, and a newer job of a target
+    replaces its queued one.
+
+    The store keeps it as text (`str`): `1!2` for MR 2 of project 1, `1!2#command` for the
+    MR's commands other than a recheck, `1:main` for pushes to branch `main` of project 1.
+    `parse` reads that text back, so no code takes the string apart by hand.
+    """
+
+    project_id: int
+    merge_request_iid: int | None = None  # None: a branch's pushes
+    branch: str = ""
+    command: bool = False
+
+    def __str__(self) -> str:
+        if self.merge_request_iid is None:
+            return f"{self.project_id}:{self.branch}"
+        return f"{self.project_id}!{self.merge_request_iid}" + ("#command" if self.command else "")
+
+    @classmethod
+    def parse(cls, text: str) -> JobTarget:
+        """The target a job's text names; ValueError for text no target writes."""
+        # The project id is digits, so the first other character says which kind: a branch
+        # name may hold `!`, `#` or `:` itself.
+        digits = len(text) - len(text.lstrip("0123456789"))
+        project, kind, rest = text[:digits], text[digits : digits + 1], text[digits + 1 :]
+        if not project or kind not in {":", "!"}:
+            raise ValueError(f"not a job target: {text!r}")
+        if kind == ":":
+            return cls(int(project), branch=rest)
+        iid, hash_, suffix = rest.partition("#")
+        if not iid.isdigit() or (hash_ and suffix != "command"):
+            raise ValueError(f"not a job target: {text!r}")
+        return cls(int(project), int(iid), command=bool(hash_))
+
+
+@dataclass(frozen=True)
 class MergeRequestEvent:
     project_id: int  # the target project: the MR lives there
     source_project_id: int  # the head commit lives there (differs for forks)
@@ -80,8 +117,8 @@ class MergeRequestEvent:
     reviewers: tuple[str, ...] = ()
 
     @property
-    def target(self) -> str:
-        return f"{self.project_id}!{self.iid}"
+    def target(self) -> JobTarget:
+        return JobTarget(self.project_id, self.iid)
 
     def facts(self, *, squash: bool) -> MergeRequestFacts:
         """What the merge request rules judge. Whether it will be squashed is not in the
@@ -111,8 +148,8 @@ class PushEvent:
     web_url: str
 
     @property
-    def target(self) -> str:
-        return f"{self.project_id}:{self.branch}"
+    def target(self) -> JobTarget:
+        return JobTarget(self.project_id, branch=self.branch)
 
     @property
     def new_branch(self) -> bool:
@@ -437,14 +474,14 @@ def event_head(event: Event) -> str:
     return event.after if isinstance(event, PushEvent) else ""
 
 
-def event_target(event: Event) -> str:
+def event_target(event: Event) -> JobTarget:
     """What a job is about; one job per target runs at a time.
 
     A recheck shares its MR's target (it replaces a waiting check of the same MR); other
     commands get their own, so a help reply never replaces a check."""
     if isinstance(event, NoteEvent):
         recheck = commands.parse(event.body) is commands.Command.RECHECK
-        return f"{event.project_id}!{event.mr_iid}" + ("" if recheck else "#command")
+        return JobTarget(event.project_id, event.mr_iid, command=not recheck)
     return event.target
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab
+from tests.gfm import shown_text
 from tests.scenarios import compliant_project, hook_for
 
 MR_HOOK = "Merge Request Hook"
@@ -198,3 +199,36 @@ def test_two_rules_never_report_the_same_fact() -> None:
         ("commit.conventional", "commit aaaaaaaa", "error"),
         ("commit.body_blank_line", "commit bbbbbbbb", "error"),
     }
+
+
+PROTECTED_TARGET = "rules:\n  merge_request.target_branch_protected: {severity: error}\n"
+
+
+async def test_an_mr_into_an_unprotected_branch_fails_the_protection_rule(
+    fake: FakeGitLab, bot: Bot
+) -> None:
+    project = compliant_project(fake)
+    fake.commit(
+        project.id,
+        "main",
+        message="chore: rules",
+        files={".gitlab/compliance.yml": PROTECTED_TARGET},
+    )
+    # `develop` is not protected; the default branch is (the fake protects only it).
+    fake.commit(project.id, "develop", message="chore: start develop")
+    fake.commit(
+        project.id, "feature", message="feat: x", parent=fake.branch_head(project.id, "develop")
+    )
+    fake.commit(project.id, "fix", message="fix: y", parent=fake.branch_head(project.id, "main"))
+    into_develop = fake.open_mr(
+        project.id, source_branch="feature", target_branch="develop", description="x"
+    )
+    into_main = fake.open_mr(project.id, source_branch="fix", description="y")
+    await bot.send(MR_HOOK, hook_for(into_develop))
+    await bot.send(MR_HOOK, hook_for(into_main))
+    await bot.settle()
+
+    assert _state(fake, project.id, into_develop.head_sha)[0] == "failed"
+    note = shown_text(_note(fake, project.id, into_develop.iid))
+    assert "the target branch develop is not protected" in note
+    assert _state(fake, project.id, into_main.head_sha)[0] == "success"

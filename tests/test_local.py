@@ -309,3 +309,20 @@ def test_signed_commits_are_left_to_gitlab_and_said_so(repo: Repo) -> None:
     assert with_gitlab.report.passed
     assert "commit.signed" not in {i.rule for i in with_gitlab.not_judged}
     assert "commit.signed" in {o.rule for o in with_gitlab.report.outcomes}
+
+
+def test_a_fact_only_gitlab_knows_leaves_its_rule_not_judged_offline(repo: Repo) -> None:
+    repo.commit("feat: add the feature", {"src/feature.py": "x = 1\n"})
+    git = open_repository(repo.path)
+    config = load(
+        "rules:\n  merge_request.target_branch_protected: {severity: error}\n",
+        ".gitlab/compliance.yml",
+    )
+    checks = plan(config, Scope.MERGE_REQUEST, "main")
+    revisions = _revisions(repo)
+
+    result = judge(checks, revisions, asyncio.run(read_inputs(git, revisions, checks.needs)))
+
+    [item] = [i for i in result.not_judged if i.rule == "merge_request.target_branch_protected"]
+    assert "protected branches" in item.reason
+    assert "merge_request.target_branch_protected" not in {o.rule for o in result.report.outcomes}

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from bot import webhook
+from bot.webhook import JobTarget
 from tests.hostile_payloads import mutated_payloads
 from tests.payloads import fixture
 
@@ -35,7 +36,8 @@ def test_published_merge_request_payload_parses() -> None:
     assert event.action == "open"
     assert event.oldrev is None
     assert event.changed_fields == {"labels", "draft"}
-    assert event.target == "14!1"
+    assert event.target == JobTarget(14, 1)
+    assert str(event.target) == "14!1"
 
 
 def test_v18_merge_request_payload_parses() -> None:
@@ -233,3 +235,27 @@ def test_a_mutated_payload_is_refused_ignored_or_a_well_typed_event(
     # What the journal stores reads back as the same event.
     kind = webhook.event_kind(result)
     assert webhook.event_from_json(kind, webhook.event_to_json(result)) == result
+
+
+@pytest.mark.parametrize(
+    ("target", "text"),
+    [
+        (JobTarget(14, 1), "14!1"),
+        (JobTarget(14, 1, command=True), "14!1#command"),
+        (JobTarget(14, branch="main"), "14:main"),
+        # A branch name may hold every separator: the project id's digits end it.
+        (JobTarget(7, branch="fix!3#command:x"), "7:fix!3#command:x"),
+        (JobTarget(7, branch=""), "7:"),
+    ],
+)
+def test_a_job_target_reads_back_from_the_text_the_store_keeps(
+    target: JobTarget, text: str
+) -> None:
+    assert str(target) == text
+    assert JobTarget.parse(text) == target
+
+
+@pytest.mark.parametrize("text", ["", "!1", "x:main", "14", "14!", "14!x", "14!1#help", "14?1"])
+def test_text_no_target_writes_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="not a job target"):
+        JobTarget.parse(text)

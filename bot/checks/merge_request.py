@@ -30,7 +30,7 @@ from bot.publish import (
     upsert_note,
 )
 from bot.waivers import apply_waivers
-from bot.webhook import MergeRequestEvent, merge_request_from_api
+from bot.webhook import JobTarget, MergeRequestEvent, merge_request_from_api
 
 log = logging.getLogger(__name__)
 
@@ -248,10 +248,10 @@ async def _publish_note(
     return await upsert_note(gitlab, event.project_id, event.iid, body)
 
 
-async def _recall(services: Services, target: str) -> Memory:
+async def _recall(services: Services, target: JobTarget) -> Memory:
     if services.memory is None:
         return Memory(None, None)
-    text = await services.memory.load_snapshot(target)
+    text = await services.memory.load_snapshot(str(target))
     if text is None:
         return Memory(None, None)
     try:
@@ -260,12 +260,12 @@ async def _recall(services: Services, target: str) -> Memory:
         published = Published(**data["published"]) if data.get("published") else None
     except (ValueError, KeyError, TypeError, IndexError):
         # Unreadable memory costs a full read, never a wrong verdict.
-        log.warning("ignoring an unreadable snapshot", extra={"mr": target})
+        log.warning("ignoring an unreadable snapshot", extra={"mr": str(target)})
         return Memory(None, None)
     return Memory(inputs, published)
 
 
-async def _remember(services: Services, target: str, memory: Memory) -> None:
+async def _remember(services: Services, target: JobTarget, memory: Memory) -> None:
     if services.memory is None:
         return
     data: dict[str, Any] = {
@@ -276,4 +276,4 @@ async def _remember(services: Services, target: str, memory: Memory) -> None:
     if len(text) > MAX_MEMORY_BYTES:
         data["inputs"] = None
         text = json.dumps(data, separators=(",", ":"))
-    await services.memory.save_snapshot(target, text, now=time.time())
+    await services.memory.save_snapshot(str(target), text, now=time.time())

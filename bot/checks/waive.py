@@ -22,12 +22,13 @@ from bot.checks import merge_request as merge_request_check
 from bot.commands import Refused, Unwaive, Waive
 from bot.config import Config, ConfigError
 from bot.gitlab import GitLabError, NotFound
+from bot.jobs import job_for
 from bot.report import bot_text, escape
 from bot.rules.catalog import all_rules
 from bot.source import GitLabSource
-from bot.store import NewJob, Store
+from bot.store import Store
 from bot.waivers import MAX_FINGERPRINTS, NewWaiver, finding_fingerprint, findings_to_waive
-from bot.webhook import MergeRequestEvent, NoteEvent, event_to_json, merge_request_from_api
+from bot.webhook import MergeRequestEvent, NoteEvent, merge_request_from_api
 
 log = logging.getLogger(__name__)
 
@@ -219,12 +220,7 @@ async def queue_expired(services: Services, store: Store) -> int:
             )
             continue
         if event is not None:
-            job = NewJob(
-                target=event.target,
-                kind="merge_request",
-                head_sha=event.head_sha,
-                payload=event_to_json(event),
-            )
+            job = job_for(event)
             if await store.enqueue(job, seen_at=read_at, now=time.time()) is not None:
                 queued += 1
         await store.mark_expiry_handled(project_id, mr_iid, now=now)

@@ -37,6 +37,26 @@ class Need(StrEnum):
     FILE_TEXTS = "file_texts"
 
 
+@dataclass(frozen=True)
+class Fact:
+    """A fact a rule may ask for beyond the `Need`s: one Source method answers it.
+
+    The generic seam for a new kind of fact: `name` is both the Source method that answers
+    it (`async def <name>(self, where: source.Where) -> value | None`) and its key in
+    `Context.facts`; the engine reads it when an enabled rule needs it, and the incremental
+    store keeps it by that name. A Source that cannot tell answers None (or has no such
+    method): the rule is then not judged, for `cannot_tell`'s reason. A value must be plain
+    JSON (it is stored with an MR's inputs).
+    """
+
+    name: str
+    cannot_tell: str = ""
+
+    def of(self, context: Context) -> Any:
+        """The fact as read for this check; None when it was not read."""
+        return context.facts.get(self.name)
+
+
 class Scope(StrEnum):
     MERGE_REQUEST = "merge_request"
     PUSH = "push"
@@ -100,6 +120,8 @@ class Context:
     # path -> the whole file at the head, read because GitLab left its diff out (a changed
     # file with `diff_complete` False that is not here could not be read).
     file_texts: Mapping[str, str] = field(default_factory=dict)
+    # Fact name -> what the Source answered (see `Fact`).
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,7 +222,7 @@ class Rule(Generic[C]):
     title: str
     config: type[C]
     check: Callable[[Context, C], Iterable[Problem]]
-    needs: frozenset[Need] = frozenset()
+    needs: frozenset[Need | Fact] = frozenset()
     scopes: frozenset[Scope] = BOTH_SCOPES
     fix: str = ""  # how to fix, when a Problem does not say
 

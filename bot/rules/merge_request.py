@@ -23,6 +23,7 @@ from bot.rules import conventional, markdown
 from bot.rules.base import (
     MR_ONLY,
     Context,
+    Fact,
     MergeRequestFacts,
     Need,
     Problem,
@@ -763,6 +764,46 @@ SIZE = Rule[SizeConfig](
 )
 
 
+# --------------------------------------------------------------------------------------------
+# merge_request.target_branch_protected
+# --------------------------------------------------------------------------------------------
+
+# Whether GitLab protects the MR's target branch (a name or a wildcard rule matching it).
+# Only GitLab knows: each Source answers it with a method of this name (bot/source.py).
+TARGET_BRANCH_PROTECTED_FACT = Fact(
+    "target_branch_protected",
+    cannot_tell="needs the project's protected branches, which only GitLab's API gives: let "
+    "the server judge it",
+)
+_PROTECTED_DOC = "https://docs.gitlab.com/user/project/repository/branches/protected/"
+
+
+class TargetBranchProtectedConfig(RuleConfig):
+    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+
+
+def _check_target_branch_protected(
+    context: Context, config: TargetBranchProtectedConfig
+) -> Iterator[Problem]:
+    if TARGET_BRANCH_PROTECTED_FACT.of(context) is False:
+        yield Problem(
+            message=f"the target branch {_code(context.target_branch)} is not protected",
+            location="target branch",
+            fix="Protect the branch (Settings > Repository > Protected branches, "
+            f"{_PROTECTED_DOC}), or target a protected branch.",
+        )
+
+
+TARGET_BRANCH_PROTECTED = Rule[TargetBranchProtectedConfig](
+    id="merge_request.target_branch_protected",
+    title="Target branch protected",
+    config=TargetBranchProtectedConfig,
+    check=_check_target_branch_protected,
+    needs=frozenset({TARGET_BRANCH_PROTECTED_FACT}),
+    scopes=MR_ONLY,
+)
+
+
 RULES: tuple[Rule[Any], ...] = (
     TITLE,
     DRAFT,
@@ -775,4 +816,5 @@ RULES: tuple[Rule[Any], ...] = (
     TARGET_BRANCH,
     SOURCE_BRANCH,
     SIZE,
+    TARGET_BRANCH_PROTECTED,
 )

@@ -70,6 +70,7 @@ ENABLED: dict[str, Any] = {
     "merge_request.target_branch": TargetBranchConfig(severity="error", allowed=["x"]),
     "merge_request.source_branch": SourceBranchConfig(severity="error", pattern="^x$"),
     "merge_request.size": SizeConfig(severity="error", max_files=1, max_lines=1),
+    "merge_request.target_branch_protected": mr_rules.TargetBranchProtectedConfig(severity="error"),
 }
 
 
@@ -688,3 +689,19 @@ def test_a_description_past_the_markdown_limit_is_reported_not_passed() -> None:
     assert "the rest could not be judged" in problem.message
     # Enough text was read to know the description is not empty.
     assert DESCRIPTION.run(context(description=description), DescriptionConfig()) == []
+
+
+@pytest.mark.parametrize(("protected", "failed"), [(True, False), (False, True), (None, False)])
+def test_target_branch_protected_fails_only_when_gitlab_says_it_is_not(
+    protected: bool | None, failed: bool
+) -> None:
+    rule = mr_rules.TARGET_BRANCH_PROTECTED
+    facts = {} if protected is None else {"target_branch_protected": protected}
+    context = Context(
+        scope=Scope.MERGE_REQUEST, branch="feature", target_branch="develop", facts=facts
+    )
+    problems = rule.run(context, rule.default_config())
+    assert [p.message for p in problems] == (
+        ["the target branch `develop` is not protected"] if failed else []
+    )
+    assert rule.default_config().severity == "off"
