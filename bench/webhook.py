@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 
 from bench.server import _percentile, _setup, cpu_seconds
 from bot import webhook
+from bot.jobs import job_for
 from bot.logs import JsonFormatter, RepeatFilter
 from bot.store import NewJob
 from bot.stores import open_store
@@ -163,12 +164,7 @@ async def split(count: int = 2000) -> dict[str, float]:
         event = webhook.parse_event(MR_HOOK, webhook.decode_body(body))
         assert not isinstance(event, webhook.Ignored)
         webhook.idempotency_key({**headers, "idempotency-key": str(i)}, MR_HOOK, body)
-        return NewJob(
-            target=webhook.event_target(event),
-            kind=webhook.event_kind(event),
-            head_sha=webhook.event_head(event),
-            payload=webhook.event_to_json(event),
-        )
+        return job_for(event)
 
     result = {"parse_ms": _cpu_per_call(parse, count)}
     jobs = [parse(i) for i in range(200)]
