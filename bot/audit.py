@@ -28,31 +28,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import csv
-import io
-import json
 import sys
 import time
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from bot.audit_model import (
+    EXIT_COMPLIANT,
+    EXIT_ERROR,
+    EXIT_USAGE,
+    PROFILE_README_DOC,
+    PROFILE_RULE,
+    AuditResult,
+    Row,
+    Status,
+    outcome_of,
+)
+from bot.audit_report import (
+    has_rich,
+    render,
+    render_json,
+    summary_lines,
+    write_report,
+)
 from bot.model import Finding, Severity
 
 if TYPE_CHECKING:
-    from bot.audit_history import Comparison, Previous
+    from bot.audit_history import Previous
     from bot.config import Config
     from bot.engine import Plan
     from bot.gitlab import GitLab
     from bot.settings import GitLabSettings
-
-EXIT_COMPLIANT = 0
-EXIT_NON_COMPLIANT = 1
-EXIT_USAGE = 2
-EXIT_ERROR = 3
 
 DEFAULT_CONCURRENCY = 64
 # Invariant 8, everything is bounded: a listing longer than this is reported, not read on.
@@ -62,113 +71,6 @@ MAX_MEMBERS = 10_000
 MAX_CONNECTIONS = 256
 FORMATS = ("table", "json", "csv", "markdown", "html")
 FAIL_ON = ("error", "warning")
-
-# https://docs.gitlab.com/user/profile/#add-details-to-your-profile-with-a-readme
-PROFILE_README_DOC = (
-    "https://docs.gitlab.com/user/profile/#add-details-to-your-profile-with-a-readme"
-)
-PROFILE_RULE = "profile.readme"
-
-
-class Status(StrEnum):
-    """The outcome of one project or member, from best to worst."""
-
-    COMPLIANT = "compliant"  # no finding at all
-    WARNINGS = "warnings"  # findings, none of severity error: gaps that do not fail the run
-    NON_COMPLIANT = "non-compliant"  # an error finding, or an invalid config
-    ERROR = "error"  # could not be judged; never counted as compliant
-
-
-OUTCOMES = tuple(Status)
-
-
-def outcome_of(findings: Sequence[Finding]) -> Status:
-    if any(f.severity is Severity.ERROR for f in findings):
-        return Status.NON_COMPLIANT
-    return Status.WARNINGS if findings else Status.COMPLIANT
-
-
-def check_of(finding: Finding) -> str:
-    """What a finding says is missing, as one name for the report's chart and rule filter:
-    the rule id, and for `repository.required_files` the file (README, LICENSE, ...)."""
-    if finding.rule == "repository.required_files" and finding.location:
-        return f"{finding.rule}: {finding.location}"
-    return finding.rule
-
-
-@dataclass(frozen=True)
-class Row:
-    """The verdict on one project (or, with --members, one member's profile README)."""
-
-    kind: str  # "project" or "member"
-    id: int
-    name: str  # path_with_namespace, or the member's username
-    web_url: str
-    status: Status
-    findings: tuple[Finding, ...] = ()
-    reason: str = ""  # why the row is an error: what could not be read
-    details: tuple[str, ...] = ()  # e.g. the config errors, one per line
-    config_source: str = ""  # which rules judged it: defaults, the project's file, --config
-
-    @property
-    def errors(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.ERROR)
-
-    @property
-    def warnings(self) -> int:
-        return sum(1 for f in self.findings if f.severity is Severity.WARNING)
-
-    @property
-    def checks(self) -> tuple[str, ...]:
-        """What the row lacks, one name per check (see `check_of`), in finding order."""
-        return tuple(dict.fromkeys(check_of(f) for f in self.findings))
-
-    def fails(self, fail_on: Severity = Severity.ERROR) -> bool:
-        """Whether the row fails the run: an error or a non-compliant row, and with
-        `--fail-on warning` a row with warnings too."""
-        if self.status is Status.WARNINGS:
-            return fail_on is Severity.WARNING
-        return self.status is not Status.COMPLIANT
-
-    def summary(self) -> str:
-        """One line: the reason of an error, else what the findings say."""
-        text = (
-            self.reason
-            if self.status is Status.ERROR
-            else "; ".join(f.message for f in self.findings)
-        )
-        if self.details:
-            more = f" (and {len(self.details) - 1} more)" if len(self.details) > 1 else ""
-            text = f"{text}: {self.details[0]}{more}"
-        return text or "ok"
-
-
-@dataclass
-class AuditResult:
-    group: str
-    projects: list[Row] = field(default_factory=list)
-    members: list[Row] | None = None  # None: --members was not asked for
-    listing_error: str | None = None  # the project listing failed (rows may be partial)
-    members_error: str | None = None
-    seconds: float = 0.0
-    finished_at: str = ""  # ISO 8601, UTC
-    fail_on: Severity = Severity.ERROR  # the least severe finding that fails the run
-    comparison: Comparison | None = None  # against the run --compare read (bot.audit_history)
-
-    @property
-    def errors(self) -> list[str]:
-        return [e for e in (self.listing_error, self.members_error) if e]
-
-    def rows(self) -> list[Row]:
-        return [*self.projects, *(self.members or [])]
-
-    def exit_code(self) -> int:
-        rows = self.rows()
-        if self.errors or any(r.status is Status.ERROR for r in rows):
-            return EXIT_ERROR
-        if any(r.fails(self.fail_on) for r in rows):
-            return EXIT_NON_COMPLIANT
-        return EXIT_COMPLIANT
 
 
 class Progress(Protocol):
@@ -537,297 +439,6 @@ async def run_audit(
 # Each renderer is a pure function of the AuditResult (comparison included): no I/O.
 
 
-def counts(rows: Sequence[Row]) -> dict[str, int]:
-    """How many rows have each outcome (`non-compliant` keyed `non_compliant`)."""
-    tally = {"total": len(rows)} | {s.value.replace("-", "_"): 0 for s in OUTCOMES}
-    for row in rows:
-        tally[row.status.value.replace("-", "_")] += 1
-    return tally
-
-
-def checks_failed(rows: Sequence[Row]) -> dict[str, int]:
-    """How many rows lack each check, most first (then by name)."""
-    tally: dict[str, int] = {}
-    for row in rows:
-        for check in row.checks:
-            tally[check] = tally.get(check, 0) + 1
-    return dict(sorted(tally.items(), key=lambda item: (-item[1], item[0])))
-
-
-def summary_lines(result: AuditResult) -> list[str]:
-    lines = []
-    sections = [("Projects", result.projects)]
-    if result.members is not None:
-        sections.append(("Members", result.members))
-    for title, rows in sections:
-        c = counts(rows)
-        errors = f"{c['error']} error" + ("" if c["error"] == 1 else "s")
-        lines.append(
-            f"{title}: {c['total']} checked: {c['compliant']} compliant, "
-            f"{c['warnings']} with warnings, {c['non_compliant']} non-compliant, {errors}"
-        )
-    if result.comparison is not None:
-        lines.append(result.comparison.summary_line())
-    lines += [f"error: {e}" for e in result.errors]
-    return lines
-
-
-def shown(result: AuditResult, rows: Sequence[Row] | None, only_failing: bool) -> list[Row]:
-    return [r for r in rows or () if not only_failing or r.fails(result.fail_on)]
-
-
-def change_of(result: AuditResult, row: Row) -> str:
-    """`better`, `worse` or `new` since the compared run; "" when unchanged or not compared."""
-    if result.comparison is None:
-        return ""
-    change = result.comparison.by_row.get((row.kind, row.id))
-    return change.direction if change else ""
-
-
-def _row_json(row: Row) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "name": row.name,
-        "web_url": row.web_url,
-        "status": str(row.status),
-        "errors": row.errors,
-        "warnings": row.warnings,
-        "checks": list(row.checks),
-        "reason": row.reason or None,
-        "details": list(row.details),
-        "config": row.config_source or None,
-        "findings": [
-            {
-                "rule": f.rule,
-                "severity": str(f.severity),
-                "message": f.message,
-                "fix": f.fix,
-                "location": f.location or None,
-            }
-            for f in row.findings
-        ],
-    }
-
-
-def _comparison_json(result: AuditResult) -> dict[str, Any] | None:
-    comparison = result.comparison
-    if comparison is None:
-        return None
-    return {
-        "source": comparison.source,
-        "previous_finished_at": comparison.previous_at,
-        "previous_summary": comparison.previous_counts,
-        "changes": [
-            {
-                "kind": c.kind,
-                "id": c.id,
-                "name": c.name,
-                "change": c.direction,
-                "before": None if c.before is None else str(c.before),
-                "after": None if c.after is None else str(c.after),
-                "fixed": list(c.fixed),
-                "now_lacking": list(c.lacking),
-            }
-            for c in comparison.changes
-        ],
-    }
-
-
-def render_json(result: AuditResult, *, only_failing: bool = False) -> str:
-    """The report as JSON; with every row (not `only_failing`) it is also what --save keeps."""
-    from bot.audit_history import FORMAT, VERSION
-
-    summary: dict[str, Any] = {
-        "projects": counts(result.projects),
-        "members": None if result.members is None else counts(result.members),
-        "checks": checks_failed(result.projects),
-    }
-    document = {
-        "format": FORMAT,
-        "version": VERSION,
-        "complete": not only_failing,
-        "group": result.group,
-        "finished_at": result.finished_at,
-        "fail_on": str(result.fail_on),
-        "exit_code": result.exit_code(),
-        "summary": summary,
-        "errors": result.errors,
-        "comparison": _comparison_json(result),
-        "projects": [_row_json(r) for r in shown(result, result.projects, only_failing)],
-        "members": None
-        if result.members is None
-        else [_row_json(r) for r in shown(result, result.members, only_failing)],
-    }
-    return json.dumps(document, indent=2)
-
-
-def render_csv(result: AuditResult, *, only_failing: bool = False) -> str:
-    """One row per project and member; the summary goes to stderr, keeping this parseable."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    header = ["kind", "name", "status", "errors", "warnings", "details", "web_url", "checks"]
-    if result.comparison is not None:
-        header.append("since_last_run")
-    writer.writerow(header)
-    for row in shown(result, result.rows(), only_failing):
-        values: list[Any] = [row.kind, row.name, row.status, row.errors, row.warnings]
-        values += [row.summary(), row.web_url, "; ".join(row.checks)]
-        if result.comparison is not None:
-            values.append(change_of(result, row))
-        writer.writerow(values)
-    return out.getvalue()
-
-
-def _md(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
-
-
-def _changes_lines(result: AuditResult, *, markdown: bool) -> list[str]:
-    """The rows that changed since the compared run, worst news first."""
-    from bot.audit_history import DIRECTIONS
-
-    comparison = result.comparison
-    if comparison is None:
-        return []
-    lines = [
-        ("## " if markdown else "")
-        + f"Since the last run ({comparison.previous_at or 'unknown time'}, {comparison.source})"
-    ]
-    if markdown:
-        lines.append("")
-    for direction in DIRECTIONS:
-        for change in comparison.of(direction):
-            name = _md(change.name) if markdown else change.name
-            text = _md(change.describe()) if markdown else change.describe()
-            lines.append(f"- {direction}: {change.kind} {name}: {text}")
-    if not comparison.changes:
-        lines.append("- nothing changed")
-    return [*lines, ""]
-
-
-def render_markdown(result: AuditResult, *, only_failing: bool = False) -> str:
-    lines = [f"# Compliance audit of `{_md(result.group)}`", ""]
-    sections = [("Project", result.projects)]
-    if result.members is not None:
-        sections.append(("Member", result.members))
-    for title, rows in sections:
-        listed = shown(result, rows, only_failing)
-        lines += [
-            f"| {title} | Status | Errors | Warnings | Details |",
-            "| --- | --- | --: | --: | --- |",
-        ]
-        for row in listed:
-            name = f"[{_md(row.name)}]({row.web_url})" if row.web_url else _md(row.name)
-            lines.append(
-                f"| {name} | {row.status} | {row.errors} | {row.warnings} | {_md(row.summary())} |"
-            )
-        if not listed:
-            lines.append("| (none) | | | | |")
-        lines.append("")
-    lines += _changes_lines(result, markdown=True)
-    lines += [f"- {_md(line)}" for line in summary_lines(result)]
-    return "\n".join(lines) + "\n"
-
-
-def render_text(result: AuditResult, *, only_failing: bool = False) -> str:
-    """A plain aligned table: what `table` prints when stdout is not a terminal."""
-    lines: list[str] = []
-    sections = [("PROJECT", result.projects)]
-    if result.members is not None:
-        sections.append(("MEMBER", result.members))
-    for title, rows in sections:
-        listed = shown(result, rows, only_failing)
-        width = max([len(title), *(len(r.name) for r in listed)])
-        lines.append(f"{title:<{width}}  {'STATUS':<13}  {'ERRORS':>6}  {'WARNINGS':>8}  DETAILS")
-        lines += [
-            f"{r.name:<{width}}  {r.status:<13}  {r.errors:>6}  {r.warnings:>8}  {r.summary()}"
-            for r in listed
-        ]
-        lines.append("")
-    lines += _changes_lines(result, markdown=False)
-    lines += summary_lines(result)
-    return "\n".join(lines) + "\n"
-
-
-_STATUS_STYLE = {
-    Status.COMPLIANT: "green",
-    Status.WARNINGS: "yellow",
-    Status.NON_COMPLIANT: "red",
-    Status.ERROR: "bold magenta",
-}
-
-
-def print_rich(result: AuditResult, stream: TextIO, *, only_failing: bool = False) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    console = Console(file=stream)
-    sections = [("Project", result.projects)]
-    if result.members is not None:
-        sections.append(("Member", result.members))
-    for title, rows in sections:
-        table = Table(title=f"{title}s of {result.group}", title_justify="left")
-        table.add_column(title, no_wrap=True)
-        table.add_column("Status", no_wrap=True)
-        table.add_column("Errors", justify="right")
-        table.add_column("Warnings", justify="right")
-        table.add_column("Details", overflow="fold")
-        for row in shown(result, rows, only_failing):
-            table.add_row(
-                Text(row.name, style=f"link {row.web_url}" if row.web_url else ""),
-                Text(str(row.status), style=_STATUS_STYLE[row.status]),
-                str(row.errors),
-                str(row.warnings),
-                Text(row.summary()),
-            )
-        console.print(table)
-    for line in _changes_lines(result, markdown=False):
-        console.print(Text(line))
-    for line in summary_lines(result):
-        console.print(Text(line, style="bold red" if line.startswith("error:") else "bold"))
-
-
-def render(result: AuditResult, fmt: str, *, only_failing: bool = False) -> str:
-    """The report in `fmt` as text (`table`: the plain aligned table)."""
-    if fmt == "json":
-        return render_json(result, only_failing=only_failing) + "\n"
-    if fmt == "csv":
-        return render_csv(result, only_failing=only_failing)
-    if fmt == "markdown":
-        return render_markdown(result, only_failing=only_failing)
-    if fmt == "html":
-        from bot.audit_html import render_html
-
-        return render_html(result, only_failing=only_failing)
-    return render_text(result, only_failing=only_failing)
-
-
-def write_report(
-    result: AuditResult, fmt: str, out: TextIO, err: TextIO, *, only_failing: bool = False
-) -> None:
-    if fmt == "table" and out.isatty() and _has_rich():
-        print_rich(result, out, only_failing=only_failing)
-    else:
-        out.write(render(result, fmt, only_failing=only_failing))
-    if fmt == "csv":
-        # The counts go to stderr, so that stdout stays one CSV table.
-        err.write("\n".join(summary_lines(result)) + "\n")
-        return
-    # What stopped a listing is in the report, and on stderr too, for whoever sent the
-    # report to a file.
-    for error in result.errors:
-        err.write(f"compliance-bot: {error}\n")
-
-
-def _has_rich() -> bool:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 class _RichProgress:
     """A progress bar on stderr. Refreshed by hand on each verdict, so rich starts no thread
     (one event loop, no threads: DESIGN.md, invariant 1)."""
@@ -874,7 +485,7 @@ class _RichProgress:
 
 @contextlib.contextmanager
 def _progress(stream: TextIO) -> Iterator[Progress | None]:
-    if not (stream.isatty() and _has_rich()):
+    if not (stream.isatty() and has_rich()):
         yield None
         return
     with _RichProgress(stream) as bar:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bot.audit import AuditResult, Row, Status
+    from bot.audit_model import AuditResult, Row, Status
 
 # A 100,000-project report with findings stays well under this.
 MAX_FILE_BYTES = 256 * 1024 * 1024
@@ -67,7 +67,7 @@ class Change:
     @property
     def direction(self) -> str:
         """`new`, `gone`, `worse` or `better`."""
-        from bot.audit import OUTCOMES
+        from bot.audit_model import OUTCOMES
 
         if self.before is None:
             return "new"
@@ -112,7 +112,7 @@ class Comparison:
 
 
 def _status(value: Any, where: str) -> Status:
-    from bot.audit import Status
+    from bot.audit_model import Status
 
     try:
         return Status(value)
@@ -184,7 +184,7 @@ def load_previous(path: Path, group: str) -> Previous | None:
 
 
 def _changes(kind: str, before: Mapping[int, Seen], now: Sequence[Row]) -> list[Change]:
-    from bot.audit import Status
+    from bot.audit_model import Status
 
     changes: list[Change] = []
     seen_now = set()
@@ -210,7 +210,7 @@ def _changes(kind: str, before: Mapping[int, Seen], now: Sequence[Row]) -> list[
 
 
 def _counts(rows: Mapping[int, Seen]) -> dict[str, int]:
-    from bot.audit import OUTCOMES
+    from bot.audit_model import OUTCOMES
 
     return {str(s): sum(1 for r in rows.values() if r.status is s) for s in OUTCOMES}
 

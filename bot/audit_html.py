@@ -18,17 +18,8 @@ import html
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from bot.audit import (
-    OUTCOMES,
-    AuditResult,
-    Row,
-    Status,
-    change_of,
-    check_of,
-    checks_failed,
-    counts,
-    shown,
-)
+from bot.audit_model import OUTCOMES, AuditResult, Row, Status, check_of
+from bot.audit_report import change_of, checks_failed, counts, shown
 from bot.model import Severity
 
 if TYPE_CHECKING:

@@ -569,7 +569,7 @@ async def test_benchmark_smoke() -> None:
 
 def test_rich_table_lists_rows_and_counts() -> None:
     pytest.importorskip("rich")
-    from bot.audit import print_rich
+    from bot.audit_report import print_rich
     from bot.model import Finding, Severity
 
     result = AuditResult(
