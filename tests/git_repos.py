@@ -7,12 +7,14 @@ increasing commit dates, so the same script builds the same shas on every run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 AUTHOR = ("Ada Lovelace", "ada@example.com")
 EPOCH = 1_700_000_000
@@ -130,6 +132,58 @@ def run_cli(
         timeout=60,
         check=False,
     )
+
+
+async def run_cli_async(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+    """`run_cli` without blocking the event loop that serves the fake GitLab (and the bot):
+    (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.cli",
+        *args,
+        cwd=cwd,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def mr_pipeline_env(repo: Repo, mr: Any, gitlab_url: str, **extra: str) -> dict[str, str]:
+    """The variables GitLab sets for a merge request pipeline's job, for `mr` (a fake GitLab
+    merge request) checked out in `repo`, with the instance at `gitlab_url`.
+    https://docs.gitlab.com/ci/variables/predefined_variables/#predefined-variables-for-merge-request-pipelines
+    """
+    return {
+        **repo.env,
+        "CI": "true",
+        "GITLAB_CI": "true",
+        "CI_SERVER_URL": gitlab_url,
+        "CI_PROJECT_ID": str(mr.project_id),
+        "CI_DEFAULT_BRANCH": "main",
+        "CI_PIPELINE_SOURCE": "merge_request_event",
+        "CI_COMMIT_SHA": repo.head(),
+        "CI_COMMIT_BEFORE_SHA": "0" * 40,  # always zeros in MR pipelines
+        "CI_MERGE_REQUEST_IID": str(mr.iid),
+        "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
+        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
+        "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
+        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
+        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch,
+        "CI_MERGE_REQUEST_TITLE": mr.title,
+        "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
+        "CI_MERGE_REQUEST_LABELS": ",".join(mr.labels),
+        "CI_MERGE_REQUEST_SQUASH_ON_MERGE": "false",
+        **extra,
+    }
 
 
 # A repository that passes every repository rule git can judge (as tests/scenarios.py's

@@ -18,15 +18,13 @@ from typing import Any
 
 import pytest
 
-from bot.local import ZERO_SHA
 from bot.model import Finding, Report, RuleOutcome, Severity, Waived
 from bot.report import NOTE_MARKER, read_waiver_record, render_note, waiver_record
 from tests.conftest import Bot, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
+from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo, mr_pipeline_env, run_cli_async
 from tests.payloads import note_hook
 from tests.scenarios import hook_for
-from tests.test_parity import _cli
 
 RULES = "version: 1\nrules:\n  files.prohibited: {severity: error}\n"
 BASE_FILES: dict[str, str | None] = {
@@ -66,29 +64,8 @@ def _fake_state(fake: FakeGitLab) -> MergeRequest:
     )
 
 
-def _ci_env(repo: Repo, mr: MergeRequest, fake: FakeGitLab) -> dict[str, str]:
-    return {
-        **repo.env,
-        "CI": "true",
-        "GITLAB_CI": "true",
-        "CI_SERVER_URL": fake.base_url,
-        "COMPLIANCE_TOKEN": fake.token,
-        "CI_PROJECT_ID": str(mr.project_id),
-        "CI_DEFAULT_BRANCH": "main",
-        "CI_PIPELINE_SOURCE": "merge_request_event",
-        "CI_COMMIT_SHA": repo.head(),
-        "CI_COMMIT_BEFORE_SHA": ZERO_SHA,
-        "CI_MERGE_REQUEST_IID": str(mr.iid),
-        "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
-        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
-        "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
-        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
-        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch,
-        "CI_MERGE_REQUEST_TITLE": mr.title,
-        "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
-        "CI_MERGE_REQUEST_LABELS": "",
-        "CI_MERGE_REQUEST_SQUASH_ON_MERGE": "false",
-    }
+def _with_token(repo: Repo, mr: MergeRequest, fake: FakeGitLab) -> dict[str, str]:
+    return mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token)
 
 
 def _bot_note(fake: FakeGitLab, mr: MergeRequest) -> dict[str, Any]:
@@ -127,7 +104,12 @@ async def test_a_waiver_given_on_the_server_passes_the_ci_job(
     build = tmp_path / "build"
     build.mkdir()
 
-    code, _, err = await _cli("check", str(repo.path), cwd=build, env=_ci_env(repo, mr, fake))
+    code, _, err = await run_cli_async(
+        "check",
+        str(repo.path),
+        cwd=build,
+        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
+    )
 
     assert code == 0, err
     assert "1 waiver from the bot's MR note applied: 1 finding(s)" in err
@@ -151,7 +133,12 @@ async def test_a_forged_note_waives_nothing(fake: FakeGitLab, bot: Bot, tmp_path
     build = tmp_path / "build"
     build.mkdir()
 
-    code, _, err = await _cli("check", str(repo.path), cwd=build, env=_ci_env(repo, mr, fake))
+    code, _, err = await run_cli_async(
+        "check",
+        str(repo.path),
+        cwd=build,
+        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
+    )
 
     assert code == 1, err
     [why] = [line for line in err.splitlines() if "waive" in line]
@@ -170,11 +157,15 @@ async def test_without_a_token_nothing_is_waived_and_the_job_says_why(
 ) -> None:
     repo = _git_state(tmp_path)
     mr = await _waived_on_the_server(fake, bot)
-    env = {k: v for k, v in _ci_env(repo, mr, fake).items() if k != "COMPLIANCE_TOKEN"}
+    env = {
+        k: v
+        for k, v in mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token).items()
+        if k != "COMPLIANCE_TOKEN"
+    }
     build = tmp_path / "build"
     build.mkdir()
 
-    code, _, err = await _cli("check", str(repo.path), cwd=build, env=env)
+    code, _, err = await run_cli_async("check", str(repo.path), cwd=build, env=env)
 
     assert code == 1, err
     [why] = [line for line in err.splitlines() if "waive" in line]
@@ -193,7 +184,12 @@ async def test_a_waiver_expired_since_the_note_was_written_waives_nothing(
     build = tmp_path / "build"
     build.mkdir()
 
-    code, _, err = await _cli("check", str(repo.path), cwd=build, env=_ci_env(repo, mr, fake))
+    code, _, err = await run_cli_async(
+        "check",
+        str(repo.path),
+        cwd=build,
+        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
+    )
 
     assert code == 1, err
     assert (

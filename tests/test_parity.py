@@ -13,17 +13,15 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bot.local import ZERO_SHA
 from bot.report import NOTE_MARKER
 from tests import gfm
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo
+from tests.git_repos import AUTHOR, HYGIENE_FILES, Repo, make_repo, mr_pipeline_env, run_cli_async
 from tests.scenarios import hook_for
 
 RULES = """\
@@ -176,49 +174,6 @@ def _from_note(body: str, shas: list[str]) -> Counter[Finding]:
     return found
 
 
-async def _cli(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    """`python -m bot.cli ...` as a real process, without blocking the loop that serves the
-    fake GitLab and the bot."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
-def _ci_env(repo: Repo, mr: MergeRequest, fake: FakeGitLab, **extra: str) -> dict[str, str]:
-    return {
-        **repo.env,
-        "CI": "true",
-        "GITLAB_CI": "true",
-        "CI_SERVER_URL": fake.base_url,
-        "CI_PROJECT_ID": str(mr.project_id),
-        "CI_DEFAULT_BRANCH": "main",
-        "CI_PIPELINE_SOURCE": "merge_request_event",
-        "CI_COMMIT_SHA": repo.head(),
-        "CI_COMMIT_BEFORE_SHA": ZERO_SHA,
-        "CI_MERGE_REQUEST_IID": str(mr.iid),
-        "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
-        "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
-        "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
-        "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,
-        "CI_MERGE_REQUEST_TARGET_BRANCH_NAME": mr.target_branch,
-        "CI_MERGE_REQUEST_TITLE": mr.title,
-        "CI_MERGE_REQUEST_DESCRIPTION": mr.description,
-        "CI_MERGE_REQUEST_LABELS": ",".join(mr.labels),
-        "CI_MERGE_REQUEST_SQUASH_ON_MERGE": "false",
-        **extra,
-    }
-
-
 def _bot_notes(fake: FakeGitLab, mr: MergeRequest) -> list[dict[str, Any]]:
     return [n for n in fake.notes(mr.project_id, mr.iid) if NOTE_MARKER in str(n["body"])]
 
@@ -233,25 +188,25 @@ async def test_local_ci_and_server_find_the_same(
 
     # Locally and in CI without a token: no network, side by side.
     (local_code, local_out, local_err), (ci_code, ci_out, ci_err) = await asyncio.gather(
-        _cli("check", "--format", "json", cwd=repo.path, env=repo.env),
-        _cli(
+        run_cli_async("check", "--format", "json", cwd=repo.path, env=repo.env),
+        run_cli_async(
             "check",
             str(repo.path),
             "--format",
             "json",
             cwd=build,
-            env=_ci_env(repo, mr, fake),
+            env=mr_pipeline_env(repo, mr, fake.base_url),
         ),
     )
     # In CI with a token (pointed at the fake GitLab): reads the rest, posts the note.
-    token_code, token_out, token_err = await _cli(
+    token_code, token_out, token_err = await run_cli_async(
         "check",
         str(repo.path),
         "--format",
         "json",
         "--post-note",
         cwd=build,
-        env=_ci_env(repo, mr, fake, COMPLIANCE_TOKEN=fake.token),
+        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
     )
     [ci_note] = _bot_notes(fake, mr)
     # The server, from the MR's webhook.

@@ -3,10 +3,8 @@ DCO rule in the top group's policy project, and projects that try to weaken it."
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from pathlib import Path
 
 from bot.audit import AuditOptions, Status, run_audit
@@ -17,7 +15,7 @@ from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
 from tests.gfm import shown_text
 from tests.git_repos import HYGIENE_FILES as GIT_HYGIENE
-from tests.git_repos import Repo, make_repo, run_cli
+from tests.git_repos import Repo, make_repo, run_cli, run_cli_async
 from tests.payloads import push_hook
 from tests.scenarios import compliant_project, hook_for
 
@@ -209,24 +207,6 @@ async def test_server_check_and_audit_resolve_the_same_rules(
 # -- `check` in CI with COMPLIANCE_TOKEN: the group policy as the server reads it ------------
 
 
-async def _cli(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
-    """`python -m bot.cli ...` as a CI job runs it, without blocking the loop that serves the
-    fake GitLab."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot.cli",
-        *args,
-        cwd=cwd,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
-
-
 def _ci_checkout(
     tmp_path: Path, fake: FakeGitLab, mr: MergeRequest, config: str = PROJECT_CONFIG
 ) -> tuple[Repo, dict[str, str]]:
@@ -267,7 +247,7 @@ async def test_check_in_ci_with_a_token_holds_the_group_policy_lock(
     repo, env = _ci_checkout(tmp_path, fake, mr)
     build = tmp_path / "build"
     build.mkdir()
-    code, out, err = await _cli(
+    code, out, err = await run_cli_async(
         "check", str(repo.path), "--format", "json", "--post-note", cwd=build, env=env
     )
     document = json.loads(out)
@@ -290,7 +270,7 @@ async def test_check_in_ci_with_a_token_fails_on_an_invalid_policy(
     _policy_project(fake, "acme", "rules:\n  commit.dco: {severity: loud}\n")
     mr = _group_tree(fake)
     repo, env = _ci_checkout(tmp_path, fake, mr)
-    code, out, err = await _cli("check", "--format", "json", cwd=repo.path, env=env)
+    code, out, err = await run_cli_async("check", "--format", "json", cwd=repo.path, env=env)
     assert code == 2, (out, err)
     document = json.loads(out)
     assert "could not read policy `acme/compliance-policy`: invalid" in document["error"]
@@ -307,7 +287,7 @@ async def test_check_in_ci_with_a_token_follows_extends(fake: FakeGitLab, tmp_pa
     config = "extends: ['acme/presets:dco.yml']\n"
     mr = _group_tree(fake, config=config)
     repo, env = _ci_checkout(tmp_path, fake, mr, config=config)
-    code, out, err = await _cli("check", "--format", "json", cwd=repo.path, env=env)
+    code, out, err = await run_cli_async("check", "--format", "json", cwd=repo.path, env=env)
     document = json.loads(out)
     assert document["error"] is None, (document, err)
     assert "commit.dco" in {f["rule"] for f in document["findings"]}
@@ -342,19 +322,29 @@ async def test_config_validate_follows_extends_with_a_token(
     for name in ("good", "bad", "a", "missing"):
         files[name] = tmp_path / f"{name}.yml"
         files[name].write_text(f"extends: ['acme/presets:{name}.yml']\n")
-    code, out, err = await _cli("config", "validate", str(files["good"]), cwd=tmp_path, env=env)
+    code, out, err = await run_cli_async(
+        "config", "validate", str(files["good"]), cwd=tmp_path, env=env
+    )
     assert (code, out) == (0, f"{files['good']}: valid\n"), err
-    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=env)
+    code, out, err = await run_cli_async(
+        "config", "validate", str(files["bad"]), cwd=tmp_path, env=env
+    )
     assert code == 2
     assert "acme/presets:bad.yml:2:" in out and "severity" in out  # the target's file and line
-    code, out, err = await _cli("config", "validate", str(files["a"]), cwd=tmp_path, env=env)
+    code, out, err = await run_cli_async(
+        "config", "validate", str(files["a"]), cwd=tmp_path, env=env
+    )
     assert code == 2
     assert "a cycle" in out
-    code, out, err = await _cli("config", "validate", str(files["missing"]), cwd=tmp_path, env=env)
+    code, out, err = await run_cli_async(
+        "config", "validate", str(files["missing"]), cwd=tmp_path, env=env
+    )
     assert code == 2
     assert "could not read extends target `acme/presets:missing.yml`: no missing.yml" in out
     assert fake.token not in out + err
     # Without a token: the syntax only, as before.
     offline = {"PATH": env["PATH"]}
-    code, out, err = await _cli("config", "validate", str(files["bad"]), cwd=tmp_path, env=offline)
+    code, out, err = await run_cli_async(
+        "config", "validate", str(files["bad"]), cwd=tmp_path, env=offline
+    )
     assert (code, out) == (0, f"{files['bad']}: valid\n"), err
