@@ -19,6 +19,7 @@ REST API overview: https://docs.gitlab.com/api/rest/
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import email.utils
@@ -47,6 +48,10 @@ log = logging.getLogger(__name__)
 # https://docs.gitlab.com/api/rest/#offset-based-pagination
 PER_PAGE = 100
 DEFAULT_MAX_ITEMS = 10_000
+# How long a GET /projects/:id answer stands in for another read (`GitLab.project`), and for
+# how many projects at once.
+PROJECT_MEMO_SECONDS = 5.0
+PROJECT_MEMO_SIZE = 256
 # External statuses of one sha read when looking for the bot's own (`has_status`).
 MAX_STATUSES_READ = 500
 
@@ -198,6 +203,10 @@ class GitLab:
         self._slots = asyncio.Semaphore(concurrency)
         self._sleep = sleep
         self._user: dict[str, Any] | None = None
+        # GET /projects/:id answers of the last few seconds (see `project`), bounded.
+        self._projects: collections.OrderedDict[int, tuple[float, dict[str, Any]]] = (
+            collections.OrderedDict()
+        )
         self._api_prefix = str(http.base_url).rstrip("/")
 
     @property
@@ -343,8 +352,19 @@ class GitLab:
         return self._user
 
     async def project(self, project_id: int) -> dict[str, Any]:
+        """The project, as GitLab answered in the last PROJECT_MEMO_SECONDS: one check asks
+        for it twice (the group policy's namespace, then the description and topics), and
+        the MRs of one push ask at once; a second read would say the same."""
+        now = time.monotonic()
+        known = self._projects.get(project_id)
+        if known is not None and now - known[0] < PROJECT_MEMO_SECONDS:
+            return known[1]
         # https://docs.gitlab.com/api/projects/#get-a-single-project
         result: dict[str, Any] = await self.get(f"/projects/{project_id}")
+        self._projects[project_id] = (now, result)
+        self._projects.move_to_end(project_id)
+        while len(self._projects) > PROJECT_MEMO_SIZE:
+            self._projects.popitem(last=False)
         return result
 
     async def tree(
