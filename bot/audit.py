@@ -105,15 +105,23 @@ def repository_plan(config: Config, branch: str) -> Plan:
     return Plan(config=full.config, rules=rules)
 
 
-def _project_row(project: Mapping[str, Any], status: Status, **values: Any) -> Row:
+def _listed_row(
+    kind: str, listed: Mapping[str, Any], name_key: str, status: Status, **values: Any
+) -> Row:
+    """The row of a project or member as GitLab listed it: its id, its name (the id where
+    GitLab gave none) and its page."""
     return Row(
-        kind="project",
-        id=int(project.get("id") or 0),
-        name=str(project.get("path_with_namespace") or project.get("id")),
-        web_url=str(project.get("web_url") or ""),
+        kind=kind,
+        id=int(listed.get("id") or 0),
+        name=str(listed.get(name_key) or listed.get("id")),
+        web_url=str(listed.get("web_url") or ""),
         status=status,
         **values,
     )
+
+
+def _project_row(project: Mapping[str, Any], status: Status, **values: Any) -> Row:
+    return _listed_row("project", project, "path_with_namespace", status, **values)
 
 
 async def audit_project(
@@ -214,15 +222,7 @@ def _member_row(member: Mapping[str, Any], status: Status, message: str = "", **
                 f"at its root: {PROFILE_README_DOC}",
             ),
         )
-    return Row(
-        kind="member",
-        id=int(member.get("id") or 0),
-        name=str(member.get("username") or member.get("id")),
-        web_url=str(member.get("web_url") or ""),
-        status=status,
-        findings=findings,
-        **values,
-    )
+    return _listed_row("member", member, "username", status, findings=findings, **values)
 
 
 def _is_readme(path: str) -> bool:
