@@ -6,6 +6,7 @@ process (tests) never share counters, and nothing is registered at import.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -37,11 +38,11 @@ def endpoint_template(path: str) -> str:
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.deliveries = Counter(
+        counter = functools.partial(Counter, registry=self.registry)
+        self.deliveries = counter(
             "compliance_deliveries",
             "Webhook deliveries by event and outcome.",
             ["event", "outcome"],
-            registry=self.registry,
         )
         self.queue_depth = Gauge(
             "compliance_queue_depth", "Checks waiting in the journal.", registry=self.registry
@@ -53,24 +54,19 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
             registry=self.registry,
         )
-        self.gitlab_calls = Counter(
+        self.gitlab_calls = counter(
             "compliance_gitlab_calls",
             "GitLab API calls by method, endpoint template and HTTP status (0: no answer).",
             ["method", "endpoint", "status"],
-            registry=self.registry,
         )
-        self.gitlab_retries = Counter(
-            "compliance_gitlab_retries", "GitLab calls retried.", registry=self.registry
-        )
-        self.rate_limit_wait = Counter(
+        self.gitlab_retries = counter("compliance_gitlab_retries", "GitLab calls retried.")
+        self.rate_limit_wait = counter(
             "compliance_gitlab_rate_limit_wait_seconds",
             "Time spent waiting as GitLab's 429 Retry-After asked.",
-            registry=self.registry,
         )
-        self.superseded = Counter(
+        self.superseded = counter(
             "compliance_jobs_superseded",
             "Checks dropped because a newer head of the same target arrived.",
-            registry=self.registry,
         )
 
     def observe_call(self, method: str, path: str, status: int) -> None:
