@@ -15,38 +15,37 @@ MiB = 1024 * 1024
 
 
 class GitLabSettings(BaseSettings):
-    """How to reach GitLab: what the server and the CLI commands that call GitLab share."""
+    """How to reach GitLab: what the server and the CLI commands that call GitLab share.
 
-    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+    Each setting is one environment variable (its name in capitals): its type and bounds, its
+    default (none: required) and, as the docstring below it, its meaning. The README's table of
+    settings is held to these declarations by `tests/test_settings.py`.
+    """
 
-    gitlab_url: AnyHttpUrl = Field(description="Base URL of the GitLab instance.")
-    gitlab_token: SecretStr = Field(
-        description="Token the bot uses for the API (api scope; Developer role or higher)."
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=False, extra="ignore", use_attribute_docstrings=True
     )
-    http_pool_size: int = Field(
-        default=16, ge=1, le=256, description="Maximum TCP connections to GitLab."
-    )
-    http_timeout: float = Field(
-        default=30.0, gt=0, description="Seconds before one GitLab request times out."
-    )
-    gitlab_ca_bundle: Path | None = Field(
-        default=None, description="CA bundle for a self-hosted GitLab with a private CA."
-    )
-    gitlab_verify_tls: bool = Field(
-        default=True, description="Verify GitLab's TLS certificate. Turn off only for testing."
-    )
-    retry_attempts: int = Field(
-        default=5, ge=1, description="Attempts per GitLab request, the first included."
-    )
-    retry_total_seconds: float = Field(
-        default=60.0, gt=0, description="Total time one GitLab request may spend in retries."
-    )
-    retry_base_delay: float = Field(
-        default=0.5, ge=0, description="First backoff delay; doubles per attempt, with jitter."
-    )
-    gitlab_concurrency: int = Field(
-        default=16, ge=1, description="GitLab requests in flight at the same time."
-    )
+
+    gitlab_url: AnyHttpUrl
+    """Base URL of the GitLab instance, without `/api/v4`."""
+    gitlab_token: SecretStr
+    """Token the bot calls the API with. Never logged."""
+    http_pool_size: int = Field(16, ge=1, le=256)
+    """Maximum TCP connections to GitLab, shared by all checks."""
+    http_timeout: float = Field(30.0, gt=0)
+    """Seconds one GitLab request may take."""
+    gitlab_ca_bundle: Path | None = None
+    """CA bundle file for a self-hosted GitLab with a private CA."""
+    gitlab_verify_tls: bool = True
+    """Verify GitLab's certificate. Turn off only for testing."""
+    retry_attempts: int = Field(5, ge=1)
+    """Attempts per GitLab request, the first included."""
+    retry_total_seconds: float = Field(60.0, gt=0)
+    """Time one GitLab request may spend retrying."""
+    retry_base_delay: float = Field(0.5, ge=0)
+    """First backoff delay; it doubles per attempt, with jitter."""
+    gitlab_concurrency: int = Field(16, ge=1)
+    """GitLab requests in flight at the same time."""
 
     @field_validator("gitlab_token")
     @classmethod
@@ -68,105 +67,69 @@ class GitLabSettings(BaseSettings):
 class Settings(GitLabSettings):
     """The webhook server's settings."""
 
-    webhook_secret: SecretStr = Field(
-        description="Secret token set on the GitLab webhook; compared with X-Gitlab-Token."
-    )
-    webhook_signing_token: SecretStr | None = Field(
-        default=None,
-        description="Optional Standard Webhooks signing token (whsec_...) to verify "
-        "webhook-signature as well.",
-    )
-    compliance_status_name: str = Field(
-        default="compliance", description="Name of the commit status the bot posts."
-    )
-    max_body_bytes: int = Field(
-        default=25 * MiB, ge=1, description="Largest webhook body accepted (GitLab's own cap)."
-    )
-    compliance_config: Path | None = Field(
-        default=None,
-        description="Instance-wide defaults file (YAML, the .gitlab/compliance.yml schema), "
-        "merged under each project's own config.",
-    )
-    compliance_policy_project: str = Field(
-        default="compliance-policy",
-        min_length=1,
-        max_length=255,
-        description="Name of the project, in any ancestor group, whose "
-        ".gitlab/compliance-policy.yml is that group's enforced policy.",
-    )
-    policy_cache_seconds: float = Field(
-        default=300.0,
-        ge=0,
-        le=3600,
-        description="How long a policy read is trusted without a new look; a push to the "
-        "policy project clears it at once.",
-    )
-    compliance_db: str = Field(
-        default="compliance-bot.db",
-        description="The journal: a SQLite file path (one process), or a postgresql:// URL "
-        "shared by several replicas.",
-    )
-    job_lease_seconds: float = Field(
-        default=30.0,
-        gt=0,
-        description="With PostgreSQL: how long a replica's claim on a running check lasts "
-        "without renewal; a dead replica's checks are taken over after it.",
-    )
-    db_pool_size: int = Field(
-        default=8, ge=1, description="With PostgreSQL: connections in the process's pool."
-    )
-    shutdown_grace_seconds: float = Field(
-        default=20.0, ge=0, description="Time running checks get to finish on SIGTERM."
-    )
-    catchup_interval_seconds: float = Field(
-        default=300.0,
-        gt=0,
-        description="How often open MRs of known projects are checked for missed events.",
-    )
-    retry_failed_after_seconds: float = Field(
-        default=60.0, gt=0, description="Wait before a check GitLab failed is run again."
-    )
-    retry_failed_attempts: int = Field(
-        default=5, ge=1, description="Runs of one check before it stays failed."
-    )
-    dedup_ttl_days: float = Field(
-        default=7.0, gt=0, description="How long a delivery's Idempotency-Key is remembered."
-    )
-    journal_retention_days: float = Field(
-        default=7.0,
-        gt=0,
-        description="How long finished and failed checks, and projects GitLab answers "
-        "404/403 for, stay in the journal before they are pruned.",
-    )
-    sqlite_busy_timeout_ms: int = Field(
-        default=250,
-        ge=0,
-        le=10_000,
-        description="With SQLite: how long a delivery's journal write waits for a lock held "
-        "by another process before it fails (the delivery then gets 503).",
-    )
-    workers: int = Field(default=8, ge=1, description="Checks that run at the same time.")
-    command_limit_per_mr: int = Field(
-        default=5, ge=1, description="MR commands answered per MR per window."
-    )
-    command_limit_per_user: int = Field(
-        default=10, ge=1, description="MR commands answered per commenter per window."
-    )
-    command_limit_window_seconds: float = Field(
-        default=600.0, gt=0, description="The window of the command limits, in seconds."
-    )
-    request_timeout_seconds: float = Field(
-        default=10.0,
-        gt=0,
-        description="Time a client has to send one whole request (headers and body); a "
-        "slower or idle one is disconnected.",
-    )
-    max_connections: int = Field(
-        default=256,
-        ge=1,
-        description="Open client connections at most (lowered to what the open-file limit "
-        "allows); past it, the longest-waiting incomplete request is closed.",
-    )
+    webhook_secret: SecretStr
+    """The webhook's secret token, compared with `X-Gitlab-Token` in constant time. Never
+    logged."""
+    webhook_signing_token: SecretStr | None = None
+    """A `whsec_…` signing token; when set, a `webhook-signature` GitLab sends is verified too
+    (Standard Webhooks, 5 minutes of clock skew)."""
+    compliance_status_name: str = "compliance"
+    """Name of the commit status (`<name> (bot)` where a CI job of the pipeline has the name,
+    see below)."""
+    max_body_bytes: int = Field(25 * MiB, ge=1)
+    """Largest webhook body accepted (GitLab's own 25 MiB cap)."""
+    compliance_config: Path | None = None
+    """Instance-wide defaults, in the `.gitlab/compliance.yml` format, merged under each
+    project's file."""
+    compliance_policy_project: str = Field("compliance-policy", min_length=1, max_length=255)
+    """Name of the project in a group that holds the group's policy (see [Group
+    policy](#group-policy))."""
+    policy_cache_seconds: float = Field(300.0, ge=0, le=3600)
+    """How long a group policy lookup is trusted without a new look (0 to 3600); a push to the
+    policy project clears it."""
+    compliance_db: str = "compliance-bot.db"
+    """The journal of deliveries and checks: a SQLite file path (one process), or a
+    `postgresql://` URL shared by several replicas."""
+    job_lease_seconds: float = Field(30.0, gt=0)
+    """With PostgreSQL: how long a replica's claim on a running check lasts unrenewed; a dead
+    replica's checks are taken over after it."""
+    db_pool_size: int = Field(8, ge=1)
+    """With PostgreSQL: connections in each process's pool."""
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
+    """Time running checks get to finish on SIGTERM."""
+    catchup_interval_seconds: float = Field(300.0, gt=0)
+    """How often open MRs are checked for missed events."""
+    retry_failed_after_seconds: float = Field(60.0, gt=0)
+    """Wait before a check GitLab failed runs again."""
+    retry_failed_attempts: int = Field(5, ge=1)
+    """Runs of one check before it stays failed."""
+    dedup_ttl_days: float = Field(7.0, gt=0)
+    """How long a delivery's `Idempotency-Key` is remembered."""
+    journal_retention_days: float = Field(7.0, gt=0)
+    """How long finished and failed checks, and projects GitLab answers 404/403 for, stay in
+    the journal before the sweeper prunes them. Queued and running checks are never pruned."""
+    sqlite_busy_timeout_ms: int = Field(250, ge=0, le=10_000)
+    """With SQLite: how long a delivery's journal write (and `/readyz`'s) waits for a lock held
+    by another process (a backup, an `sqlite3` shell) before it fails; the delivery then gets
+    503. Background writes (workers, sweeper) wait up to 30 s. Either way the event loop never
+    sleeps more than 5 ms of it at a time."""
+    workers: int = Field(8, ge=1)
+    """Checks that run at the same time."""
+    command_limit_per_mr: int = Field(5, ge=1)
+    """MR commands answered per MR per window."""
+    command_limit_per_user: int = Field(10, ge=1)
+    """MR commands answered per commenter per window."""
+    command_limit_window_seconds: float = Field(600.0, gt=0)
+    """The window of the two command limits."""
+    request_timeout_seconds: float = Field(10.0, gt=0)
+    """Time a client has to send one whole request, headers and body; a slower or idle one
+    gets 408 and is disconnected."""
+    max_connections: int = Field(256, ge=1)
+    """Open client connections at most, lowered to what the open-file limit leaves room for;
+    past it, the connection waiting longest for a whole request is closed to make room."""
+    running_status_delay_seconds: float = Field(1.0, ge=0)
+    """A check still running after this long shows a `running` status; a quicker one posts
+    only its verdict."""
 
     @field_validator("webhook_secret", "webhook_signing_token")
     @classmethod
@@ -178,13 +141,6 @@ class Settings(GitLabSettings):
     def _path_as_text(cls, value: object) -> object:
         # A file path given as a Path (the CLI, tests) is the same SQLite journal.
         return str(value) if isinstance(value, Path) else value
-
-    running_status_delay_seconds: float = Field(
-        default=1.0,
-        ge=0,
-        description="A check still running after this long shows a `running` status; "
-        "a quicker one posts only its verdict.",
-    )
 
 
 def _clean_secret(value: SecretStr) -> SecretStr:
