@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -361,11 +362,7 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
             # An expired waiver turns its MR's status back without waiting for a push.
             if await waive_command.queue_expired(services, store):
                 runner.wake()
-            if await store.retry_failed(
-                older_than=now - settings.retry_failed_after_seconds,
-                max_attempts=settings.retry_failed_attempts,
-                now=now,
-            ):
+            if await _retry_failed(settings, store, now):
                 runner.wake()
             await store.prune(
                 keys_older_than=now - settings.dedup_ttl_days * 86400,
@@ -374,6 +371,27 @@ async def _sweep(settings: Settings, services: Services, store: Store, runner: J
         except Exception:
             log.exception("sweep failed; trying again later")
         await asyncio.sleep(min(SWEEP_SECONDS, settings.catchup_interval_seconds))
+
+
+async def _retry_failed(settings: Settings, store: Store, now: float) -> int:
+    """Queue failed checks again: soon for their first runs, then seldom, for as long as the
+    journal keeps them. A check whose last run could not even post "could not complete"
+    (GitLab down) left `running` on its head; only a later run ends it, so the runs never
+    stop while the job is kept."""
+    soon = await store.retry_failed(
+        older_than=now - settings.retry_failed_after_seconds,
+        max_attempts=settings.retry_failed_attempts,
+        now=now,
+    )
+    seldom_runs = math.ceil(
+        settings.journal_retention_days * 86400 / settings.retry_exhausted_after_seconds
+    )
+    seldom = await store.retry_failed(
+        older_than=now - settings.retry_exhausted_after_seconds,
+        max_attempts=settings.retry_failed_attempts + seldom_runs,
+        now=now,
+    )
+    return soon + seldom
 
 
 async def _read_capped(request: Request, cap: int) -> bytes:

@@ -102,7 +102,11 @@ class Settings(GitLabSettings):
     retry_failed_after_seconds: float = Field(60.0, gt=0)
     """Wait before a check GitLab failed runs again."""
     retry_failed_attempts: int = Field(5, ge=1)
-    """Runs of one check before it stays failed."""
+    """Runs of one check, `RETRY_FAILED_AFTER_SECONDS` apart, before it runs only every
+    `RETRY_EXHAUSTED_AFTER_SECONDS`."""
+    retry_exhausted_after_seconds: float = Field(3600.0, gt=0)
+    """Wait between the further runs of a check that used up `RETRY_FAILED_ATTEMPTS`, for as
+    long as the journal keeps it (`JOURNAL_RETENTION_DAYS`)."""
     dedup_ttl_days: float = Field(7.0, gt=0)
     """How long a delivery's `Idempotency-Key` is remembered."""
     journal_retention_days: float = Field(7.0, gt=0)

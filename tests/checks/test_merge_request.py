@@ -298,6 +298,42 @@ async def test_a_check_superseded_while_running_leaves_no_running_status(
     assert f"`{newest[:8]}`" in str(note["body"])
 
 
+async def test_a_check_out_of_runs_while_gitlab_is_down_ends_its_running_once_gitlab_is_back(
+    fake: FakeGitLab,
+) -> None:
+    async with running_bot(
+        fake,
+        running_status_delay_seconds=0,
+        retry_failed_attempts=1,
+        retry_failed_after_seconds=0.1,
+        retry_exhausted_after_seconds=0.5,
+    ) as bot:
+        mr = _open_mr(fake, message="feat: add it")
+        # The check shows `running`, then GitLab goes down before the verdict: the
+        # "could not complete" status cannot be posted either, and the one run allowed is
+        # spent.
+        arrived, release = fake.hold("POST", r"/merge_requests/\d+/notes$")
+        assert (await bot.send(MR_HOOK, hook_for(mr))).status_code == 202
+        await arrived.wait()
+        fake.fail("*", r".", 502)
+        release.set()
+        store = bot.app.state.runtime.store
+        deadline = time.monotonic() + 60
+        while (await store.counts()).get("failed", 0) != 1:
+            assert time.monotonic() < deadline, await store.counts()
+            await asyncio.sleep(0.05)
+        assert [s["status"] for s in fake.statuses(mr.project_id, mr.head_sha)] == ["running"]
+        # GitLab is back: the check runs again on its own, and `running` ends in a verdict.
+        fake.clear_faults()
+        deadline = time.monotonic() + 60
+        while fake.statuses(mr.project_id, mr.head_sha)[-1]["status"] == "running":
+            assert time.monotonic() < deadline, fake.statuses(mr.project_id, mr.head_sha)
+            await asyncio.sleep(0.05)
+        await bot.settle()
+    assert _final_status(fake, mr.project_id, mr.head_sha)["status"] == "success"
+    assert len(_bot_notes(fake, mr)) == 1
+
+
 async def test_status_joins_the_heads_pipeline_instead_of_opening_an_external_one(
     fake: FakeGitLab, bot: Bot
 ) -> None:
