@@ -20,11 +20,18 @@ AUTHOR = ("Ada Lovelace", "ada@example.com")
 EPOCH = 1_700_000_000
 
 
-def git_env(home: Path) -> dict[str, str]:
-    """The environment for git (and for the CLI that runs git) in the tests."""
+def offline_env() -> dict[str, str]:
+    """This process's environment without what would point the CLI at a GitLab or a CI job
+    (a developer's GITLAB_TOKEN, a CI runner's CI_* variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "CI_", "GITLAB_"))}
     env.pop("COMPLIANCE_TOKEN", None)
     env.pop("CI", None)
+    return env
+
+
+def git_env(home: Path) -> dict[str, str]:
+    """The environment for git (and for the CLI that runs git) in the tests."""
+    env = offline_env()
     env.update(
         HOME=str(home),
         GIT_CONFIG_GLOBAL=os.devnull,

@@ -12,6 +12,7 @@ import pytest
 
 from bot import config
 from bot.config import ConfigError
+from tests.git_repos import offline_env
 
 EXAMPLE = Path(__file__).resolve().parents[1] / ".gitlab" / "compliance.yml"
 
@@ -129,6 +130,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
         check=False,
+        env=offline_env(),
     )
 
 
