@@ -77,12 +77,16 @@ def _subject(text: str) -> str:
     return text.lstrip("\r\n").split("\n", 1)[0].rstrip("\r")
 
 
-def _skipped(text: str, default_ignores: bool) -> bool:
-    """Whether a message rule passes `text` without looking: commitlint's default ignores
-    (when on), and empty messages, which commitlint skips too ("Commit is empty")."""
-    if not text.strip(conventional.JS_WHITESPACE):
-        return True
-    return default_ignores and conventional.is_ignored(text)
+def _messages_to_lint(context: Context, default_ignores: bool) -> Iterator[Message]:
+    """The messages a message rule looks at: `messages_to_judge(context)` less those it
+    passes without looking, commitlint's default ignores (when on) and empty messages,
+    which commitlint skips too ("Commit is empty")."""
+    for message in messages_to_judge(context):
+        text = message.text
+        if not text.strip(conventional.JS_WHITESPACE):
+            continue
+        if not (default_ignores and conventional.is_ignored(text)):
+            yield message
 
 
 def _reword_fix(message: Message, what: str) -> str:
@@ -186,9 +190,7 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
     # the rule's errors, and never above its configured level.
     warning = Severity.INFO if config.severity == "info" else Severity.WARNING
     form = _conventional_form(config)
-    for message in messages_to_judge(context):
-        if _skipped(message.text, config.default_ignores):
-            continue
+    for message in _messages_to_lint(context, config.default_ignores):
         fix = _reword_fix(message, form)
         errors: list[tuple[str, str]] = []  # (commitlint rule, what it says)
         warnings: list[tuple[str, str]] = []
@@ -196,7 +198,7 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
             message.text,
             types=config.types,
             header_max_length=_UNLIMITED,
-            default_ignores=False,  # _skipped applied them
+            default_ignores=False,  # _messages_to_lint applied them
         ):
             if lint_problem.rule == _HEADER_MAX_LENGTH:
                 continue
@@ -266,9 +268,7 @@ class SubjectLengthConfig(RuleConfig):
 
 
 def _check_subject_length(context: Context, config: SubjectLengthConfig) -> Iterator[Problem]:
-    for message in messages_to_judge(context):
-        if _skipped(message.text, config.default_ignores):
-            continue
+    for message in _messages_to_lint(context, config.default_ignores):
         for lint_problem in conventional.lint(
             message.text, header_max_length=config.max_length, default_ignores=False
         ):
@@ -302,9 +302,7 @@ class SubjectTrailingPeriodConfig(RuleConfig):
 def _check_subject_trailing_period(
     context: Context, config: SubjectTrailingPeriodConfig
 ) -> Iterator[Problem]:
-    for message in messages_to_judge(context):
-        if _skipped(message.text, config.default_ignores):
-            continue
+    for message in _messages_to_lint(context, config.default_ignores):
         # Like commitlint's subject-full-stop, an ellipsis "..." is not a full stop; unlike
         # it, trailing whitespace is ignored (the subject still ends in a period).
         subject = _subject(message.text).rstrip(conventional.JS_WHITESPACE)
@@ -335,9 +333,7 @@ def _is_blank(line: str) -> bool:
 
 
 def _check_body_blank_line(context: Context, config: BodyBlankLineConfig) -> Iterator[Problem]:
-    for message in messages_to_judge(context):
-        if _skipped(message.text, config.default_ignores):
-            continue
+    for message in _messages_to_lint(context, config.default_ignores):
         lines = message.text.strip("\r\n").split("\n")
         if len(lines) > 1 and not _is_blank(lines[1]):
             yield Problem(
@@ -378,9 +374,7 @@ class BodyLineLengthConfig(RuleConfig):
 
 
 def _check_body_line_length(context: Context, config: BodyLineLengthConfig) -> Iterator[Problem]:
-    for message in messages_to_judge(context):
-        if _skipped(message.text, config.default_ignores):
-            continue
+    for message in _messages_to_lint(context, config.default_ignores):
         lines = re.split(r"\r?\n", message.text.strip("\r\n"))
         too_long = [
             (number, conventional.js_length(line))
