@@ -599,13 +599,21 @@ def _subject_forbidden_cases(subject: str) -> list[_Case]:
 _URL_RE: Final = re.compile(rf"(?<![A-Za-z0-9_])https?://{_NOT_S}+")
 
 
-def _first_long_line(text: str, limit: int) -> tuple[int, int] | None:
-    """(1-based index, length) of the first line breaking ensure.maxLineLength, else None."""
-    for number, line in enumerate(_to_lines(text), start=1):
+def _max_line_length(part: str, text: str | None, limit: int) -> list[tuple[str, Level, str]]:
+    """body-max-line-length / footer-max-line-length on `part` ("body" or "footer"): the
+    first line of `text` breaking ensure.maxLineLength, as a failure; none when it holds."""
+    for number, line in enumerate(_to_lines(text or ""), start=1):
         length = _js_len(line)
         if length > limit and not _URL_RE.search(line):
-            return number, length
-    return None
+            return [
+                (
+                    f"{part}-max-line-length",
+                    "error",
+                    f"{part}'s lines must not be longer than {limit} characters"
+                    f" ({part} line {number} has {length})",
+                )
+            ]
+    return []
 
 
 def _js_slice_first(items: list[str], start: int) -> str | None:
@@ -630,17 +638,7 @@ def _check_rules(
         )
 
     # body-max-line-length [2, "always", 100]; lines containing a URL are exempt.
-    if p.body:
-        long_line = _first_long_line(p.body, _BODY_MAX_LINE_LENGTH)
-        if long_line is not None:
-            failed.append(
-                (
-                    "body-max-line-length",
-                    "error",
-                    f"body's lines must not be longer than {_BODY_MAX_LINE_LENGTH} characters"
-                    f" (body line {long_line[0]} has {long_line[1]})",
-                )
-            )
+    failed.extend(_max_line_length("body", p.body, _BODY_MAX_LINE_LENGTH))
 
     # footer-leading-blank [1, "always"]: finds the footer's first line in the raw lines
     # (first occurrence, as Array.indexOf does) and checks the line before it.
@@ -656,18 +654,8 @@ def _check_rules(
                 )
             )
 
-    # footer-max-line-length [2, "always", 100]
-    if p.footer:
-        long_line = _first_long_line(p.footer, _FOOTER_MAX_LINE_LENGTH)
-        if long_line is not None:
-            failed.append(
-                (
-                    "footer-max-line-length",
-                    "error",
-                    f"footer's lines must not be longer than {_FOOTER_MAX_LINE_LENGTH} "
-                    f"characters (footer line {long_line[0]} has {long_line[1]})",
-                )
-            )
+    # footer-max-line-length [2, "always", 100]; lines containing a URL are exempt.
+    failed.extend(_max_line_length("footer", p.footer, _FOOTER_MAX_LINE_LENGTH))
 
     # header-max-length [2, "always", 72 here / 100 upstream]; a missing header fails
     # (ensure.maxLength requires a string).

@@ -185,6 +185,14 @@ def test_body_and_footer_rules(message: str, expected: set[str]) -> None:
     assert failing(message) == expected
 
 
+def test_max_line_length_messages_name_the_part_and_its_line() -> None:
+    body_and_footer = "feat: x\n\nfirst\n" + "b" * 101 + "\n\nRefs: " + "\U0001f600" * 51
+    assert [p.message for p in lint(body_and_footer)] == [
+        "body's lines must not be longer than 100 characters (body line 2 has 101)",
+        "footer's lines must not be longer than 100 characters (footer line 1 has 108)",
+    ]
+
+
 def test_levels_and_order() -> None:
     problems = lint("Feat: Add x.\nbody\n" + "b" * 101)
     assert [(p.rule, p.level) for p in problems] == [
