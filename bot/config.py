@@ -26,7 +26,7 @@ from typing import Any, Literal, NoReturn, cast
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from bot.rules.base import RuleConfig, SquashPolicy
+from bot.rules.base import ConfigSection, RuleConfig, SquashPolicy
 from bot.rules.catalog import all_rules
 
 # Where a project keeps its config; the first found wins.
@@ -44,9 +44,7 @@ MAX_CONFIG_NUMBER_CHARS = 100  # an integer's digits (int() of 5,000 digits rais
 MAX_CONFIG_PROBLEMS = 50
 
 
-class CommitOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CommitOptions(ConfigSection):
     squash: SquashPolicy = Field(
         default=SquashPolicy.TITLE,
         description="When an MR will be squashed: `title` judges the MR title (GitLab's "
@@ -54,10 +52,8 @@ class CommitOptions(BaseModel):
     )
 
 
-class WaiverOptions(BaseModel):
+class WaiverOptions(ConfigSection):
     """Who may waive findings with `/compliance waive`, and for how long."""
-
-    model_config = ConfigDict(extra="forbid")
 
     access_level: int = Field(
         default=40,

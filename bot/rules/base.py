@@ -163,10 +163,14 @@ def commit_location(commit: Commit) -> str:
     return f"commit {commit.short_sha}: {title}"
 
 
-class RuleConfig(BaseModel):
-    """Options every rule has. A rule's own model adds its parameters, with defaults."""
+class ConfigSection(BaseModel):
+    """A mapping of `.gitlab/compliance.yml`: a key it does not declare is an error."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class RuleConfig(ConfigSection):
+    """Options every rule has. A rule's own model adds its parameters, with defaults."""
 
     severity: SeverityLevel = "off"
     branches: list[str] = Field(

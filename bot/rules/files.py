@@ -15,13 +15,13 @@ from functools import cache, lru_cache
 from typing import Annotated, Any
 
 import re2
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 
 from bot import gitignore
 from bot.model import ChangedFile
 from bot.patterns import Regex, compile_regex
 from bot.rules import secret_allowlists
-from bot.rules.base import Context, Need, Problem, Rule, RuleConfig
+from bot.rules.base import ConfigSection, Context, Need, Problem, Rule, RuleConfig
 
 # Bounds on what a config may list, so a config cannot make a check unbounded.
 MAX_PATTERNS = 200
@@ -257,9 +257,7 @@ MAX_SIZE = Rule(
 # files.co_change
 
 
-class CoChangePair(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CoChangePair(ConfigSection):
     when: PathPatterns = Field(
         min_length=1,
         max_length=MAX_PATTERNS,
