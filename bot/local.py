@@ -318,6 +318,24 @@ class Revisions:
     branch: str  # the source (or pushed) branch; empty when unknown
     target_branch: str  # the branch the work goes to (the pushed branch for a push)
 
+    @classmethod
+    def merge_request(cls, base: str, head: str, branch: str, target_branch: str) -> Revisions:
+        """A merge request's range, judged by the rules at its base: the target branch's
+        commit it starts from, never its own code (DESIGN.md, invariant 9)."""
+        return cls(Scope.MERGE_REQUEST, base, head, base, branch, target_branch)
+
+    @classmethod
+    def push(cls, base: str, head: str, config_rev: str, branch: str) -> Revisions:
+        """A push to `branch`, which is its own target."""
+        return cls(Scope.PUSH, base, head, config_rev, branch, branch)
+
+    @property
+    def where(self) -> Where:
+        """What the Source is asked about: commits and changes base..head, the tree at head."""
+        return Where(
+            self.base, self.head, self.head, branch=self.branch, target_branch=self.target_branch
+        )
+
 
 def config_file(git: Git, revision: str, path: str | None = None) -> tuple[str, str] | None:
     """(path, text) of the config in the tree at `revision`: `path`, or the first of
@@ -647,17 +665,7 @@ async def read_inputs(
     """What the plan needs, read from git (and GitLab, when the source has it): commits
     base..head, changes base...head, the tree and files at head."""
     source = git if isinstance(git, GitSource) else GitSource(git)
-    return await read(
-        source,
-        reads_for(needs, revisions.scope),
-        Where(
-            revisions.base,
-            revisions.head,
-            revisions.head,
-            branch=revisions.branch,
-            target_branch=revisions.target_branch,
-        ),
-    )
+    return await read(source, reads_for(needs, revisions.scope), revisions.where)
 
 
 # -- judging -------------------------------------------------------------------------------
