@@ -744,8 +744,9 @@ def clean_message(text: str, comment_char: str = "#") -> str:
 
 def run_commit_msg(args: argparse.Namespace) -> int:
     from bot.config import ConfigError, default_config
-    from bot.engine import Inputs, Plan, context_for, evaluate, plan
+    from bot.engine import Inputs, context_for, evaluate, plan
     from bot.local import (
+        ZERO_SHA,
         GitError,
         comment_char,
         current_branch,
@@ -756,6 +757,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         read_config,
     )
     from bot.rules.catalog import rule_by_id
+    from bot.source import Where
 
     try:
         raw = Path(args.file).read_bytes()
@@ -790,20 +792,13 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         return _error(str(exc))
 
     target_branch = default[1] if default else branch
-    checks = plan(config, Scope.PUSH, target_branch)
-    commit_rules = tuple(
-        (rule, options)
-        for rule, options in checks.rules
-        if rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
+    commit_checks = plan(config, Scope.PUSH, target_branch).only(
+        lambda rule: rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
     )
-    commit_checks = Plan(config=config, rules=commit_rules)
+    # One commit, not made yet: no range and no tree, only the branch it is made on.
+    where = Where(base="", head=ZERO_SHA, tree_at="", branch=branch, target_branch=target_branch)
     context = context_for(
-        commit_checks,
-        Scope.PUSH,
-        Inputs(commits=(pending_commit(git, message),)),
-        branch=branch,
-        target_branch=target_branch,
-        paths=frozenset(),
+        commit_checks, Scope.PUSH, Inputs(commits=(pending_commit(git, message),)), where
     )
     outcomes = evaluate(commit_checks, context)
     findings = [f for o in outcomes for f in o.findings]

@@ -53,7 +53,6 @@ from bot.rules.base import (
     Need,
     ProjectFacts,
     Rule,
-    RuleConfig,
     Scope,
 )
 from bot.source import (
@@ -717,8 +716,7 @@ def judge(
         elif unknown:
             caveats.setdefault("commit.signed", f"{unverifiable}; the unsigned ones were judged")
         # An unsigned commit fails, as it will on GitLab; a signed one is left to GitLab.
-    kept: list[tuple[Rule[Any], RuleConfig]] = []
-    for rule, options in checks.rules:
+    for rule, _ in checks.rules:
         reason = skipped.get(rule.id)
         if reason is None and Need.PROJECT in rule.needs and inputs.project is None:
             reason = _NO_PROJECT
@@ -731,9 +729,7 @@ def judge(
                 reason = _NO_BRANCH
         if reason is not None:
             skipped[rule.id] = reason
-            continue
-        kept.append((rule, options))
-    ran = Plan(config=checks.config, rules=tuple(kept))
+    ran = checks.only(lambda rule: rule.id not in skipped)
     titles = {rule.id: rule.title for rule, _ in checks.rules}
     not_judged = tuple(
         NotJudged(rule_id, titles[rule_id], reason)
@@ -753,9 +749,7 @@ def judge(
         ran,
         revisions.scope,
         inputs,
-        branch=revisions.branch,
-        target_branch=revisions.target_branch,
-        paths=inputs.paths,
+        revisions.where,
         merge_request=merge_request if mr_scope else None,
     )
     files = inputs.changes.files
