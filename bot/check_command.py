@@ -106,7 +106,7 @@ def register(commands: Any) -> None:
     )
     check.add_argument(
         "--format",
-        action=_FormatAction,
+        action=_OutputsAction,
         dest="outputs",
         metavar="{" + ",".join(FORMATS) + "}",
         help="an output format; repeat it for several. Each goes to stdout, or to the "
@@ -114,7 +114,7 @@ def register(commands: Any) -> None:
     )
     check.add_argument(
         "--output",
-        action=_OutputAction,
+        action=_OutputsAction,
         dest="outputs",
         metavar="FILE",
         help="write the preceding --format to FILE",
@@ -145,22 +145,10 @@ def register(commands: Any) -> None:
     commit_msg.set_defaults(run=run_commit_msg)
 
 
-class _FormatAction(argparse.Action):
-    def __call__(
-        self,
-        parser: argparse.ArgumentParser,
-        namespace: argparse.Namespace,
-        values: Any,
-        option_string: str | None = None,
-    ) -> None:
-        if values not in FORMATS:
-            parser.error(f"--format: choose from {', '.join(FORMATS)}")
-        outputs = list(getattr(namespace, self.dest) or [])
-        outputs.append([values, None])
-        setattr(namespace, self.dest, outputs)
+class _OutputsAction(argparse.Action):
+    """`--format` and `--output` edit one list of [format, file or None] in command-line
+    order: `--format` adds an output to stdout, `--output FILE` sends the last one to FILE."""
 
-
-class _OutputAction(argparse.Action):
     def __call__(
         self,
         parser: argparse.ArgumentParser,
@@ -169,9 +157,14 @@ class _OutputAction(argparse.Action):
         option_string: str | None = None,
     ) -> None:
         outputs = list(getattr(namespace, self.dest) or [])
-        if not outputs or outputs[-1][1] is not None:
-            parser.error("--output FILE must follow the --format it is for")
-        outputs[-1][1] = values
+        if option_string == "--format":
+            if values not in FORMATS:
+                parser.error(f"--format: choose from {', '.join(FORMATS)}")
+            outputs.append([values, None])
+        else:
+            if not outputs or outputs[-1][1] is not None:
+                parser.error("--output FILE must follow the --format it is for")
+            outputs[-1][1] = values
         setattr(namespace, self.dest, outputs)
 
 
@@ -209,16 +202,7 @@ def local_target(git: Git, base: str | None, head: str | None) -> Target:
             )
         base_sha = merge_base(git, default[0], head_sha)
         target_branch = default[1]
-    return Target(
-        Revisions(
-            scope=Scope.MERGE_REQUEST,
-            base=base_sha,
-            head=head_sha,
-            config_rev=base_sha,
-            branch=branch,
-            target_branch=target_branch,
-        )
-    )
+    return Target(Revisions.merge_request(base_sha, head_sha, branch, target_branch))
 
 
 def _missing_branch(name: str, fetch_problem: str) -> str:
@@ -292,14 +276,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
                 f"{TOKEN_VARIABLE} to judge all of it",
             )
         return Target(
-            Revisions(
-                scope=Scope.MERGE_REQUEST,
-                base=base_sha,
-                head=head_sha,
-                config_rev=base_sha,
-                branch=source,
-                target_branch=target,
-            ),
+            Revisions.merge_request(base_sha, head_sha, source, target),
             merge_request=merge_request_facts_from_ci(env),
             unjudgeable={
                 "merge_request.reviewer": "GitLab CI does not tell an MR's reviewers; set "
@@ -349,14 +326,7 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
             f"{_missing_branch(default_name, fetch_problem)}"
         )
     return Target(
-        Revisions(
-            scope=Scope.PUSH,
-            base=base_sha,
-            head=head_sha,
-            config_rev=config_rev,
-            branch=branch,
-            target_branch=branch,
-        ),
+        Revisions.push(base_sha, head_sha, config_rev, branch),
         in_ci=True,
         source_project_id=project_id,
         mr_project_id=project_id,
@@ -774,8 +744,9 @@ def clean_message(text: str, comment_char: str = "#") -> str:
 
 def run_commit_msg(args: argparse.Namespace) -> int:
     from bot.config import ConfigError, default_config
-    from bot.engine import Inputs, Plan, context_for, evaluate, plan
+    from bot.engine import Inputs, context_for, evaluate, plan
     from bot.local import (
+        ZERO_SHA,
         GitError,
         comment_char,
         current_branch,
@@ -786,6 +757,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         read_config,
     )
     from bot.rules.catalog import rule_by_id
+    from bot.source import Where
 
     try:
         raw = Path(args.file).read_bytes()
@@ -820,20 +792,13 @@ def run_commit_msg(args: argparse.Namespace) -> int:
         return _error(str(exc))
 
     target_branch = default[1] if default else branch
-    checks = plan(config, Scope.PUSH, target_branch)
-    commit_rules = tuple(
-        (rule, options)
-        for rule, options in checks.rules
-        if rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
+    commit_checks = plan(config, Scope.PUSH, target_branch).only(
+        lambda rule: rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
     )
-    commit_checks = Plan(config=config, rules=commit_rules)
+    # One commit, not made yet: no range and no tree, only the branch it is made on.
+    where = Where(base="", head=ZERO_SHA, tree_at="", branch=branch, target_branch=target_branch)
     context = context_for(
-        commit_checks,
-        Scope.PUSH,
-        Inputs(commits=(pending_commit(git, message),)),
-        branch=branch,
-        target_branch=target_branch,
-        paths=frozenset(),
+        commit_checks, Scope.PUSH, Inputs(commits=(pending_commit(git, message),)), where
     )
     outcomes = evaluate(commit_checks, context)
     findings = [f for o in outcomes for f in o.findings]

@@ -15,7 +15,7 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, NamedTuple
@@ -96,6 +96,12 @@ class Plan:
     def needs(self) -> frozenset[Need | Fact]:
         return frozenset(need for rule, _ in self.rules for need in rule.needs)
 
+    def only(self, keep: Callable[[Rule[Any]], bool]) -> Plan:
+        """The plan with just the rules `keep` accepts, in order, with their configs."""
+        return Plan(
+            self.config, tuple((rule, options) for rule, options in self.rules if keep(rule))
+        )
+
 
 def plan(config: Config, scope: Scope, target_branch: str) -> Plan:
     enabled = []
@@ -175,9 +181,7 @@ def mark_inherited(
     MR's changes) shows too are marked `already_on`: not the MR's doing, they do not fail
     it. What the MR makes worse (it deletes the LICENSE) is found only with its changes,
     and counts."""
-    repository = Plan(
-        checks.config, tuple(r for r in checks.rules if r[0].id.startswith(REPOSITORY_FAMILY))
-    )
+    repository = checks.only(lambda rule: rule.id.startswith(REPOSITORY_FAMILY))
     if not repository.rules:
         return outcomes
     before = {
@@ -376,20 +380,20 @@ def context_for(
     checks: Plan,
     scope: Scope,
     inputs: Inputs,
+    where: Where,
     *,
-    branch: str,
-    target_branch: str,
-    paths: frozenset[str],
+    paths: frozenset[str] | None = None,
     merge_request: MergeRequestFacts | None = None,
 ) -> Context:
-    """The rules' input, from what a Source answered and the facts of the MR."""
+    """The rules' input: what a Source answered about `where` and the facts of the MR. The
+    tree is the one read (`inputs.paths`) unless `paths` gives the one to judge."""
     return Context(
         scope=scope,
-        branch=branch,
-        target_branch=target_branch,
+        branch=where.branch,
+        target_branch=where.target_branch,
         commits=inputs.commits,
         changes=inputs.changes.files,
-        paths=paths,
+        paths=inputs.paths if paths is None else paths,
         project=inputs.project or ProjectFacts(),
         merge_request=merge_request,
         file_sizes=inputs.file_sizes,
@@ -550,13 +554,7 @@ async def _check_from_previous(
     # The new commits and only the files they changed, in the project that holds them.
     since = GitLabSource(gitlab, event.source_project_id)
     history = Reads(commits=True, changes=True)
-    where = Where(
-        judged,
-        event.head_sha,
-        previous.target_sha,
-        branch=event.source_branch,
-        target_branch=event.target_branch,
-    )
+    where = _merge_request_where(event, judged, previous.target_sha)
     target_sha, new, project, facts = await together(
         target.branch_head(event.target_branch),
         read_first(since, history, where) if reads.commits or reads.changes else nothing(None),
@@ -656,17 +654,7 @@ async def _check_merge_request(
         # The MR's commits are `git log target..head`, as GitLab lists them; its repository
         # rules judge the target branch as it will be after the merge, so they need the
         # MR's changes too.
-        read_first(
-            source,
-            reads,
-            Where(
-                target_sha,
-                event.head_sha,
-                target_sha,
-                branch=event.source_branch,
-                target_branch=event.target_branch,
-            ),
-        ),
+        read_first(source, reads, _merge_request_where(event, target_sha, target_sha)),
     )
     current_head = str(details.get("sha") or event.head_sha)
     if current_head != event.head_sha:
@@ -708,6 +696,13 @@ async def _check_merge_request(
     return MergeRequestCheck(_judge(checks, inputs, event), inputs, Reuse.NONE)
 
 
+def _merge_request_where(event: MergeRequestEvent, base: str, tree_at: str) -> Where:
+    """The MR's head from `base`, with the tree at `tree_at`, and its branches."""
+    return Where(
+        base, event.head_sha, tree_at, branch=event.source_branch, target_branch=event.target_branch
+    )
+
+
 def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -> Report:
     """Run the rules on the inputs read from GitLab and the MR facts from the payload."""
     reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
@@ -726,8 +721,7 @@ def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -
         checks,
         Scope.MERGE_REQUEST,
         inputs,
-        branch=event.source_branch,
-        target_branch=event.target_branch,
+        _merge_request_where(event, stored.target_sha, stored.target_sha),
         paths=apply_changes(target_paths, stored.changes) if reads.tree else frozenset(),
         merge_request=event.facts(squash=stored.squash),
     )
@@ -767,14 +761,7 @@ async def _check_push(
     base = default_branch if event.new_branch else event.before
     where = Where(base, event.after, event.after, branch=event.branch, target_branch=event.branch)
     inputs = await read(source, reads, where)
-    context = context_for(
-        checks,
-        Scope.PUSH,
-        inputs,
-        branch=event.branch,
-        target_branch=event.branch,
-        paths=inputs.paths,
-    )
+    context = context_for(checks, Scope.PUSH, inputs, where)
     return judge(
         checks, context, head_sha=event.after, facts=report_facts(reads, Scope.PUSH, inputs)
     )

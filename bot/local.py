@@ -53,7 +53,6 @@ from bot.rules.base import (
     Need,
     ProjectFacts,
     Rule,
-    RuleConfig,
     Scope,
 )
 from bot.source import (
@@ -317,6 +316,24 @@ class Revisions:
     config_rev: str  # full sha of the tree the config is read from
     branch: str  # the source (or pushed) branch; empty when unknown
     target_branch: str  # the branch the work goes to (the pushed branch for a push)
+
+    @classmethod
+    def merge_request(cls, base: str, head: str, branch: str, target_branch: str) -> Revisions:
+        """A merge request's range, judged by the rules at its base: the target branch's
+        commit it starts from, never its own code (DESIGN.md, invariant 9)."""
+        return cls(Scope.MERGE_REQUEST, base, head, base, branch, target_branch)
+
+    @classmethod
+    def push(cls, base: str, head: str, config_rev: str, branch: str) -> Revisions:
+        """A push to `branch`, which is its own target."""
+        return cls(Scope.PUSH, base, head, config_rev, branch, branch)
+
+    @property
+    def where(self) -> Where:
+        """What the Source is asked about: commits and changes base..head, the tree at head."""
+        return Where(
+            self.base, self.head, self.head, branch=self.branch, target_branch=self.target_branch
+        )
 
 
 def config_file(git: Git, revision: str, path: str | None = None) -> tuple[str, str] | None:
@@ -647,17 +664,7 @@ async def read_inputs(
     """What the plan needs, read from git (and GitLab, when the source has it): commits
     base..head, changes base...head, the tree and files at head."""
     source = git if isinstance(git, GitSource) else GitSource(git)
-    return await read(
-        source,
-        reads_for(needs, revisions.scope),
-        Where(
-            revisions.base,
-            revisions.head,
-            revisions.head,
-            branch=revisions.branch,
-            target_branch=revisions.target_branch,
-        ),
-    )
+    return await read(source, reads_for(needs, revisions.scope), revisions.where)
 
 
 # -- judging -------------------------------------------------------------------------------
@@ -709,8 +716,7 @@ def judge(
         elif unknown:
             caveats.setdefault("commit.signed", f"{unverifiable}; the unsigned ones were judged")
         # An unsigned commit fails, as it will on GitLab; a signed one is left to GitLab.
-    kept: list[tuple[Rule[Any], RuleConfig]] = []
-    for rule, options in checks.rules:
+    for rule, _ in checks.rules:
         reason = skipped.get(rule.id)
         if reason is None and Need.PROJECT in rule.needs and inputs.project is None:
             reason = _NO_PROJECT
@@ -723,9 +729,7 @@ def judge(
                 reason = _NO_BRANCH
         if reason is not None:
             skipped[rule.id] = reason
-            continue
-        kept.append((rule, options))
-    ran = Plan(config=checks.config, rules=tuple(kept))
+    ran = checks.only(lambda rule: rule.id not in skipped)
     titles = {rule.id: rule.title for rule, _ in checks.rules}
     not_judged = tuple(
         NotJudged(rule_id, titles[rule_id], reason)
@@ -745,9 +749,7 @@ def judge(
         ran,
         revisions.scope,
         inputs,
-        branch=revisions.branch,
-        target_branch=revisions.target_branch,
-        paths=inputs.paths,
+        revisions.where,
         merge_request=merge_request if mr_scope else None,
     )
     files = inputs.changes.files

@@ -77,10 +77,9 @@ def _only(*enabled: str) -> str:
 async def _judged(source: DictSource, config_text: str) -> list[tuple[str, str]]:
     checks = plan(load(config_text, ".gitlab/compliance.yml"), Scope.PUSH, "main")
     reads = reads_for(checks.needs, Scope.PUSH)
-    inputs = await read(source, reads, Where(base=BASE, head=HEAD, tree_at=HEAD))
-    context = context_for(
-        checks, Scope.PUSH, inputs, branch="main", target_branch="main", paths=inputs.paths
-    )
+    where = Where(base=BASE, head=HEAD, tree_at=HEAD, branch="main", target_branch="main")
+    inputs = await read(source, reads, where)
+    context = context_for(checks, Scope.PUSH, inputs, where)
     report = judge(checks, context, head_sha=HEAD, facts=report_facts(reads, Scope.PUSH, inputs))
     return [(f.rule, f.location) for f in report.findings]
 
