@@ -44,70 +44,89 @@ from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 
 SCHEMA_VERSION = 4
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    key TEXT PRIMARY KEY,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_received_at ON deliveries(received_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    target TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    head_sha TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    event_uuid TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
-CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, state);
-CREATE TABLE IF NOT EXISTS projects (
-    project_id INTEGER PRIMARY KEY,
-    last_event_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    target TEXT PRIMARY KEY,
-    data TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_updated_at ON snapshots(updated_at);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    until REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS unreachable_projects (
-    project_id INTEGER PRIMARY KEY,
-    as_of REAL NOT NULL,
-    marked_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal_probe (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    written_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS waivers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project_id INTEGER NOT NULL,
-    mr_iid INTEGER NOT NULL,
-    rule TEXT NOT NULL,
-    location TEXT NOT NULL,
-    fingerprints TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    author TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    head_sha TEXT NOT NULL,
-    withdrawn_at REAL,
-    withdrawn_by TEXT,
-    expiry_handled INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS waivers_mr ON waivers(project_id, mr_iid);
-CREATE INDEX IF NOT EXISTS waivers_expiry ON waivers(expiry_handled, expires_at);
-"""
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    """How an engine spells the types of the journal's columns (`TABLES`)."""
+
+    row_id: str  # a key the database assigns, in order
+    seconds: str  # a UNIX time
+    gitlab_id: str  # a project's id, an MR's iid
+    flag: str  # a flag, unset when the row is written
+
+
+# The tables of both engines, column for column, in `ColumnTypes` of either; each table's
+# indexes follow it. This is the schema as first created: a change to it is a migration of
+# both engines (PostgreSQL's numbered `MIGRATIONS`, SQLite's `SCHEMA_VERSION`), not an edit.
+TABLES: dict[str, tuple[str, ...]] = {
+    "deliveries": ("key TEXT PRIMARY KEY", "received_at {seconds} NOT NULL"),
+    "jobs": (
+        "id {row_id}",
+        "target TEXT NOT NULL",
+        "kind TEXT NOT NULL",
+        "head_sha TEXT NOT NULL",
+        "payload TEXT NOT NULL",
+        "event_uuid TEXT",
+        "state TEXT NOT NULL",
+        "attempts INTEGER NOT NULL DEFAULT 0",
+        "created_at {seconds} NOT NULL",
+        "updated_at {seconds} NOT NULL",
+        "error TEXT",
+    ),
+    "projects": ("project_id {gitlab_id} PRIMARY KEY", "last_event_at {seconds} NOT NULL"),
+    "snapshots": ("target TEXT PRIMARY KEY", "data TEXT NOT NULL", "updated_at {seconds} NOT NULL"),
+    "leases": ("name TEXT PRIMARY KEY", "holder TEXT NOT NULL", "until {seconds} NOT NULL"),
+    "unreachable_projects": (
+        "project_id {gitlab_id} PRIMARY KEY",
+        "as_of {seconds} NOT NULL",
+        "marked_at {seconds} NOT NULL",
+    ),
+    "journal_probe": ("id INTEGER PRIMARY KEY CHECK (id = 1)", "written_at {seconds} NOT NULL"),
+    "waivers": (
+        "id {row_id}",
+        "project_id {gitlab_id} NOT NULL",
+        "mr_iid {gitlab_id} NOT NULL",
+        "rule TEXT NOT NULL",
+        "location TEXT NOT NULL",
+        "fingerprints TEXT NOT NULL",
+        "reason TEXT NOT NULL",
+        "author TEXT NOT NULL",
+        "created_at {seconds} NOT NULL",
+        "expires_at {seconds} NOT NULL",
+        "head_sha TEXT NOT NULL",
+        "withdrawn_at {seconds}",
+        "withdrawn_by TEXT",
+        "expiry_handled {flag}",
+    ),
+}
+INDEXES: dict[str, tuple[str, ...]] = {
+    "deliveries": ("deliveries_received_at ON deliveries(received_at)",),
+    "jobs": ("jobs_state ON jobs(state, id)", "jobs_target ON jobs(target, state)"),
+    "snapshots": ("snapshots_updated_at ON snapshots(updated_at)",),
+    "waivers": ("waivers_mr ON waivers(project_id, mr_iid)",),
+}
+
+
+def create_table(name: str, types: ColumnTypes, *, more_columns: Sequence[str] = ()) -> str:
+    """The statements creating table `name` (`TABLES`) and its indexes, in an engine's types;
+    `more_columns` are the engine's own."""
+    columns = [column.format_map(vars(types)) for column in TABLES[name]]
+    lines = ",\n    ".join([*columns, *more_columns])
+    indexes = "".join(f"CREATE INDEX IF NOT EXISTS {index};\n" for index in INDEXES.get(name, ()))
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {lines}\n);\n{indexes}"
+
+
+SQLITE_TYPES = ColumnTypes(
+    row_id="INTEGER PRIMARY KEY AUTOINCREMENT",
+    seconds="REAL",
+    # INTEGER PRIMARY KEY, not BIGINT: it is SQLite's rowid (64 bits either way).
+    gitlab_id="INTEGER",
+    flag="INTEGER NOT NULL DEFAULT 0",
+)
+
+_SCHEMA = "".join(create_table(name, SQLITE_TYPES) for name in TABLES) + (
+    "CREATE INDEX IF NOT EXISTS waivers_expiry ON waivers(expiry_handled, expires_at);\n"
+)
 
 # What the last check of each target proved (its inputs and what it published) is kept for
 # the target's next event. Bounded: the oldest beyond this many are dropped by `prune`.

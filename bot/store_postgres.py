@@ -43,9 +43,11 @@ from bot.store import (
     SELECT_WAIVERS,
     SUPERSEDED,
     Accepted,
+    ColumnTypes,
     JobRecord,
     NewJob,
     _waiver_values,
+    create_table,
     job_from_row,
     waiver_from_row,
 )
@@ -54,50 +56,28 @@ from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 # Any constant works; it names "the bot's schema migrations" among advisory locks.
 MIGRATION_LOCK = 0x636F6D706C  # "compl"
 
+POSTGRES_TYPES = ColumnTypes(
+    row_id="BIGSERIAL PRIMARY KEY",
+    seconds="DOUBLE PRECISION",
+    gitlab_id="BIGINT",
+    flag="BOOLEAN NOT NULL DEFAULT FALSE",
+)
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
         1,
-        """
-        CREATE TABLE deliveries (
-            key TEXT PRIMARY KEY,
-            received_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE INDEX deliveries_received_at ON deliveries(received_at);
-        CREATE TABLE jobs (
-            id BIGSERIAL PRIMARY KEY,
-            target TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            head_sha TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            event_uuid TEXT,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL,
-            error TEXT,
-            owner TEXT,
-            lease_until DOUBLE PRECISION
-        );
-        CREATE INDEX jobs_state ON jobs(state, id);
-        CREATE INDEX jobs_target ON jobs(target, state);
+        create_table("deliveries", POSTGRES_TYPES)
+        # A running job's replica and lease (see the module's doc).
+        + create_table(
+            "jobs", POSTGRES_TYPES, more_columns=("owner TEXT", "lease_until DOUBLE PRECISION")
+        )
+        + """
         CREATE UNIQUE INDEX jobs_one_running_per_target ON jobs(target)
             WHERE state = 'running';
-        CREATE TABLE projects (
-            project_id BIGINT PRIMARY KEY,
-            last_event_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE TABLE snapshots (
-            target TEXT PRIMARY KEY,
-            data TEXT NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE INDEX snapshots_updated_at ON snapshots(updated_at);
-        CREATE TABLE leases (
-            name TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            until DOUBLE PRECISION NOT NULL
-        );
-        """,
+        """
+        + create_table("projects", POSTGRES_TYPES)
+        + create_table("snapshots", POSTGRES_TYPES)
+        + create_table("leases", POSTGRES_TYPES),
     ),
     (
         2,
@@ -144,41 +124,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         3,
         # Projects GitLab answered 404/403 for at catch-up, as of their last event (a newer
         # delivery brings them back); and the one row `writable` rewrites to prove a write.
-        """
-        CREATE TABLE unreachable_projects (
-            project_id BIGINT PRIMARY KEY,
-            as_of DOUBLE PRECISION NOT NULL,
-            marked_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE TABLE journal_probe (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            written_at DOUBLE PRECISION NOT NULL
-        );
-        """,
+        create_table("unreachable_projects", POSTGRES_TYPES)
+        + create_table("journal_probe", POSTGRES_TYPES),
     ),
     (
         4,
         # Waivers (`/compliance waive`): who, when, why, the rule, the fingerprints of the
         # findings waived, the head they were given on, and until when. `expiry_handled`
         # marks a waiver whose expiry has queued its MR's re-check.
-        """
-        CREATE TABLE waivers (
-            id BIGSERIAL PRIMARY KEY,
-            project_id BIGINT NOT NULL,
-            mr_iid BIGINT NOT NULL,
-            rule TEXT NOT NULL,
-            location TEXT NOT NULL,
-            fingerprints TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            author TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            expires_at DOUBLE PRECISION NOT NULL,
-            head_sha TEXT NOT NULL,
-            withdrawn_at DOUBLE PRECISION,
-            withdrawn_by TEXT,
-            expiry_handled BOOLEAN NOT NULL DEFAULT FALSE
-        );
-        CREATE INDEX waivers_mr ON waivers(project_id, mr_iid);
+        create_table("waivers", POSTGRES_TYPES)
+        + """
         CREATE INDEX waivers_expiry ON waivers(expires_at) WHERE NOT expiry_handled;
         """,
     ),
