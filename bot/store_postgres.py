@@ -23,6 +23,7 @@ like the httpx client. https://www.psycopg.org/psycopg3/docs/advanced/pool.html
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -33,11 +34,10 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from bot import store as journal
 from bot.redaction import redact_optional
 from bot.store import (
-    DONE,
     FAILED,
-    MAX_SNAPSHOTS,
     QUEUED,
     RUNNING,
     SELECT_WAIVERS,
@@ -46,7 +46,6 @@ from bot.store import (
     ColumnTypes,
     JobRecord,
     NewJob,
-    _waiver_values,
     create_table,
     job_from_row,
     waiver_from_row,
@@ -145,6 +144,13 @@ WAIT_FOR_CONNECTION_SECONDS = 5.0
 REQUEUE_EVERY_SECONDS = 1.0
 
 _Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+@functools.cache
+def _pg(statement: str) -> str:
+    """A statement both engines share (`bot.store`), in psycopg's parameters: `%s` for
+    SQLite's `?`, and a `%` of its own doubled."""
+    return statement.replace("%", "%%").replace("?", "%s")
 
 
 def replica_name() -> str:
@@ -260,16 +266,10 @@ class PostgresStore:
         # Serialise enqueues of one target across replicas, so only the newest stays queued.
         await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
         cursor = await db.execute(
-            "UPDATE jobs SET state = %s, updated_at = %s WHERE target = %s AND state = %s "
-            "RETURNING id",
-            (SUPERSEDED, now, job.target, QUEUED),
+            _pg(journal.SUPERSEDE_QUEUED), (SUPERSEDED, now, job.target, QUEUED)
         )
         superseded = tuple(int(row["id"]) for row in await cursor.fetchall())
-        cursor = await db.execute(
-            "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
-            "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now),
-        )
+        cursor = await db.execute(_pg(journal.INSERT_JOB), journal.job_values(job, now))
         row = await cursor.fetchone()
         assert row is not None
         return superseded, int(row["id"])
@@ -278,9 +278,7 @@ class PostgresStore:
         async with self._pool.connection() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
             cursor = await db.execute(
-                "SELECT 1 FROM jobs WHERE target = %s AND (state IN (%s, %s) OR created_at >= %s) "
-                "LIMIT 1",
-                (job.target, QUEUED, RUNNING, seen_at),
+                _pg(journal.JOB_WAITING), (job.target, QUEUED, RUNNING, seen_at)
             )
             if await cursor.fetchone() is not None:
                 return None
@@ -306,19 +304,14 @@ class PostgresStore:
                     self._requeued_at = now
                     await self._requeue_expired(db, now)
                 cursor = await db.execute(
-                    "UPDATE jobs SET state = %s, attempts = attempts + 1, owner = %s, "
+                    "UPDATE jobs SET state = %s, attempts = attempts + 1, owner = %s, "  # noqa: S608 -- literals only
                     "lease_until = %s, updated_at = %s WHERE id = ("
                     "  SELECT id FROM jobs AS queued WHERE state = %s"
                     "  AND NOT (target = ANY(%s))"
                     "  AND NOT EXISTS (SELECT 1 FROM jobs AS running"
                     "    WHERE running.target = queued.target AND running.state = %s)"
                     "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid, "
-                    # Contested: it replaced an older job of its target with another head.
-                    "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
-                    "AND older.id < jobs.id AND older.state = 'superseded' "
-                    "AND older.head_sha <> jobs.head_sha "
-                    "AND older.updated_at >= jobs.created_at) AS contested",
+                    ") RETURNING " + journal.CLAIMED_JOB_COLUMNS,
                     (
                         RUNNING,
                         self.replica,
@@ -395,64 +388,33 @@ class PostgresStore:
         taken back. Returns how many jobs are queued."""
         async with self._pool.connection() as db, db.transaction():
             await self._requeue_expired(db, now)
-            cursor = await db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = %s", (QUEUED,))
+            cursor = await db.execute(_pg(journal.COUNT_QUEUED), (QUEUED,))
             row = await cursor.fetchone()
         return int(row["n"]) if row else 0
 
     async def retry_failed(self, *, older_than: float, max_attempts: int, now: float) -> int:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                "UPDATE jobs SET state = %s, updated_at = %s WHERE state = %s AND updated_at < %s "
-                "AND attempts < %s AND NOT EXISTS (SELECT 1 FROM jobs AS other "
-                "WHERE other.target = jobs.target AND other.id > jobs.id)",
-                (QUEUED, now, FAILED, older_than, max_attempts),
+                _pg(journal.RETRY_FAILED), (QUEUED, now, FAILED, older_than, max_attempts)
             )
             return cursor.rowcount
 
     async def projects_seen(self) -> list[tuple[int, float]]:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
-                "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
-                "AND u.as_of >= projects.last_event_at)"
-            )
+            cursor = await db.execute(_pg(journal.PROJECTS_SEEN))
             rows = await cursor.fetchall()
         return [(int(r["project_id"]), float(r["last_event_at"])) for r in rows]
 
     async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) "
-                "VALUES (%s, %s, %s) ON CONFLICT (project_id) DO UPDATE SET "
-                "as_of = excluded.as_of, marked_at = excluded.marked_at",
-                (project_id, as_of, now),
-            )
+            await db.execute(_pg(journal.MARK_UNREACHABLE), (project_id, as_of, now))
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
         async with self._pool.connection() as db, db.transaction():
-            await db.execute("DELETE FROM deliveries WHERE received_at < %s", (keys_older_than,))
-            await db.execute(
-                "DELETE FROM jobs WHERE state IN (%s, %s, %s) AND updated_at < %s",
-                (DONE, SUPERSEDED, FAILED, jobs_older_than),
-            )
-            # A project marked unreachable, with no delivery since, for longer than retention.
-            await db.execute(
-                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
-                "WHERE u.project_id = projects.project_id "
-                "AND u.as_of >= projects.last_event_at AND u.marked_at < %s)",
-                (jobs_older_than,),
-            )
-            # Marks of projects pruned, or forgotten because a delivery came after them.
-            await db.execute(
-                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
-                "WHERE p.project_id = unreachable_projects.project_id "
-                "AND p.last_event_at <= unreachable_projects.as_of)"
-            )
-            await db.execute(
-                "DELETE FROM snapshots WHERE target NOT IN "
-                "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT %s)",
-                (MAX_SNAPSHOTS,),
-            )
+            for statement, values in journal.prune_statements(
+                keys_older_than=keys_older_than, jobs_older_than=jobs_older_than
+            ):
+                await db.execute(_pg(statement), values)
 
     async def counts(self) -> dict[str, int]:
         async with self._pool.connection() as db:
@@ -471,11 +433,7 @@ class PostgresStore:
             async with self._pool.connection(timeout=5) as db:
                 # A committed write (one row, rewritten), not only a lock: it fails when the
                 # database cannot write, e.g. its disk is full.
-                await db.execute(
-                    "INSERT INTO journal_probe(id, written_at) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-                    (time.time(),),
-                )
+                await db.execute(_pg(journal.WRITE_PROBE), (1, time.time()))
         except (psycopg.Error, TimeoutError):
             return False
         return True
@@ -498,29 +456,19 @@ class PostgresStore:
 
     async def load_snapshot(self, target: str) -> str | None:
         async with self._pool.connection() as db:
-            cursor = await db.execute("SELECT data FROM snapshots WHERE target = %s", (target,))
+            cursor = await db.execute(_pg(journal.LOAD_SNAPSHOT), (target,))
             row = await cursor.fetchone()
         return str(row["data"]) if row else None
 
     async def save_snapshot(self, target: str, data: str, *, now: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "INSERT INTO snapshots(target, data, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (target) DO UPDATE SET data = excluded.data, "
-                "updated_at = excluded.updated_at",
-                (target, data, now),
-            )
+            await db.execute(_pg(journal.SAVE_SNAPSHOT), (target, data, now))
 
     # -- waivers ---------------------------------------------------------------------------
 
     async def add_waiver(self, waiver: NewWaiver) -> int:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
-                "author, created_at, expires_at, head_sha) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                _waiver_values(waiver),
-            )
+            cursor = await db.execute(_pg(journal.INSERT_WAIVER), journal._waiver_values(waiver))
             row = await cursor.fetchone()
         assert row is not None
         return int(row["id"])
@@ -530,18 +478,14 @@ class PostgresStore:
     ) -> int:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                "UPDATE waivers SET withdrawn_at = %s, withdrawn_by = %s WHERE project_id = %s "
-                "AND mr_iid = %s AND rule = %s AND withdrawn_at IS NULL AND expires_at > %s",
-                (now, by, project_id, mr_iid, rule, now),
+                _pg(journal.WITHDRAW_WAIVERS), (now, by, project_id, mr_iid, rule, now)
             )
             return cursor.rowcount
 
     async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                SELECT_WAIVERS + "WHERE project_id = %s AND mr_iid = %s "
-                "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT %s",
-                (project_id, mr_iid, MAX_WAIVERS_PER_MR),
+                _pg(journal.WAIVERS_OF), (project_id, mr_iid, MAX_WAIVERS_PER_MR)
             )
             rows = await cursor.fetchall()
         return [waiver_from_row(r) for r in reversed(rows)]
@@ -557,29 +501,18 @@ class PostgresStore:
 
     async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE NOT expiry_handled "
-                "AND expires_at <= %s AND withdrawn_at IS NULL LIMIT %s",
-                (now, limit),
-            )
+            cursor = await db.execute(_pg(journal.EXPIRED_WAIVERS), (now, limit))
             rows = await cursor.fetchall()
         return [(int(r["project_id"]), int(r["mr_iid"])) for r in rows]
 
     async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
         # Replicas sweeping at once may both queue the MR's re-check; `enqueue` keeps one.
         async with self._pool.connection() as db:
-            await db.execute(
-                "UPDATE waivers SET expiry_handled = TRUE WHERE project_id = %s "
-                "AND mr_iid = %s AND expires_at <= %s",
-                (project_id, mr_iid, now),
-            )
+            await db.execute(_pg(journal.MARK_EXPIRY_HANDLED), (project_id, mr_iid, now))
 
     async def prune_waivers(self, *, ended_before: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "DELETE FROM waivers WHERE expires_at < %s OR withdrawn_at < %s",
-                (ended_before, ended_before),
-            )
+            await db.execute(_pg(journal.PRUNE_WAIVERS), (ended_before, ended_before))
 
     async def close(self) -> None:
         await self._pool.close()
