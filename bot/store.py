@@ -44,70 +44,89 @@ from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 
 SCHEMA_VERSION = 4
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS deliveries (
-    key TEXT PRIMARY KEY,
-    received_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS deliveries_received_at ON deliveries(received_at);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    target TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    head_sha TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    event_uuid TEXT,
-    state TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    error TEXT
-);
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs(state, id);
-CREATE INDEX IF NOT EXISTS jobs_target ON jobs(target, state);
-CREATE TABLE IF NOT EXISTS projects (
-    project_id INTEGER PRIMARY KEY,
-    last_event_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS snapshots (
-    target TEXT PRIMARY KEY,
-    data TEXT NOT NULL,
-    updated_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS snapshots_updated_at ON snapshots(updated_at);
-CREATE TABLE IF NOT EXISTS leases (
-    name TEXT PRIMARY KEY,
-    holder TEXT NOT NULL,
-    until REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS unreachable_projects (
-    project_id INTEGER PRIMARY KEY,
-    as_of REAL NOT NULL,
-    marked_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS journal_probe (
-    id INTEGER PRIMARY KEY CHECK (id = 1),
-    written_at REAL NOT NULL
-);
-CREATE TABLE IF NOT EXISTS waivers (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project_id INTEGER NOT NULL,
-    mr_iid INTEGER NOT NULL,
-    rule TEXT NOT NULL,
-    location TEXT NOT NULL,
-    fingerprints TEXT NOT NULL,
-    reason TEXT NOT NULL,
-    author TEXT NOT NULL,
-    created_at REAL NOT NULL,
-    expires_at REAL NOT NULL,
-    head_sha TEXT NOT NULL,
-    withdrawn_at REAL,
-    withdrawn_by TEXT,
-    expiry_handled INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS waivers_mr ON waivers(project_id, mr_iid);
-CREATE INDEX IF NOT EXISTS waivers_expiry ON waivers(expiry_handled, expires_at);
-"""
+
+@dataclass(frozen=True)
+class ColumnTypes:
+    """How an engine spells the types of the journal's columns (`TABLES`)."""
+
+    row_id: str  # a key the database assigns, in order
+    seconds: str  # a UNIX time
+    gitlab_id: str  # a project's id, an MR's iid
+    flag: str  # a flag, unset when the row is written
+
+
+# The tables of both engines, column for column, in `ColumnTypes` of either; each table's
+# indexes follow it. This is the schema as first created: a change to it is a migration of
+# both engines (PostgreSQL's numbered `MIGRATIONS`, SQLite's `SCHEMA_VERSION`), not an edit.
+TABLES: dict[str, tuple[str, ...]] = {
+    "deliveries": ("key TEXT PRIMARY KEY", "received_at {seconds} NOT NULL"),
+    "jobs": (
+        "id {row_id}",
+        "target TEXT NOT NULL",
+        "kind TEXT NOT NULL",
+        "head_sha TEXT NOT NULL",
+        "payload TEXT NOT NULL",
+        "event_uuid TEXT",
+        "state TEXT NOT NULL",
+        "attempts INTEGER NOT NULL DEFAULT 0",
+        "created_at {seconds} NOT NULL",
+        "updated_at {seconds} NOT NULL",
+        "error TEXT",
+    ),
+    "projects": ("project_id {gitlab_id} PRIMARY KEY", "last_event_at {seconds} NOT NULL"),
+    "snapshots": ("target TEXT PRIMARY KEY", "data TEXT NOT NULL", "updated_at {seconds} NOT NULL"),
+    "leases": ("name TEXT PRIMARY KEY", "holder TEXT NOT NULL", "until {seconds} NOT NULL"),
+    "unreachable_projects": (
+        "project_id {gitlab_id} PRIMARY KEY",
+        "as_of {seconds} NOT NULL",
+        "marked_at {seconds} NOT NULL",
+    ),
+    "journal_probe": ("id INTEGER PRIMARY KEY CHECK (id = 1)", "written_at {seconds} NOT NULL"),
+    "waivers": (
+        "id {row_id}",
+        "project_id {gitlab_id} NOT NULL",
+        "mr_iid {gitlab_id} NOT NULL",
+        "rule TEXT NOT NULL",
+        "location TEXT NOT NULL",
+        "fingerprints TEXT NOT NULL",
+        "reason TEXT NOT NULL",
+        "author TEXT NOT NULL",
+        "created_at {seconds} NOT NULL",
+        "expires_at {seconds} NOT NULL",
+        "head_sha TEXT NOT NULL",
+        "withdrawn_at {seconds}",
+        "withdrawn_by TEXT",
+        "expiry_handled {flag}",
+    ),
+}
+INDEXES: dict[str, tuple[str, ...]] = {
+    "deliveries": ("deliveries_received_at ON deliveries(received_at)",),
+    "jobs": ("jobs_state ON jobs(state, id)", "jobs_target ON jobs(target, state)"),
+    "snapshots": ("snapshots_updated_at ON snapshots(updated_at)",),
+    "waivers": ("waivers_mr ON waivers(project_id, mr_iid)",),
+}
+
+
+def create_table(name: str, types: ColumnTypes, *, more_columns: Sequence[str] = ()) -> str:
+    """The statements creating table `name` (`TABLES`) and its indexes, in an engine's types;
+    `more_columns` are the engine's own."""
+    columns = [column.format_map(vars(types)) for column in TABLES[name]]
+    lines = ",\n    ".join([*columns, *more_columns])
+    indexes = "".join(f"CREATE INDEX IF NOT EXISTS {index};\n" for index in INDEXES.get(name, ()))
+    return f"CREATE TABLE IF NOT EXISTS {name} (\n    {lines}\n);\n{indexes}"
+
+
+SQLITE_TYPES = ColumnTypes(
+    row_id="INTEGER PRIMARY KEY AUTOINCREMENT",
+    seconds="REAL",
+    # INTEGER PRIMARY KEY, not BIGINT: it is SQLite's rowid (64 bits either way).
+    gitlab_id="INTEGER",
+    flag="INTEGER NOT NULL DEFAULT 0",
+)
+
+_SCHEMA = "".join(create_table(name, SQLITE_TYPES) for name in TABLES) + (
+    "CREATE INDEX IF NOT EXISTS waivers_expiry ON waivers(expiry_handled, expires_at);\n"
+)
 
 # What the last check of each target proved (its inputs and what it published) is kept for
 # the target's next event. Bounded: the oldest beyond this many are dropped by `prune`.
@@ -397,28 +416,16 @@ class SqliteStore:
     def _enqueue(
         self, db: sqlite3.Connection, job: NewJob, now: float
     ) -> tuple[tuple[int, ...], int]:
-        # Only the newest event of a target matters: it replaces whatever is still queued.
-        rows = db.execute(
-            "UPDATE jobs SET state = ?, updated_at = ? WHERE target = ? AND state = ? RETURNING id",
-            (SUPERSEDED, now, job.target, QUEUED),
-        ).fetchall()
-        cursor = db.execute(
-            "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
-            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now),
-        )
-        return tuple(int(r["id"]) for r in rows), int(cursor.lastrowid or 0)
+        rows = db.execute(SUPERSEDE_QUEUED, (SUPERSEDED, now, job.target, QUEUED)).fetchall()
+        inserted = db.execute(INSERT_JOB, job_values(job, now)).fetchall()
+        return tuple(int(r["id"]) for r in rows), int(inserted[0]["id"])
 
     async def enqueue(self, job: NewJob, *, seen_at: float, now: float) -> int | None:
         """Queue a job found by catch-up, unless the target already has one waiting or a job
         created since `seen_at`, when catch-up read the MR: that job knows a head at least
         as new, and catch-up's must not run after it with an older one."""
         with self._transaction() as db:
-            waiting = db.execute(
-                "SELECT 1 FROM jobs WHERE target = ? AND (state IN (?, ?) OR created_at >= ?) "
-                "LIMIT 1",
-                (job.target, QUEUED, RUNNING, seen_at),
-            ).fetchone()
+            waiting = db.execute(JOB_WAITING, (job.target, QUEUED, RUNNING, seen_at)).fetchone()
             if waiting:
                 return None
             return self._enqueue(db, job, now)[1]
@@ -427,13 +434,8 @@ class SqliteStore:
         """The oldest queued job whose target is not being checked, now marked running."""
         with self._transaction() as db:
             for row in db.execute(
-                "SELECT id, target, kind, head_sha, payload, attempts, event_uuid, "
-                # Contested: it replaced an older job of its target with another head (that
-                # job was superseded at or after this one was journaled).
-                "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
-                "AND older.id < jobs.id AND older.state = 'superseded' "
-                "AND older.head_sha <> jobs.head_sha AND older.updated_at >= jobs.created_at) "
-                "AS contested FROM jobs WHERE state = ? ORDER BY id LIMIT 64",
+                f"SELECT {CLAIMED_JOB_COLUMNS} FROM jobs "  # noqa: S608 -- literals only
+                "WHERE state = ? ORDER BY id LIMIT 64",
                 (QUEUED,),
             ).fetchall():
                 if row["target"] in busy_targets:
@@ -485,63 +487,32 @@ class SqliteStore:
                 "UPDATE jobs SET state = ?, updated_at = ? WHERE state = ?",
                 (QUEUED, now, RUNNING),
             )
-            row = db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (QUEUED,)).fetchone()
-        return int(row[0])
+            row = db.execute(COUNT_QUEUED, (QUEUED,)).fetchone()
+        return int(row["n"])
 
     async def retry_failed(self, *, older_than: float, max_attempts: int, now: float) -> int:
         """Failed jobs (GitLab was unreachable) whose target has nothing newer run again."""
         with self._transaction() as db:
             return db.execute(
-                "UPDATE jobs SET state = ?, updated_at = ? WHERE state = ? AND updated_at < ? "
-                "AND attempts < ? AND NOT EXISTS (SELECT 1 FROM jobs AS other "
-                "WHERE other.target = jobs.target AND other.id > jobs.id)",
-                (QUEUED, now, FAILED, older_than, max_attempts),
+                RETRY_FAILED, (QUEUED, now, FAILED, older_than, max_attempts)
             ).rowcount
 
     async def projects_seen(self) -> list[tuple[int, float]]:
-        rows = self._db.execute(
-            "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
-            "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
-            "AND u.as_of >= projects.last_event_at)"
-        ).fetchall()
+        rows = self._db.execute(PROJECTS_SEEN).fetchall()
         return [(int(r[0]), float(r[1])) for r in rows]
 
     async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(project_id) DO UPDATE SET as_of = excluded.as_of, "
-                "marked_at = excluded.marked_at",
-                (project_id, as_of, now),
-            )
+            db.execute(MARK_UNREACHABLE, (project_id, as_of, now))
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
         """Idempotency keys are kept for a bounded time; finished and failed jobs, and
         projects GitLab does not show the bot, for the journal's retention."""
         with self._transaction() as db:
-            db.execute("DELETE FROM deliveries WHERE received_at < ?", (keys_older_than,))
-            db.execute(
-                "DELETE FROM jobs WHERE state IN (?, ?, ?) AND updated_at < ?",
-                (DONE, SUPERSEDED, FAILED, jobs_older_than),
-            )
-            # A project marked unreachable, with no delivery since, for longer than retention.
-            db.execute(
-                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
-                "WHERE u.project_id = projects.project_id "
-                "AND u.as_of >= projects.last_event_at AND u.marked_at < ?)",
-                (jobs_older_than,),
-            )
-            # Marks of projects pruned, or forgotten because a delivery came after them.
-            db.execute(
-                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
-                "WHERE p.project_id = unreachable_projects.project_id "
-                "AND p.last_event_at <= unreachable_projects.as_of)"
-            )
-            db.execute(
-                "DELETE FROM snapshots WHERE target NOT IN "
-                "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT ?)",
-                (MAX_SNAPSHOTS,),
-            )
+            for statement, values in prune_statements(
+                keys_older_than=keys_older_than, jobs_older_than=jobs_older_than
+            ):
+                db.execute(statement, values)
 
     async def renew(self, job_ids: Sequence[int], *, now: float) -> None:
         """One process owns the file: its running jobs are its own, no lease to renew."""
@@ -571,17 +542,12 @@ class SqliteStore:
         """Nothing to give up: no other process shares the file."""
 
     async def load_snapshot(self, target: str) -> str | None:
-        row = self._db.execute("SELECT data FROM snapshots WHERE target = ?", (target,)).fetchone()
+        row = self._db.execute(LOAD_SNAPSHOT, (target,)).fetchone()
         return str(row[0]) if row else None
 
     async def save_snapshot(self, target: str, data: str, *, now: float) -> None:
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO snapshots(target, data, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(target) DO UPDATE SET data = excluded.data, "
-                "updated_at = excluded.updated_at",
-                (target, data, now),
-            )
+            db.execute(SAVE_SNAPSHOT, (target, data, now))
 
     async def counts(self) -> dict[str, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state").fetchall()
@@ -594,29 +560,17 @@ class SqliteStore:
 
     async def add_waiver(self, waiver: NewWaiver) -> int:
         with self._transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
-                "author, created_at, expires_at, head_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                _waiver_values(waiver),
-            )
-            return int(cursor.lastrowid or 0)
+            inserted = db.execute(INSERT_WAIVER, _waiver_values(waiver)).fetchall()
+            return int(inserted[0]["id"])
 
     async def withdraw_waivers(
         self, project_id: int, mr_iid: int, rule: str, *, by: str, now: float
     ) -> int:
         with self._transaction() as db:
-            return db.execute(
-                "UPDATE waivers SET withdrawn_at = ?, withdrawn_by = ? WHERE project_id = ? "
-                "AND mr_iid = ? AND rule = ? AND withdrawn_at IS NULL AND expires_at > ?",
-                (now, by, project_id, mr_iid, rule, now),
-            ).rowcount
+            return db.execute(WITHDRAW_WAIVERS, (now, by, project_id, mr_iid, rule, now)).rowcount
 
     async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
-        rows = self._db.execute(
-            SELECT_WAIVERS + "WHERE project_id = ? AND mr_iid = ? "
-            "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT ?",
-            (project_id, mr_iid, MAX_WAIVERS_PER_MR),
-        ).fetchall()
+        rows = self._db.execute(WAIVERS_OF, (project_id, mr_iid, MAX_WAIVERS_PER_MR)).fetchall()
         return [waiver_from_row(dict(r)) for r in reversed(rows)]
 
     async def list_waivers(self, project_ids: Sequence[int], *, limit: int) -> list[Waiver]:
@@ -630,27 +584,16 @@ class SqliteStore:
         return [waiver_from_row(dict(r)) for r in rows]
 
     async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
-        rows = self._db.execute(
-            "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE expiry_handled = 0 "
-            "AND expires_at <= ? AND withdrawn_at IS NULL LIMIT ?",
-            (now, limit),
-        ).fetchall()
+        rows = self._db.execute(EXPIRED_WAIVERS, (now, limit)).fetchall()
         return [(int(r[0]), int(r[1])) for r in rows]
 
     async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
         with self._transaction() as db:
-            db.execute(
-                "UPDATE waivers SET expiry_handled = 1 WHERE project_id = ? AND mr_iid = ? "
-                "AND expires_at <= ?",
-                (project_id, mr_iid, now),
-            )
+            db.execute(MARK_EXPIRY_HANDLED, (project_id, mr_iid, now))
 
     async def prune_waivers(self, *, ended_before: float) -> None:
         with self._transaction() as db:
-            db.execute(
-                "DELETE FROM waivers WHERE expires_at < ? OR withdrawn_at < ?",
-                (ended_before, ended_before),
-            )
+            db.execute(PRUNE_WAIVERS, (ended_before, ended_before))
 
     async def writable(self) -> bool:
         try:
@@ -662,21 +605,135 @@ class SqliteStore:
     async def _probe(self) -> None:
         # An empty transaction takes the lock but writes nothing: a full disk would pass.
         with self._transaction() as db:
-            db.execute(
-                "INSERT INTO journal_probe(id, written_at) VALUES (1, ?) "
-                "ON CONFLICT(id) DO UPDATE SET written_at = excluded.written_at",
-                (time.time(),),
-            )
+            db.execute(WRITE_PROBE, (1, time.time()))
 
     async def close(self) -> None:
         self._db.close()
 
 
+# -- the SQL both engines run, written once in SQLite's `?` parameters ---------------------
+# PostgreSQL's store turns the `?` into psycopg's `%s` (no statement here has a `?` or a `%`
+# of its own); what only one engine can say stays in that engine's store.
+
+
+def _upsert(table: str, key: str, columns: Sequence[str]) -> str:
+    """An INSERT of a row that, when a row of that `key` is there already, overwrites its
+    `columns` instead."""
+    names = ", ".join((key, *columns))
+    values = ", ".join("?" for _ in (key, *columns))
+    updates = ", ".join(f"{column} = excluded.{column}" for column in columns)
+    return (
+        f"INSERT INTO {table}({names}) VALUES ({values}) "  # noqa: S608 -- names of this module
+        f"ON CONFLICT ({key}) DO UPDATE SET {updates}"
+    )
+
+
+MARK_UNREACHABLE = _upsert("unreachable_projects", "project_id", ("as_of", "marked_at"))
+SAVE_SNAPSHOT = _upsert("snapshots", "target", ("data", "updated_at"))
+# The one row `writable` rewrites (id 1): a committed write, so a full disk shows.
+WRITE_PROBE = _upsert("journal_probe", "id", ("written_at",))
+
+LOAD_SNAPSHOT = "SELECT data FROM snapshots WHERE target = ?"
+
+# Only the newest event of a target matters: it replaces whatever is still queued.
+SUPERSEDE_QUEUED = (
+    "UPDATE jobs SET state = ?, updated_at = ? WHERE target = ? AND state = ? RETURNING id"
+)
+INSERT_JOB = (
+    "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id"
+)
+# A job that makes catch-up's redundant (`enqueue`): one of its target queued, running, or
+# created since catch-up read the MR.
+JOB_WAITING = "SELECT 1 FROM jobs WHERE target = ? AND (state IN (?, ?) OR created_at >= ?) LIMIT 1"
+# The columns `job_from_row` reads from a claimed job, `contested` included: the job replaced
+# an older job of its target with another head (that job was superseded at or after this
+# one was journaled).
+CLAIMED_JOB_COLUMNS = (
+    "id, target, kind, head_sha, payload, attempts, event_uuid, "
+    "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
+    "AND older.id < jobs.id AND older.state = 'superseded' "
+    "AND older.head_sha <> jobs.head_sha AND older.updated_at >= jobs.created_at) AS contested"
+)
+COUNT_QUEUED = "SELECT COUNT(*) AS n FROM jobs WHERE state = ?"
+RETRY_FAILED = (
+    "UPDATE jobs SET state = ?, updated_at = ? WHERE state = ? AND updated_at < ? "
+    "AND attempts < ? AND NOT EXISTS (SELECT 1 FROM jobs AS other "
+    "WHERE other.target = jobs.target AND other.id > jobs.id)"
+)
+PROJECTS_SEEN = (
+    "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
+    "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
+    "AND u.as_of >= projects.last_event_at)"
+)
+
+
+def prune_statements(
+    *, keys_older_than: float, jobs_older_than: float
+) -> list[tuple[str, tuple[Any, ...]]]:
+    """What `prune` runs, in this order and in one transaction, with its parameters."""
+    return [
+        ("DELETE FROM deliveries WHERE received_at < ?", (keys_older_than,)),
+        (
+            "DELETE FROM jobs WHERE state IN (?, ?, ?) AND updated_at < ?",
+            (DONE, SUPERSEDED, FAILED, jobs_older_than),
+        ),
+        # A project marked unreachable, with no delivery since, for longer than retention.
+        (
+            "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
+            "WHERE u.project_id = projects.project_id "
+            "AND u.as_of >= projects.last_event_at AND u.marked_at < ?)",
+            (jobs_older_than,),
+        ),
+        # Marks of projects pruned, or forgotten because a delivery came after them.
+        (
+            "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
+            "WHERE p.project_id = unreachable_projects.project_id "
+            "AND p.last_event_at <= unreachable_projects.as_of)",
+            (),
+        ),
+        (
+            "DELETE FROM snapshots WHERE target NOT IN "
+            "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT ?)",
+            (MAX_SNAPSHOTS,),
+        ),
+    ]
+
+
+INSERT_WAIVER = (
+    "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
+    "author, created_at, expires_at, head_sha) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "RETURNING id"
+)
+WITHDRAW_WAIVERS = (
+    "UPDATE waivers SET withdrawn_at = ?, withdrawn_by = ? WHERE project_id = ? "
+    "AND mr_iid = ? AND rule = ? AND withdrawn_at IS NULL AND expires_at > ?"
+)
 # The columns `waiver_from_row` reads, in the SELECTs of both engines.
 SELECT_WAIVERS = (
     "SELECT id, project_id, mr_iid, rule, location, fingerprints, reason, author, created_at, "
     "expires_at, head_sha, withdrawn_at, withdrawn_by FROM waivers "
 )
+WAIVERS_OF = (
+    SELECT_WAIVERS + "WHERE project_id = ? AND mr_iid = ? "
+    "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT ?"
+)
+# `expiry_handled` is an INTEGER in SQLite, a BOOLEAN in PostgreSQL: SQLite reads TRUE and
+# FALSE as 1 and 0, and PostgreSQL plans `= FALSE` as `NOT expiry_handled`, its index's.
+EXPIRED_WAIVERS = (
+    "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE expiry_handled = FALSE "
+    "AND expires_at <= ? AND withdrawn_at IS NULL LIMIT ?"
+)
+MARK_EXPIRY_HANDLED = (
+    "UPDATE waivers SET expiry_handled = TRUE WHERE project_id = ? AND mr_iid = ? "
+    "AND expires_at <= ?"
+)
+PRUNE_WAIVERS = "DELETE FROM waivers WHERE expires_at < ? OR withdrawn_at < ?"
+
+
+def job_values(job: NewJob, now: float) -> tuple[Any, ...]:
+    """`INSERT_JOB`'s parameters: the job, queued `now`."""
+    return (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now)
 
 
 def _waiver_values(waiver: NewWaiver) -> tuple[Any, ...]:

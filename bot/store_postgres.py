@@ -23,6 +23,7 @@ like the httpx client. https://www.psycopg.org/psycopg3/docs/advanced/pool.html
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import time
@@ -33,19 +34,19 @@ import psycopg
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import AsyncConnectionPool
 
+from bot import store as journal
 from bot.redaction import redact_optional
 from bot.store import (
-    DONE,
     FAILED,
-    MAX_SNAPSHOTS,
     QUEUED,
     RUNNING,
     SELECT_WAIVERS,
     SUPERSEDED,
     Accepted,
+    ColumnTypes,
     JobRecord,
     NewJob,
-    _waiver_values,
+    create_table,
     job_from_row,
     waiver_from_row,
 )
@@ -54,50 +55,28 @@ from bot.waivers import MAX_WAIVERS_PER_MR, NewWaiver, Waiver
 # Any constant works; it names "the bot's schema migrations" among advisory locks.
 MIGRATION_LOCK = 0x636F6D706C  # "compl"
 
+POSTGRES_TYPES = ColumnTypes(
+    row_id="BIGSERIAL PRIMARY KEY",
+    seconds="DOUBLE PRECISION",
+    gitlab_id="BIGINT",
+    flag="BOOLEAN NOT NULL DEFAULT FALSE",
+)
+
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (
         1,
-        """
-        CREATE TABLE deliveries (
-            key TEXT PRIMARY KEY,
-            received_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE INDEX deliveries_received_at ON deliveries(received_at);
-        CREATE TABLE jobs (
-            id BIGSERIAL PRIMARY KEY,
-            target TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            head_sha TEXT NOT NULL,
-            payload TEXT NOT NULL,
-            event_uuid TEXT,
-            state TEXT NOT NULL,
-            attempts INTEGER NOT NULL DEFAULT 0,
-            created_at DOUBLE PRECISION NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL,
-            error TEXT,
-            owner TEXT,
-            lease_until DOUBLE PRECISION
-        );
-        CREATE INDEX jobs_state ON jobs(state, id);
-        CREATE INDEX jobs_target ON jobs(target, state);
+        create_table("deliveries", POSTGRES_TYPES)
+        # A running job's replica and lease (see the module's doc).
+        + create_table(
+            "jobs", POSTGRES_TYPES, more_columns=("owner TEXT", "lease_until DOUBLE PRECISION")
+        )
+        + """
         CREATE UNIQUE INDEX jobs_one_running_per_target ON jobs(target)
             WHERE state = 'running';
-        CREATE TABLE projects (
-            project_id BIGINT PRIMARY KEY,
-            last_event_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE TABLE snapshots (
-            target TEXT PRIMARY KEY,
-            data TEXT NOT NULL,
-            updated_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE INDEX snapshots_updated_at ON snapshots(updated_at);
-        CREATE TABLE leases (
-            name TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            until DOUBLE PRECISION NOT NULL
-        );
-        """,
+        """
+        + create_table("projects", POSTGRES_TYPES)
+        + create_table("snapshots", POSTGRES_TYPES)
+        + create_table("leases", POSTGRES_TYPES),
     ),
     (
         2,
@@ -144,41 +123,16 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         3,
         # Projects GitLab answered 404/403 for at catch-up, as of their last event (a newer
         # delivery brings them back); and the one row `writable` rewrites to prove a write.
-        """
-        CREATE TABLE unreachable_projects (
-            project_id BIGINT PRIMARY KEY,
-            as_of DOUBLE PRECISION NOT NULL,
-            marked_at DOUBLE PRECISION NOT NULL
-        );
-        CREATE TABLE journal_probe (
-            id INTEGER PRIMARY KEY CHECK (id = 1),
-            written_at DOUBLE PRECISION NOT NULL
-        );
-        """,
+        create_table("unreachable_projects", POSTGRES_TYPES)
+        + create_table("journal_probe", POSTGRES_TYPES),
     ),
     (
         4,
         # Waivers (`/compliance waive`): who, when, why, the rule, the fingerprints of the
         # findings waived, the head they were given on, and until when. `expiry_handled`
         # marks a waiver whose expiry has queued its MR's re-check.
-        """
-        CREATE TABLE waivers (
-            id BIGSERIAL PRIMARY KEY,
-            project_id BIGINT NOT NULL,
-            mr_iid BIGINT NOT NULL,
-            rule TEXT NOT NULL,
-            location TEXT NOT NULL,
-            fingerprints TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            author TEXT NOT NULL,
-            created_at DOUBLE PRECISION NOT NULL,
-            expires_at DOUBLE PRECISION NOT NULL,
-            head_sha TEXT NOT NULL,
-            withdrawn_at DOUBLE PRECISION,
-            withdrawn_by TEXT,
-            expiry_handled BOOLEAN NOT NULL DEFAULT FALSE
-        );
-        CREATE INDEX waivers_mr ON waivers(project_id, mr_iid);
+        create_table("waivers", POSTGRES_TYPES)
+        + """
         CREATE INDEX waivers_expiry ON waivers(expires_at) WHERE NOT expiry_handled;
         """,
     ),
@@ -190,6 +144,13 @@ WAIT_FOR_CONNECTION_SECONDS = 5.0
 REQUEUE_EVERY_SECONDS = 1.0
 
 _Pool = AsyncConnectionPool[psycopg.AsyncConnection[DictRow]]
+
+
+@functools.cache
+def _pg(statement: str) -> str:
+    """A statement both engines share (`bot.store`), in psycopg's parameters: `%s` for
+    SQLite's `?`, and a `%` of its own doubled."""
+    return statement.replace("%", "%%").replace("?", "%s")
 
 
 def replica_name() -> str:
@@ -305,16 +266,10 @@ class PostgresStore:
         # Serialise enqueues of one target across replicas, so only the newest stays queued.
         await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
         cursor = await db.execute(
-            "UPDATE jobs SET state = %s, updated_at = %s WHERE target = %s AND state = %s "
-            "RETURNING id",
-            (SUPERSEDED, now, job.target, QUEUED),
+            _pg(journal.SUPERSEDE_QUEUED), (SUPERSEDED, now, job.target, QUEUED)
         )
         superseded = tuple(int(row["id"]) for row in await cursor.fetchall())
-        cursor = await db.execute(
-            "INSERT INTO jobs(target, kind, head_sha, payload, event_uuid, state, created_at, "
-            "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-            (job.target, job.kind, job.head_sha, job.payload, job.event_uuid, QUEUED, now, now),
-        )
+        cursor = await db.execute(_pg(journal.INSERT_JOB), journal.job_values(job, now))
         row = await cursor.fetchone()
         assert row is not None
         return superseded, int(row["id"])
@@ -323,9 +278,7 @@ class PostgresStore:
         async with self._pool.connection() as db, db.transaction():
             await db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (job.target,))
             cursor = await db.execute(
-                "SELECT 1 FROM jobs WHERE target = %s AND (state IN (%s, %s) OR created_at >= %s) "
-                "LIMIT 1",
-                (job.target, QUEUED, RUNNING, seen_at),
+                _pg(journal.JOB_WAITING), (job.target, QUEUED, RUNNING, seen_at)
             )
             if await cursor.fetchone() is not None:
                 return None
@@ -351,19 +304,14 @@ class PostgresStore:
                     self._requeued_at = now
                     await self._requeue_expired(db, now)
                 cursor = await db.execute(
-                    "UPDATE jobs SET state = %s, attempts = attempts + 1, owner = %s, "
+                    "UPDATE jobs SET state = %s, attempts = attempts + 1, owner = %s, "  # noqa: S608 -- literals only
                     "lease_until = %s, updated_at = %s WHERE id = ("
                     "  SELECT id FROM jobs AS queued WHERE state = %s"
                     "  AND NOT (target = ANY(%s))"
                     "  AND NOT EXISTS (SELECT 1 FROM jobs AS running"
                     "    WHERE running.target = queued.target AND running.state = %s)"
                     "  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-                    ") RETURNING id, target, kind, head_sha, payload, attempts, event_uuid, "
-                    # Contested: it replaced an older job of its target with another head.
-                    "EXISTS (SELECT 1 FROM jobs AS older WHERE older.target = jobs.target "
-                    "AND older.id < jobs.id AND older.state = 'superseded' "
-                    "AND older.head_sha <> jobs.head_sha "
-                    "AND older.updated_at >= jobs.created_at) AS contested",
+                    ") RETURNING " + journal.CLAIMED_JOB_COLUMNS,
                     (
                         RUNNING,
                         self.replica,
@@ -440,64 +388,33 @@ class PostgresStore:
         taken back. Returns how many jobs are queued."""
         async with self._pool.connection() as db, db.transaction():
             await self._requeue_expired(db, now)
-            cursor = await db.execute("SELECT COUNT(*) AS n FROM jobs WHERE state = %s", (QUEUED,))
+            cursor = await db.execute(_pg(journal.COUNT_QUEUED), (QUEUED,))
             row = await cursor.fetchone()
         return int(row["n"]) if row else 0
 
     async def retry_failed(self, *, older_than: float, max_attempts: int, now: float) -> int:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                "UPDATE jobs SET state = %s, updated_at = %s WHERE state = %s AND updated_at < %s "
-                "AND attempts < %s AND NOT EXISTS (SELECT 1 FROM jobs AS other "
-                "WHERE other.target = jobs.target AND other.id > jobs.id)",
-                (QUEUED, now, FAILED, older_than, max_attempts),
+                _pg(journal.RETRY_FAILED), (QUEUED, now, FAILED, older_than, max_attempts)
             )
             return cursor.rowcount
 
     async def projects_seen(self) -> list[tuple[int, float]]:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "SELECT project_id, last_event_at FROM projects WHERE NOT EXISTS ("
-                "SELECT 1 FROM unreachable_projects AS u WHERE u.project_id = projects.project_id "
-                "AND u.as_of >= projects.last_event_at)"
-            )
+            cursor = await db.execute(_pg(journal.PROJECTS_SEEN))
             rows = await cursor.fetchall()
         return [(int(r["project_id"]), float(r["last_event_at"])) for r in rows]
 
     async def mark_unreachable(self, project_id: int, *, as_of: float, now: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "INSERT INTO unreachable_projects(project_id, as_of, marked_at) "
-                "VALUES (%s, %s, %s) ON CONFLICT (project_id) DO UPDATE SET "
-                "as_of = excluded.as_of, marked_at = excluded.marked_at",
-                (project_id, as_of, now),
-            )
+            await db.execute(_pg(journal.MARK_UNREACHABLE), (project_id, as_of, now))
 
     async def prune(self, *, keys_older_than: float, jobs_older_than: float) -> None:
         async with self._pool.connection() as db, db.transaction():
-            await db.execute("DELETE FROM deliveries WHERE received_at < %s", (keys_older_than,))
-            await db.execute(
-                "DELETE FROM jobs WHERE state IN (%s, %s, %s) AND updated_at < %s",
-                (DONE, SUPERSEDED, FAILED, jobs_older_than),
-            )
-            # A project marked unreachable, with no delivery since, for longer than retention.
-            await db.execute(
-                "DELETE FROM projects WHERE EXISTS (SELECT 1 FROM unreachable_projects AS u "
-                "WHERE u.project_id = projects.project_id "
-                "AND u.as_of >= projects.last_event_at AND u.marked_at < %s)",
-                (jobs_older_than,),
-            )
-            # Marks of projects pruned, or forgotten because a delivery came after them.
-            await db.execute(
-                "DELETE FROM unreachable_projects WHERE NOT EXISTS (SELECT 1 FROM projects AS p "
-                "WHERE p.project_id = unreachable_projects.project_id "
-                "AND p.last_event_at <= unreachable_projects.as_of)"
-            )
-            await db.execute(
-                "DELETE FROM snapshots WHERE target NOT IN "
-                "(SELECT target FROM snapshots ORDER BY updated_at DESC LIMIT %s)",
-                (MAX_SNAPSHOTS,),
-            )
+            for statement, values in journal.prune_statements(
+                keys_older_than=keys_older_than, jobs_older_than=jobs_older_than
+            ):
+                await db.execute(_pg(statement), values)
 
     async def counts(self) -> dict[str, int]:
         async with self._pool.connection() as db:
@@ -516,11 +433,7 @@ class PostgresStore:
             async with self._pool.connection(timeout=5) as db:
                 # A committed write (one row, rewritten), not only a lock: it fails when the
                 # database cannot write, e.g. its disk is full.
-                await db.execute(
-                    "INSERT INTO journal_probe(id, written_at) VALUES (1, %s) "
-                    "ON CONFLICT (id) DO UPDATE SET written_at = excluded.written_at",
-                    (time.time(),),
-                )
+                await db.execute(_pg(journal.WRITE_PROBE), (1, time.time()))
         except (psycopg.Error, TimeoutError):
             return False
         return True
@@ -543,29 +456,19 @@ class PostgresStore:
 
     async def load_snapshot(self, target: str) -> str | None:
         async with self._pool.connection() as db:
-            cursor = await db.execute("SELECT data FROM snapshots WHERE target = %s", (target,))
+            cursor = await db.execute(_pg(journal.LOAD_SNAPSHOT), (target,))
             row = await cursor.fetchone()
         return str(row["data"]) if row else None
 
     async def save_snapshot(self, target: str, data: str, *, now: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "INSERT INTO snapshots(target, data, updated_at) VALUES (%s, %s, %s) "
-                "ON CONFLICT (target) DO UPDATE SET data = excluded.data, "
-                "updated_at = excluded.updated_at",
-                (target, data, now),
-            )
+            await db.execute(_pg(journal.SAVE_SNAPSHOT), (target, data, now))
 
     # -- waivers ---------------------------------------------------------------------------
 
     async def add_waiver(self, waiver: NewWaiver) -> int:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "INSERT INTO waivers(project_id, mr_iid, rule, location, fingerprints, reason, "
-                "author, created_at, expires_at, head_sha) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                _waiver_values(waiver),
-            )
+            cursor = await db.execute(_pg(journal.INSERT_WAIVER), journal._waiver_values(waiver))
             row = await cursor.fetchone()
         assert row is not None
         return int(row["id"])
@@ -575,18 +478,14 @@ class PostgresStore:
     ) -> int:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                "UPDATE waivers SET withdrawn_at = %s, withdrawn_by = %s WHERE project_id = %s "
-                "AND mr_iid = %s AND rule = %s AND withdrawn_at IS NULL AND expires_at > %s",
-                (now, by, project_id, mr_iid, rule, now),
+                _pg(journal.WITHDRAW_WAIVERS), (now, by, project_id, mr_iid, rule, now)
             )
             return cursor.rowcount
 
     async def waivers_of(self, project_id: int, mr_iid: int) -> list[Waiver]:
         async with self._pool.connection() as db:
             cursor = await db.execute(
-                SELECT_WAIVERS + "WHERE project_id = %s AND mr_iid = %s "
-                "AND withdrawn_at IS NULL ORDER BY id DESC LIMIT %s",
-                (project_id, mr_iid, MAX_WAIVERS_PER_MR),
+                _pg(journal.WAIVERS_OF), (project_id, mr_iid, MAX_WAIVERS_PER_MR)
             )
             rows = await cursor.fetchall()
         return [waiver_from_row(r) for r in reversed(rows)]
@@ -602,29 +501,18 @@ class PostgresStore:
 
     async def expired_waivers(self, *, now: float, limit: int) -> list[tuple[int, int]]:
         async with self._pool.connection() as db:
-            cursor = await db.execute(
-                "SELECT DISTINCT project_id, mr_iid FROM waivers WHERE NOT expiry_handled "
-                "AND expires_at <= %s AND withdrawn_at IS NULL LIMIT %s",
-                (now, limit),
-            )
+            cursor = await db.execute(_pg(journal.EXPIRED_WAIVERS), (now, limit))
             rows = await cursor.fetchall()
         return [(int(r["project_id"]), int(r["mr_iid"])) for r in rows]
 
     async def mark_expiry_handled(self, project_id: int, mr_iid: int, *, now: float) -> None:
         # Replicas sweeping at once may both queue the MR's re-check; `enqueue` keeps one.
         async with self._pool.connection() as db:
-            await db.execute(
-                "UPDATE waivers SET expiry_handled = TRUE WHERE project_id = %s "
-                "AND mr_iid = %s AND expires_at <= %s",
-                (project_id, mr_iid, now),
-            )
+            await db.execute(_pg(journal.MARK_EXPIRY_HANDLED), (project_id, mr_iid, now))
 
     async def prune_waivers(self, *, ended_before: float) -> None:
         async with self._pool.connection() as db:
-            await db.execute(
-                "DELETE FROM waivers WHERE expires_at < %s OR withdrawn_at < %s",
-                (ended_before, ended_before),
-            )
+            await db.execute(_pg(journal.PRUNE_WAIVERS), (ended_before, ended_before))
 
     async def close(self) -> None:
         await self._pool.close()
