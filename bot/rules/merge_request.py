@@ -23,20 +23,16 @@ from bot.rules import conventional, markdown
 from bot.rules.base import (
     MR_ONLY,
     Context,
+    DocumentedSeverity,
     Fact,
     MergeRequestFacts,
     Need,
     Problem,
     Rule,
     RuleConfig,
-    SeverityLevel,
 )
-from bot.rules.base import code as markdown_code
+from bot.rules.base import code as _code
 
-_SEVERITY_HELP = (
-    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
-    "reported only, `off` disables the rule."
-)
 _DRAFTS_DOC = "https://docs.gitlab.com/user/project/merge_requests/drafts/"
 _TASK_LISTS_DOC = "https://docs.gitlab.com/user/markdown/#task-lists"
 _CLOSING_DOC = (
@@ -68,11 +64,6 @@ def _excerpt(text: str, limit: int = _EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _code(text: str) -> str:
-    """`text` as inline Markdown code, whatever backticks it holds."""
-    return markdown_code(text)
-
-
 def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
     """An enabled rule with nothing to check would pass everything: refuse that config."""
     if config.severity != "off" and missing:
@@ -85,7 +76,7 @@ def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
 
 
 class TitleConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     pattern: Regex | None = Field(
         None,
         description="A regular expression (RE2 syntax, as GitLab push rules) the title must "
@@ -155,7 +146,7 @@ _DRAFT_TITLE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)", re.IGNORECASE)
 
 
 class DraftConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
@@ -194,7 +185,7 @@ DRAFT = Rule[DraftConfig](
 
 
 class DescriptionConfig(RuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     min_length: int = Field(
         1,
         ge=1,
@@ -253,7 +244,7 @@ DESCRIPTION = Rule[DescriptionConfig](
 
 
 class ChecklistConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Problem]:
@@ -342,7 +333,7 @@ _PLACE_NAMES: dict[str, str] = {
 
 
 class LinkedIssueConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     require_closing: bool = Field(
         False,
         description="Require a closing reference in the description, as GitLab's default "
@@ -466,7 +457,7 @@ _LABELS_HELP = (
 
 
 class LabelsConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     all_of: list[str] = Field(
         default_factory=list, description="Labels the MR must all have." + _LABELS_HELP
     )
@@ -541,12 +532,12 @@ LABELS = Rule[LabelsConfig](
 
 
 class AssigneeConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     min_count: int = Field(1, ge=1, description="Fewest assignees the merge request must have.")
 
 
 class ReviewerConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     min_count: int = Field(1, ge=1, description="Fewest reviewers the merge request must have.")
 
 
@@ -607,7 +598,7 @@ REVIEWER = Rule[ReviewerConfig](
 
 
 class TargetBranchConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     allowed: list[str] = Field(
         default_factory=list,
         description="Branches a merge request may target: shell-style glob patterns as in "
@@ -636,7 +627,7 @@ def _check_target_branch(context: Context, config: TargetBranchConfig) -> Iterat
 
 
 class SourceBranchConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     pattern: Regex | None = Field(
         None,
         description="A regular expression (RE2) the source branch name must contain, like "
@@ -689,7 +680,7 @@ SOURCE_BRANCH = Rule[SourceBranchConfig](
 
 
 class SizeConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     max_files: int | None = Field(
         None, ge=1, description="Most changed files (added, modified, renamed, deleted)."
     )
@@ -779,7 +770,7 @@ _PROTECTED_DOC = "https://docs.gitlab.com/user/project/repository/branches/prote
 
 
 class TargetBranchProtectedConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_target_branch_protected(

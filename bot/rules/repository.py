@@ -23,18 +23,14 @@ from bot.model import ChangedFile, Severity
 from bot.rules.base import (
     CodeOwnersFile,
     Context,
+    DocumentedSeverity,
     Need,
     Problem,
     Rule,
     RuleConfig,
-    SeverityLevel,
 )
-from bot.rules.base import code as markdown_code
+from bot.rules.base import code as _code
 
-_SEVERITY_HELP = (
-    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
-    "reported only, `off` disables the rule."
-)
 _TEMPLATES_DOC = "https://docs.gitlab.com/user/project/description_templates/"
 _CODEOWNERS_DOC = "https://docs.gitlab.com/user/project/codeowners/"
 _CODEOWNERS_SYNTAX_DOC = "https://docs.gitlab.com/user/project/codeowners/reference/"
@@ -55,11 +51,6 @@ def apply_changes(paths: Iterable[str], changes: Sequence[ChangedFile]) -> froze
         if not change.deleted_file:
             result.add(change.new_path)
     return frozenset(result)
-
-
-def _code(text: str) -> str:
-    """`text` as inline Markdown code, whatever backticks it holds."""
-    return markdown_code(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +141,7 @@ DEFAULT_REQUIRED_FILES: tuple[RequiredFileSpec, ...] = (
 
 
 class RequiredFilesConfig(RuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     files: list[RequiredFileSpec] = Field(
         default_factory=lambda: list(DEFAULT_REQUIRED_FILES),
         description="The files the repository root must hold. Setting this replaces the "
@@ -212,11 +203,11 @@ def _template_problem(paths: frozenset[str], directory: str, kind: str) -> Itera
 
 
 class IssueTemplatesConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 class MergeRequestTemplatesConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 def _check_issue_templates(context: Context, config: IssueTemplatesConfig) -> Iterator[Problem]:
@@ -249,11 +240,11 @@ MERGE_REQUEST_TEMPLATES = Rule[MergeRequestTemplatesConfig](
 
 
 class ProjectDescriptionConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 class TopicsConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
     minimum: int = Field(1, ge=1, description="Fewest topics the project must have.")
 
 
@@ -346,7 +337,7 @@ class CodeOwnersError:
 
 
 class CodeOwnersConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _is_owner(token: str) -> bool:
