@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, TypeVar
 
 import re2
 from pydantic import Field, model_validator
@@ -70,6 +70,26 @@ def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
         raise ValueError(f"the rule is enabled but {what}")
 
 
+C = TypeVar("C", bound=RuleConfig)
+
+
+def _mr_rule(
+    rule_id: str,
+    title: str,
+    config: type[C],
+    check: Callable[[Context, MergeRequestFacts, C], Iterable[Problem]],
+    needs: frozenset[Need | Fact] = frozenset(),
+) -> Rule[C]:
+    """A rule judged on merge requests only. Outside one (`context.merge_request` is None)
+    it finds nothing, so `check` is handed the MR's facts."""
+
+    def judge_merge_request(context: Context, config: C) -> Iterable[Problem]:
+        mr = context.merge_request
+        return () if mr is None else check(context, mr, config)
+
+    return Rule(rule_id, title, config, judge_merge_request, needs=needs, scopes=MR_ONLY)
+
+
 # --------------------------------------------------------------------------------------------
 # merge_request.title
 # --------------------------------------------------------------------------------------------
@@ -101,10 +121,7 @@ class TitleConfig(RuleConfig):
         return self
 
 
-def _check_title(context: Context, config: TitleConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_title(context: Context, mr: MergeRequestFacts, config: TitleConfig) -> Iterator[Problem]:
     if config.pattern is not None and not _search(config.pattern, mr.title):
         yield Problem(
             message=f"the title does not match the required pattern {_code(config.pattern)}",
@@ -125,13 +142,7 @@ def _check_title(context: Context, config: TitleConfig) -> Iterator[Problem]:
                 )
 
 
-TITLE = Rule[TitleConfig](
-    id="merge_request.title",
-    title="MR title format",
-    config=TitleConfig,
-    check=_check_title,
-    scopes=MR_ONLY,
-)
+TITLE = _mr_rule("merge_request.title", "MR title format", TitleConfig, _check_title)
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,10 +160,7 @@ class DraftConfig(RuleConfig):
     severity: DocumentedSeverity = "warning"
 
 
-def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_draft(context: Context, mr: MergeRequestFacts, config: DraftConfig) -> Iterator[Problem]:
     prefix = _DRAFT_TITLE.match(mr.title)
     if prefix:
         yield Problem(
@@ -170,13 +178,7 @@ def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
         )
 
 
-DRAFT = Rule[DraftConfig](
-    id="merge_request.draft",
-    title="Not a draft",
-    config=DraftConfig,
-    check=_check_draft,
-    scopes=MR_ONLY,
-)
+DRAFT = _mr_rule("merge_request.draft", "Not a draft", DraftConfig, _check_draft)
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,10 +198,9 @@ class DescriptionConfig(RuleConfig):
     )
 
 
-def _check_description(context: Context, config: DescriptionConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_description(
+    context: Context, mr: MergeRequestFacts, config: DescriptionConfig
+) -> Iterator[Problem]:
     rendered = markdown.render(mr.description)
     length = len(rendered.text.strip())
     if length >= config.min_length:
@@ -229,12 +230,8 @@ def _unread(rendered: markdown.Rendered) -> str:
     )
 
 
-DESCRIPTION = Rule[DescriptionConfig](
-    id="merge_request.description",
-    title="Description present",
-    config=DescriptionConfig,
-    check=_check_description,
-    scopes=MR_ONLY,
+DESCRIPTION = _mr_rule(
+    "merge_request.description", "Description present", DescriptionConfig, _check_description
 )
 
 
@@ -247,10 +244,9 @@ class ChecklistConfig(RuleConfig):
     severity: DocumentedSeverity = "off"
 
 
-def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_checklist(
+    context: Context, mr: MergeRequestFacts, config: ChecklistConfig
+) -> Iterator[Problem]:
     # Task list items as GitLab renders checkboxes (https://docs.gitlab.com/user/markdown/
     # #task-lists): `[ ]` is open; `[x]`, `[X]` and `[~]` (inapplicable) are not.
     rendered = markdown.render(mr.description)
@@ -280,12 +276,8 @@ def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Prob
         )
 
 
-CHECKLIST = Rule[ChecklistConfig](
-    id="merge_request.checklist",
-    title="Checklist complete",
-    config=ChecklistConfig,
-    check=_check_checklist,
-    scopes=MR_ONLY,
+CHECKLIST = _mr_rule(
+    "merge_request.checklist", "Checklist complete", ChecklistConfig, _check_checklist
 )
 
 
@@ -383,10 +375,9 @@ def _has_reference(place: str, text: str, pattern: str | None) -> bool:
     return _ISSUE_REF_RE.search(text) is not None
 
 
-def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_linked_issue(
+    context: Context, mr: MergeRequestFacts, config: LinkedIssueConfig
+) -> Iterator[Problem]:
     texts = _searched_texts(mr, config.search_in)
     description = texts.get("description", "")
     closing = "description" in texts and _has_closing_reference(description, config.pattern)
@@ -436,12 +427,8 @@ def _searched_texts(mr: MergeRequestFacts, places: Iterable[str]) -> dict[str, s
     return texts
 
 
-LINKED_ISSUE = Rule[LinkedIssueConfig](
-    id="merge_request.linked_issue",
-    title="Linked issue",
-    config=LinkedIssueConfig,
-    check=_check_linked_issue,
-    scopes=MR_ONLY,
+LINKED_ISSUE = _mr_rule(
+    "merge_request.linked_issue", "Linked issue", LinkedIssueConfig, _check_linked_issue
 )
 
 
@@ -486,10 +473,9 @@ def _case_hint(wanted: str, labels: tuple[str, ...]) -> str:
     return f" ({_code(near[0])} is set; label names are case-sensitive)"
 
 
-def _check_labels(context: Context, config: LabelsConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_labels(
+    context: Context, mr: MergeRequestFacts, config: LabelsConfig
+) -> Iterator[Problem]:
     have = set(mr.labels)
     for label in config.all_of:
         if label not in have:
@@ -517,13 +503,7 @@ def _check_labels(context: Context, config: LabelsConfig) -> Iterator[Problem]:
             )
 
 
-LABELS = Rule[LabelsConfig](
-    id="merge_request.labels",
-    title="Labels",
-    config=LabelsConfig,
-    check=_check_labels,
-    scopes=MR_ONLY,
-)
+LABELS = _mr_rule("merge_request.labels", "Labels", LabelsConfig, _check_labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,55 +521,40 @@ class ReviewerConfig(RuleConfig):
     min_count: int = Field(1, ge=1, description="Fewest reviewers the merge request must have.")
 
 
-def _people_problem(count: int, minimum: int, role: str, fix: str) -> Iterator[Problem]:
-    if count >= minimum:
-        return
-    if count == 0:
-        message = f"the merge request has no {role}"
-    else:
-        message = f"the merge request has {_count(count, role)}; at least {minimum} expected"
-    yield Problem(message=message, location=f"{role}s", fix=fix)
+def _people_check(
+    role: Literal["assignee", "reviewer"], fix: str
+) -> Callable[[Context, MergeRequestFacts, AssigneeConfig | ReviewerConfig], Iterator[Problem]]:
+    """The check that the MR has at least `min_count` people in `role`."""
+
+    def check(
+        context: Context, mr: MergeRequestFacts, config: AssigneeConfig | ReviewerConfig
+    ) -> Iterator[Problem]:
+        count = len(mr.assignees if role == "assignee" else mr.reviewers)
+        if count >= config.min_count:
+            return
+        if count == 0:
+            message = f"the merge request has no {role}"
+        else:
+            message = (
+                f"the merge request has {_count(count, role)}; at least {config.min_count} expected"
+            )
+        yield Problem(message=message, location=f"{role}s", fix=fix)
+
+    return check
 
 
-def _check_assignee(context: Context, config: AssigneeConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
-    yield from _people_problem(
-        len(mr.assignees),
-        config.min_count,
-        "assignee",
-        "Assign the merge request to who carries it to the merge (sidebar **Assignee**, or "
-        "`/assign @user`).",
-    )
-
-
-def _check_reviewer(context: Context, config: ReviewerConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
-    yield from _people_problem(
-        len(mr.reviewers),
-        config.min_count,
-        "reviewer",
-        "Request a review (sidebar **Reviewers**, or `/assign_reviewer @user`).",
-    )
-
-
-ASSIGNEE = Rule[AssigneeConfig](
-    id="merge_request.assignee",
-    title="Assignee",
-    config=AssigneeConfig,
-    check=_check_assignee,
-    scopes=MR_ONLY,
+_check_assignee = _people_check(
+    "assignee",
+    "Assign the merge request to who carries it to the merge (sidebar **Assignee**, or "
+    "`/assign @user`).",
 )
-REVIEWER = Rule[ReviewerConfig](
-    id="merge_request.reviewer",
-    title="Reviewer",
-    config=ReviewerConfig,
-    check=_check_reviewer,
-    scopes=MR_ONLY,
+_check_reviewer = _people_check(
+    "reviewer", "Request a review (sidebar **Reviewers**, or `/assign_reviewer @user`)."
 )
+
+
+ASSIGNEE = _mr_rule("merge_request.assignee", "Assignee", AssigneeConfig, _check_assignee)
+REVIEWER = _mr_rule("merge_request.reviewer", "Reviewer", ReviewerConfig, _check_reviewer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -611,10 +576,9 @@ class TargetBranchConfig(RuleConfig):
         return self
 
 
-def _check_target_branch(context: Context, config: TargetBranchConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_target_branch(
+    context: Context, mr: MergeRequestFacts, config: TargetBranchConfig
+) -> Iterator[Problem]:
     target = mr.target_branch or context.target_branch
     if any(fnmatch.fnmatchcase(target, pattern) for pattern in config.allowed):
         return
@@ -642,9 +606,10 @@ class SourceBranchConfig(RuleConfig):
         return self
 
 
-def _check_source_branch(context: Context, config: SourceBranchConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None or config.pattern is None:
+def _check_source_branch(
+    context: Context, mr: MergeRequestFacts, config: SourceBranchConfig
+) -> Iterator[Problem]:
+    if config.pattern is None:
         return
     source = mr.source_branch or context.branch
     if _search(config.pattern, source):
@@ -658,19 +623,11 @@ def _check_source_branch(context: Context, config: SourceBranchConfig) -> Iterat
     )
 
 
-TARGET_BRANCH = Rule[TargetBranchConfig](
-    id="merge_request.target_branch",
-    title="Target branch",
-    config=TargetBranchConfig,
-    check=_check_target_branch,
-    scopes=MR_ONLY,
+TARGET_BRANCH = _mr_rule(
+    "merge_request.target_branch", "Target branch", TargetBranchConfig, _check_target_branch
 )
-SOURCE_BRANCH = Rule[SourceBranchConfig](
-    id="merge_request.source_branch",
-    title="Source branch name",
-    config=SourceBranchConfig,
-    check=_check_source_branch,
-    scopes=MR_ONLY,
+SOURCE_BRANCH = _mr_rule(
+    "merge_request.source_branch", "Source branch name", SourceBranchConfig, _check_source_branch
 )
 
 
@@ -706,9 +663,7 @@ class SizeConfig(RuleConfig):
 _SPLIT_FIX = "Split the merge request into smaller ones that can be reviewed on their own."
 
 
-def _check_size(context: Context, config: SizeConfig) -> Iterator[Problem]:
-    if context.merge_request is None:
-        return
+def _check_size(context: Context, mr: MergeRequestFacts, config: SizeConfig) -> Iterator[Problem]:
     files = len(context.changes)
     if config.max_files is not None and files > config.max_files:
         yield Problem(
@@ -745,13 +700,8 @@ def _check_size(context: Context, config: SizeConfig) -> Iterator[Problem]:
         )
 
 
-SIZE = Rule[SizeConfig](
-    id="merge_request.size",
-    title="Merge request size",
-    config=SizeConfig,
-    check=_check_size,
-    needs=frozenset({Need.CHANGES}),
-    scopes=MR_ONLY,
+SIZE = _mr_rule(
+    "merge_request.size", "Merge request size", SizeConfig, _check_size, frozenset({Need.CHANGES})
 )
 
 
