@@ -10,11 +10,11 @@ description and topics.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pathspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -40,6 +40,27 @@ _MAX_PROBLEMS = 50
 
 ISSUE_TEMPLATES_DIR = ".gitlab/issue_templates"
 MR_TEMPLATES_DIR = ".gitlab/merge_request_templates"
+
+
+C = TypeVar("C", bound=RuleConfig)
+
+
+def _tree_rule(
+    rule_id: str,
+    title: str,
+    config: type[C],
+    check: Callable[[Context, C], Iterable[Problem]],
+    *more_needs: Need,
+) -> Rule[C]:
+    """A rule that judges the tree's paths (`context.paths`), and whatever else it needs."""
+    return Rule(rule_id, title, config, check, needs=frozenset({Need.TREE, *more_needs}))
+
+
+def _project_rule(
+    rule_id: str, title: str, config: type[C], check: Callable[[Context, C], Iterable[Problem]]
+) -> Rule[C]:
+    """A rule that judges the project's settings (`context.project`)."""
+    return Rule(rule_id, title, config, check, needs=frozenset({Need.PROJECT}))
 
 
 def apply_changes(paths: Iterable[str], changes: Sequence[ChangedFile]) -> frozenset[str]:
@@ -168,12 +189,8 @@ def _check_required_files(context: Context, config: RequiredFilesConfig) -> Iter
         )
 
 
-REQUIRED_FILES = Rule[RequiredFilesConfig](
-    id="repository.required_files",
-    title="Required files",
-    config=RequiredFilesConfig,
-    check=_check_required_files,
-    needs=frozenset({Need.TREE}),
+REQUIRED_FILES = _tree_rule(
+    "repository.required_files", "Required files", RequiredFilesConfig, _check_required_files
 )
 
 
@@ -191,15 +208,22 @@ def _has_template(paths: frozenset[str], directory: str) -> bool:
     )
 
 
-def _template_problem(paths: frozenset[str], directory: str, kind: str) -> Iterator[Problem]:
-    if _has_template(paths, directory):
-        return
-    yield Problem(
-        message=f"no {kind} template in {directory}/",
-        location=directory,
-        fix=f"Add at least one Markdown file to {directory}/ (e.g. {directory}/Default.md, "
-        f"which GitLab also uses as the default template); {_TEMPLATES_DOC}",
-    )
+def _templates_check(
+    directory: str, kind: str
+) -> Callable[[Context, RuleConfig], Iterator[Problem]]:
+    """The check that the tree offers `kind` description templates in `directory`."""
+
+    def check(context: Context, config: RuleConfig) -> Iterator[Problem]:
+        if _has_template(context.paths, directory):
+            return
+        yield Problem(
+            message=f"no {kind} template in {directory}/",
+            location=directory,
+            fix=f"Add at least one Markdown file to {directory}/ (e.g. {directory}/Default.md, "
+            f"which GitLab also uses as the default template); {_TEMPLATES_DOC}",
+        )
+
+    return check
 
 
 class IssueTemplatesConfig(RuleConfig):
@@ -210,27 +234,18 @@ class MergeRequestTemplatesConfig(RuleConfig):
     severity: DocumentedSeverity = "warning"
 
 
-def _check_issue_templates(context: Context, config: IssueTemplatesConfig) -> Iterator[Problem]:
-    return _template_problem(context.paths, ISSUE_TEMPLATES_DIR, "issue")
+_check_issue_templates = _templates_check(ISSUE_TEMPLATES_DIR, "issue")
+_check_mr_templates = _templates_check(MR_TEMPLATES_DIR, "merge request")
 
 
-def _check_mr_templates(context: Context, config: MergeRequestTemplatesConfig) -> Iterator[Problem]:
-    return _template_problem(context.paths, MR_TEMPLATES_DIR, "merge request")
-
-
-ISSUE_TEMPLATES = Rule[IssueTemplatesConfig](
-    id="repository.issue_templates",
-    title="Issue templates",
-    config=IssueTemplatesConfig,
-    check=_check_issue_templates,
-    needs=frozenset({Need.TREE}),
+ISSUE_TEMPLATES = _tree_rule(
+    "repository.issue_templates", "Issue templates", IssueTemplatesConfig, _check_issue_templates
 )
-MERGE_REQUEST_TEMPLATES = Rule[MergeRequestTemplatesConfig](
-    id="repository.merge_request_templates",
-    title="Merge request templates",
-    config=MergeRequestTemplatesConfig,
-    check=_check_mr_templates,
-    needs=frozenset({Need.TREE}),
+MERGE_REQUEST_TEMPLATES = _tree_rule(
+    "repository.merge_request_templates",
+    "Merge request templates",
+    MergeRequestTemplatesConfig,
+    _check_mr_templates,
 )
 
 
@@ -270,20 +285,10 @@ def _check_topics(context: Context, config: TopicsConfig) -> Iterator[Problem]:
     )
 
 
-DESCRIPTION = Rule[ProjectDescriptionConfig](
-    id="repository.description",
-    title="Project description",
-    config=ProjectDescriptionConfig,
-    check=_check_description,
-    needs=frozenset({Need.PROJECT}),
+DESCRIPTION = _project_rule(
+    "repository.description", "Project description", ProjectDescriptionConfig, _check_description
 )
-TOPICS = Rule[TopicsConfig](
-    id="repository.topics",
-    title="Project topics",
-    config=TopicsConfig,
-    check=_check_topics,
-    needs=frozenset({Need.PROJECT}),
-)
+TOPICS = _project_rule("repository.topics", "Project topics", TopicsConfig, _check_topics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -465,12 +470,8 @@ def _check_codeowners(context: Context, config: CodeOwnersConfig) -> Iterator[Pr
         )
 
 
-CODEOWNERS = Rule[CodeOwnersConfig](
-    id="repository.codeowners",
-    title="CODEOWNERS",
-    config=CodeOwnersConfig,
-    check=_check_codeowners,
-    needs=frozenset({Need.TREE, Need.CODEOWNERS}),
+CODEOWNERS = _tree_rule(
+    "repository.codeowners", "CODEOWNERS", CodeOwnersConfig, _check_codeowners, Need.CODEOWNERS
 )
 
 
