@@ -13,7 +13,7 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
-from typing import Any, Literal, Self, TypeVar
+from typing import Any, Literal, Self
 
 import re2
 from pydantic import Field, model_validator
@@ -22,6 +22,7 @@ from bot.patterns import MAX_TEXT_LENGTH, Regex, compile_regex
 from bot.rules import conventional, markdown
 from bot.rules.base import (
     MR_ONLY,
+    C,
     Context,
     DocumentedSeverity,
     Fact,
@@ -68,9 +69,6 @@ def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
     """An enabled rule with nothing to check would pass everything: refuse that config."""
     if config.severity != "off" and missing:
         raise ValueError(f"the rule is enabled but {what}")
-
-
-C = TypeVar("C", bound=RuleConfig)
 
 
 def _mr_rule(

@@ -14,13 +14,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 import pathspec
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.model import ChangedFile, Severity
 from bot.rules.base import (
+    C,
     CodeOwnersFile,
     Context,
     DocumentedSeverity,
@@ -40,9 +41,6 @@ _MAX_PROBLEMS = 50
 
 ISSUE_TEMPLATES_DIR = ".gitlab/issue_templates"
 MR_TEMPLATES_DIR = ".gitlab/merge_request_templates"
-
-
-C = TypeVar("C", bound=RuleConfig)
 
 
 def _tree_rule(
