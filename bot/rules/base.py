@@ -14,13 +14,21 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.model import ChangedFile, Commit, Severity
 
 SeverityLevel = Literal["error", "warning", "info", "off"]
+
+SEVERITY_HELP = (
+    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
+    "reported only, `off` disables the rule."
+)
+# A rule config's `severity` with its help in the JSON Schema; the config gives the default:
+# `severity: DocumentedSeverity = "warning"`.
+DocumentedSeverity = Annotated[SeverityLevel, Field(description=SEVERITY_HELP)]
 
 
 class Need(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import lru_cache
 from typing import Any, Literal, Self
 
@@ -22,21 +22,18 @@ from bot.patterns import MAX_TEXT_LENGTH, Regex, compile_regex
 from bot.rules import conventional, markdown
 from bot.rules.base import (
     MR_ONLY,
+    C,
     Context,
+    DocumentedSeverity,
     Fact,
     MergeRequestFacts,
     Need,
     Problem,
     Rule,
     RuleConfig,
-    SeverityLevel,
 )
-from bot.rules.base import code as markdown_code
+from bot.rules.base import code as _code
 
-_SEVERITY_HELP = (
-    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
-    "reported only, `off` disables the rule."
-)
 _DRAFTS_DOC = "https://docs.gitlab.com/user/project/merge_requests/drafts/"
 _TASK_LISTS_DOC = "https://docs.gitlab.com/user/markdown/#task-lists"
 _CLOSING_DOC = (
@@ -68,15 +65,27 @@ def _excerpt(text: str, limit: int = _EXCERPT) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _code(text: str) -> str:
-    """`text` as inline Markdown code, whatever backticks it holds."""
-    return markdown_code(text)
-
-
 def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
     """An enabled rule with nothing to check would pass everything: refuse that config."""
     if config.severity != "off" and missing:
         raise ValueError(f"the rule is enabled but {what}")
+
+
+def _mr_rule(
+    rule_id: str,
+    title: str,
+    config: type[C],
+    check: Callable[[Context, MergeRequestFacts, C], Iterable[Problem]],
+    needs: frozenset[Need | Fact] = frozenset(),
+) -> Rule[C]:
+    """A rule judged on merge requests only. Outside one (`context.merge_request` is None)
+    it finds nothing, so `check` is handed the MR's facts."""
+
+    def judge_merge_request(context: Context, config: C) -> Iterable[Problem]:
+        mr = context.merge_request
+        return () if mr is None else check(context, mr, config)
+
+    return Rule(rule_id, title, config, judge_merge_request, needs=needs, scopes=MR_ONLY)
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,7 +94,7 @@ def _enabled_without(config: RuleConfig, missing: bool, what: str) -> None:
 
 
 class TitleConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     pattern: Regex | None = Field(
         None,
         description="A regular expression (RE2 syntax, as GitLab push rules) the title must "
@@ -110,10 +119,7 @@ class TitleConfig(RuleConfig):
         return self
 
 
-def _check_title(context: Context, config: TitleConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_title(context: Context, mr: MergeRequestFacts, config: TitleConfig) -> Iterator[Problem]:
     if config.pattern is not None and not _search(config.pattern, mr.title):
         yield Problem(
             message=f"the title does not match the required pattern {_code(config.pattern)}",
@@ -134,13 +140,7 @@ def _check_title(context: Context, config: TitleConfig) -> Iterator[Problem]:
                 )
 
 
-TITLE = Rule[TitleConfig](
-    id="merge_request.title",
-    title="MR title format",
-    config=TitleConfig,
-    check=_check_title,
-    scopes=MR_ONLY,
-)
+TITLE = _mr_rule("merge_request.title", "MR title format", TitleConfig, _check_title)
 
 
 # --------------------------------------------------------------------------------------------
@@ -155,13 +155,10 @@ _DRAFT_TITLE = re.compile(r"^\s*(\[draft\]|\(draft\)|draft:)", re.IGNORECASE)
 
 
 class DraftConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
-def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_draft(context: Context, mr: MergeRequestFacts, config: DraftConfig) -> Iterator[Problem]:
     prefix = _DRAFT_TITLE.match(mr.title)
     if prefix:
         yield Problem(
@@ -179,13 +176,7 @@ def _check_draft(context: Context, config: DraftConfig) -> Iterator[Problem]:
         )
 
 
-DRAFT = Rule[DraftConfig](
-    id="merge_request.draft",
-    title="Not a draft",
-    config=DraftConfig,
-    check=_check_draft,
-    scopes=MR_ONLY,
-)
+DRAFT = _mr_rule("merge_request.draft", "Not a draft", DraftConfig, _check_draft)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +185,7 @@ DRAFT = Rule[DraftConfig](
 
 
 class DescriptionConfig(RuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     min_length: int = Field(
         1,
         ge=1,
@@ -205,10 +196,9 @@ class DescriptionConfig(RuleConfig):
     )
 
 
-def _check_description(context: Context, config: DescriptionConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_description(
+    context: Context, mr: MergeRequestFacts, config: DescriptionConfig
+) -> Iterator[Problem]:
     rendered = markdown.render(mr.description)
     length = len(rendered.text.strip())
     if length >= config.min_length:
@@ -238,12 +228,8 @@ def _unread(rendered: markdown.Rendered) -> str:
     )
 
 
-DESCRIPTION = Rule[DescriptionConfig](
-    id="merge_request.description",
-    title="Description present",
-    config=DescriptionConfig,
-    check=_check_description,
-    scopes=MR_ONLY,
+DESCRIPTION = _mr_rule(
+    "merge_request.description", "Description present", DescriptionConfig, _check_description
 )
 
 
@@ -253,13 +239,12 @@ DESCRIPTION = Rule[DescriptionConfig](
 
 
 class ChecklistConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
-def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_checklist(
+    context: Context, mr: MergeRequestFacts, config: ChecklistConfig
+) -> Iterator[Problem]:
     # Task list items as GitLab renders checkboxes (https://docs.gitlab.com/user/markdown/
     # #task-lists): `[ ]` is open; `[x]`, `[X]` and `[~]` (inapplicable) are not.
     rendered = markdown.render(mr.description)
@@ -289,12 +274,8 @@ def _check_checklist(context: Context, config: ChecklistConfig) -> Iterator[Prob
         )
 
 
-CHECKLIST = Rule[ChecklistConfig](
-    id="merge_request.checklist",
-    title="Checklist complete",
-    config=ChecklistConfig,
-    check=_check_checklist,
-    scopes=MR_ONLY,
+CHECKLIST = _mr_rule(
+    "merge_request.checklist", "Checklist complete", ChecklistConfig, _check_checklist
 )
 
 
@@ -342,7 +323,7 @@ _PLACE_NAMES: dict[str, str] = {
 
 
 class LinkedIssueConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     require_closing: bool = Field(
         False,
         description="Require a closing reference in the description, as GitLab's default "
@@ -392,10 +373,9 @@ def _has_reference(place: str, text: str, pattern: str | None) -> bool:
     return _ISSUE_REF_RE.search(text) is not None
 
 
-def _check_linked_issue(context: Context, config: LinkedIssueConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_linked_issue(
+    context: Context, mr: MergeRequestFacts, config: LinkedIssueConfig
+) -> Iterator[Problem]:
     texts = _searched_texts(mr, config.search_in)
     description = texts.get("description", "")
     closing = "description" in texts and _has_closing_reference(description, config.pattern)
@@ -445,12 +425,8 @@ def _searched_texts(mr: MergeRequestFacts, places: Iterable[str]) -> dict[str, s
     return texts
 
 
-LINKED_ISSUE = Rule[LinkedIssueConfig](
-    id="merge_request.linked_issue",
-    title="Linked issue",
-    config=LinkedIssueConfig,
-    check=_check_linked_issue,
-    scopes=MR_ONLY,
+LINKED_ISSUE = _mr_rule(
+    "merge_request.linked_issue", "Linked issue", LinkedIssueConfig, _check_linked_issue
 )
 
 
@@ -466,7 +442,7 @@ _LABELS_HELP = (
 
 
 class LabelsConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     all_of: list[str] = Field(
         default_factory=list, description="Labels the MR must all have." + _LABELS_HELP
     )
@@ -495,10 +471,9 @@ def _case_hint(wanted: str, labels: tuple[str, ...]) -> str:
     return f" ({_code(near[0])} is set; label names are case-sensitive)"
 
 
-def _check_labels(context: Context, config: LabelsConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_labels(
+    context: Context, mr: MergeRequestFacts, config: LabelsConfig
+) -> Iterator[Problem]:
     have = set(mr.labels)
     for label in config.all_of:
         if label not in have:
@@ -526,13 +501,7 @@ def _check_labels(context: Context, config: LabelsConfig) -> Iterator[Problem]:
             )
 
 
-LABELS = Rule[LabelsConfig](
-    id="merge_request.labels",
-    title="Labels",
-    config=LabelsConfig,
-    check=_check_labels,
-    scopes=MR_ONLY,
-)
+LABELS = _mr_rule("merge_request.labels", "Labels", LabelsConfig, _check_labels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -541,64 +510,49 @@ LABELS = Rule[LabelsConfig](
 
 
 class AssigneeConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     min_count: int = Field(1, ge=1, description="Fewest assignees the merge request must have.")
 
 
 class ReviewerConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     min_count: int = Field(1, ge=1, description="Fewest reviewers the merge request must have.")
 
 
-def _people_problem(count: int, minimum: int, role: str, fix: str) -> Iterator[Problem]:
-    if count >= minimum:
-        return
-    if count == 0:
-        message = f"the merge request has no {role}"
-    else:
-        message = f"the merge request has {_count(count, role)}; at least {minimum} expected"
-    yield Problem(message=message, location=f"{role}s", fix=fix)
+def _people_check(
+    role: Literal["assignee", "reviewer"], fix: str
+) -> Callable[[Context, MergeRequestFacts, AssigneeConfig | ReviewerConfig], Iterator[Problem]]:
+    """The check that the MR has at least `min_count` people in `role`."""
+
+    def check(
+        context: Context, mr: MergeRequestFacts, config: AssigneeConfig | ReviewerConfig
+    ) -> Iterator[Problem]:
+        count = len(mr.assignees if role == "assignee" else mr.reviewers)
+        if count >= config.min_count:
+            return
+        if count == 0:
+            message = f"the merge request has no {role}"
+        else:
+            message = (
+                f"the merge request has {_count(count, role)}; at least {config.min_count} expected"
+            )
+        yield Problem(message=message, location=f"{role}s", fix=fix)
+
+    return check
 
 
-def _check_assignee(context: Context, config: AssigneeConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
-    yield from _people_problem(
-        len(mr.assignees),
-        config.min_count,
-        "assignee",
-        "Assign the merge request to who carries it to the merge (sidebar **Assignee**, or "
-        "`/assign @user`).",
-    )
-
-
-def _check_reviewer(context: Context, config: ReviewerConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
-    yield from _people_problem(
-        len(mr.reviewers),
-        config.min_count,
-        "reviewer",
-        "Request a review (sidebar **Reviewers**, or `/assign_reviewer @user`).",
-    )
-
-
-ASSIGNEE = Rule[AssigneeConfig](
-    id="merge_request.assignee",
-    title="Assignee",
-    config=AssigneeConfig,
-    check=_check_assignee,
-    scopes=MR_ONLY,
+_check_assignee = _people_check(
+    "assignee",
+    "Assign the merge request to who carries it to the merge (sidebar **Assignee**, or "
+    "`/assign @user`).",
 )
-REVIEWER = Rule[ReviewerConfig](
-    id="merge_request.reviewer",
-    title="Reviewer",
-    config=ReviewerConfig,
-    check=_check_reviewer,
-    scopes=MR_ONLY,
+_check_reviewer = _people_check(
+    "reviewer", "Request a review (sidebar **Reviewers**, or `/assign_reviewer @user`)."
 )
+
+
+ASSIGNEE = _mr_rule("merge_request.assignee", "Assignee", AssigneeConfig, _check_assignee)
+REVIEWER = _mr_rule("merge_request.reviewer", "Reviewer", ReviewerConfig, _check_reviewer)
 
 
 # --------------------------------------------------------------------------------------------
@@ -607,7 +561,7 @@ REVIEWER = Rule[ReviewerConfig](
 
 
 class TargetBranchConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     allowed: list[str] = Field(
         default_factory=list,
         description="Branches a merge request may target: shell-style glob patterns as in "
@@ -620,10 +574,9 @@ class TargetBranchConfig(RuleConfig):
         return self
 
 
-def _check_target_branch(context: Context, config: TargetBranchConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None:
-        return
+def _check_target_branch(
+    context: Context, mr: MergeRequestFacts, config: TargetBranchConfig
+) -> Iterator[Problem]:
     target = mr.target_branch or context.target_branch
     if any(fnmatch.fnmatchcase(target, pattern) for pattern in config.allowed):
         return
@@ -636,7 +589,7 @@ def _check_target_branch(context: Context, config: TargetBranchConfig) -> Iterat
 
 
 class SourceBranchConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     pattern: Regex | None = Field(
         None,
         description="A regular expression (RE2) the source branch name must contain, like "
@@ -651,9 +604,10 @@ class SourceBranchConfig(RuleConfig):
         return self
 
 
-def _check_source_branch(context: Context, config: SourceBranchConfig) -> Iterator[Problem]:
-    mr = context.merge_request
-    if mr is None or config.pattern is None:
+def _check_source_branch(
+    context: Context, mr: MergeRequestFacts, config: SourceBranchConfig
+) -> Iterator[Problem]:
+    if config.pattern is None:
         return
     source = mr.source_branch or context.branch
     if _search(config.pattern, source):
@@ -667,19 +621,11 @@ def _check_source_branch(context: Context, config: SourceBranchConfig) -> Iterat
     )
 
 
-TARGET_BRANCH = Rule[TargetBranchConfig](
-    id="merge_request.target_branch",
-    title="Target branch",
-    config=TargetBranchConfig,
-    check=_check_target_branch,
-    scopes=MR_ONLY,
+TARGET_BRANCH = _mr_rule(
+    "merge_request.target_branch", "Target branch", TargetBranchConfig, _check_target_branch
 )
-SOURCE_BRANCH = Rule[SourceBranchConfig](
-    id="merge_request.source_branch",
-    title="Source branch name",
-    config=SourceBranchConfig,
-    check=_check_source_branch,
-    scopes=MR_ONLY,
+SOURCE_BRANCH = _mr_rule(
+    "merge_request.source_branch", "Source branch name", SourceBranchConfig, _check_source_branch
 )
 
 
@@ -689,7 +635,7 @@ SOURCE_BRANCH = Rule[SourceBranchConfig](
 
 
 class SizeConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     max_files: int | None = Field(
         None, ge=1, description="Most changed files (added, modified, renamed, deleted)."
     )
@@ -715,9 +661,7 @@ class SizeConfig(RuleConfig):
 _SPLIT_FIX = "Split the merge request into smaller ones that can be reviewed on their own."
 
 
-def _check_size(context: Context, config: SizeConfig) -> Iterator[Problem]:
-    if context.merge_request is None:
-        return
+def _check_size(context: Context, mr: MergeRequestFacts, config: SizeConfig) -> Iterator[Problem]:
     files = len(context.changes)
     if config.max_files is not None and files > config.max_files:
         yield Problem(
@@ -754,13 +698,8 @@ def _check_size(context: Context, config: SizeConfig) -> Iterator[Problem]:
         )
 
 
-SIZE = Rule[SizeConfig](
-    id="merge_request.size",
-    title="Merge request size",
-    config=SizeConfig,
-    check=_check_size,
-    needs=frozenset({Need.CHANGES}),
-    scopes=MR_ONLY,
+SIZE = _mr_rule(
+    "merge_request.size", "Merge request size", SizeConfig, _check_size, frozenset({Need.CHANGES})
 )
 
 
@@ -779,7 +718,7 @@ _PROTECTED_DOC = "https://docs.gitlab.com/user/project/repository/branches/prote
 
 
 class TargetBranchProtectedConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_target_branch_protected(

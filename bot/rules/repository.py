@@ -10,7 +10,7 @@ description and topics.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import PurePosixPath
@@ -21,20 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from bot.model import ChangedFile, Severity
 from bot.rules.base import (
+    C,
     CodeOwnersFile,
     Context,
+    DocumentedSeverity,
     Need,
     Problem,
     Rule,
     RuleConfig,
-    SeverityLevel,
 )
-from bot.rules.base import code as markdown_code
+from bot.rules.base import code as _code
 
-_SEVERITY_HELP = (
-    "How a finding of this rule counts: `error` fails the check, `warning` and `info` are "
-    "reported only, `off` disables the rule."
-)
 _TEMPLATES_DOC = "https://docs.gitlab.com/user/project/description_templates/"
 _CODEOWNERS_DOC = "https://docs.gitlab.com/user/project/codeowners/"
 _CODEOWNERS_SYNTAX_DOC = "https://docs.gitlab.com/user/project/codeowners/reference/"
@@ -46,6 +43,24 @@ ISSUE_TEMPLATES_DIR = ".gitlab/issue_templates"
 MR_TEMPLATES_DIR = ".gitlab/merge_request_templates"
 
 
+def _tree_rule(
+    rule_id: str,
+    title: str,
+    config: type[C],
+    check: Callable[[Context, C], Iterable[Problem]],
+    *more_needs: Need,
+) -> Rule[C]:
+    """A rule that judges the tree's paths (`context.paths`), and whatever else it needs."""
+    return Rule(rule_id, title, config, check, needs=frozenset({Need.TREE, *more_needs}))
+
+
+def _project_rule(
+    rule_id: str, title: str, config: type[C], check: Callable[[Context, C], Iterable[Problem]]
+) -> Rule[C]:
+    """A rule that judges the project's settings (`context.project`)."""
+    return Rule(rule_id, title, config, check, needs=frozenset({Need.PROJECT}))
+
+
 def apply_changes(paths: Iterable[str], changes: Sequence[ChangedFile]) -> frozenset[str]:
     """The tree's paths after a merge request's file changes (adds, deletes, renames)."""
     result = set(paths)
@@ -55,11 +70,6 @@ def apply_changes(paths: Iterable[str], changes: Sequence[ChangedFile]) -> froze
         if not change.deleted_file:
             result.add(change.new_path)
     return frozenset(result)
-
-
-def _code(text: str) -> str:
-    """`text` as inline Markdown code, whatever backticks it holds."""
-    return markdown_code(text)
 
 
 # --------------------------------------------------------------------------------------------
@@ -150,7 +160,7 @@ DEFAULT_REQUIRED_FILES: tuple[RequiredFileSpec, ...] = (
 
 
 class RequiredFilesConfig(RuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     files: list[RequiredFileSpec] = Field(
         default_factory=lambda: list(DEFAULT_REQUIRED_FILES),
         description="The files the repository root must hold. Setting this replaces the "
@@ -177,12 +187,8 @@ def _check_required_files(context: Context, config: RequiredFilesConfig) -> Iter
         )
 
 
-REQUIRED_FILES = Rule[RequiredFilesConfig](
-    id="repository.required_files",
-    title="Required files",
-    config=RequiredFilesConfig,
-    check=_check_required_files,
-    needs=frozenset({Need.TREE}),
+REQUIRED_FILES = _tree_rule(
+    "repository.required_files", "Required files", RequiredFilesConfig, _check_required_files
 )
 
 
@@ -200,46 +206,44 @@ def _has_template(paths: frozenset[str], directory: str) -> bool:
     )
 
 
-def _template_problem(paths: frozenset[str], directory: str, kind: str) -> Iterator[Problem]:
-    if _has_template(paths, directory):
-        return
-    yield Problem(
-        message=f"no {kind} template in {directory}/",
-        location=directory,
-        fix=f"Add at least one Markdown file to {directory}/ (e.g. {directory}/Default.md, "
-        f"which GitLab also uses as the default template); {_TEMPLATES_DOC}",
-    )
+def _templates_check(
+    directory: str, kind: str
+) -> Callable[[Context, RuleConfig], Iterator[Problem]]:
+    """The check that the tree offers `kind` description templates in `directory`."""
+
+    def check(context: Context, config: RuleConfig) -> Iterator[Problem]:
+        if _has_template(context.paths, directory):
+            return
+        yield Problem(
+            message=f"no {kind} template in {directory}/",
+            location=directory,
+            fix=f"Add at least one Markdown file to {directory}/ (e.g. {directory}/Default.md, "
+            f"which GitLab also uses as the default template); {_TEMPLATES_DOC}",
+        )
+
+    return check
 
 
 class IssueTemplatesConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 class MergeRequestTemplatesConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
-def _check_issue_templates(context: Context, config: IssueTemplatesConfig) -> Iterator[Problem]:
-    return _template_problem(context.paths, ISSUE_TEMPLATES_DIR, "issue")
+_check_issue_templates = _templates_check(ISSUE_TEMPLATES_DIR, "issue")
+_check_mr_templates = _templates_check(MR_TEMPLATES_DIR, "merge request")
 
 
-def _check_mr_templates(context: Context, config: MergeRequestTemplatesConfig) -> Iterator[Problem]:
-    return _template_problem(context.paths, MR_TEMPLATES_DIR, "merge request")
-
-
-ISSUE_TEMPLATES = Rule[IssueTemplatesConfig](
-    id="repository.issue_templates",
-    title="Issue templates",
-    config=IssueTemplatesConfig,
-    check=_check_issue_templates,
-    needs=frozenset({Need.TREE}),
+ISSUE_TEMPLATES = _tree_rule(
+    "repository.issue_templates", "Issue templates", IssueTemplatesConfig, _check_issue_templates
 )
-MERGE_REQUEST_TEMPLATES = Rule[MergeRequestTemplatesConfig](
-    id="repository.merge_request_templates",
-    title="Merge request templates",
-    config=MergeRequestTemplatesConfig,
-    check=_check_mr_templates,
-    needs=frozenset({Need.TREE}),
+MERGE_REQUEST_TEMPLATES = _tree_rule(
+    "repository.merge_request_templates",
+    "Merge request templates",
+    MergeRequestTemplatesConfig,
+    _check_mr_templates,
 )
 
 
@@ -249,11 +253,11 @@ MERGE_REQUEST_TEMPLATES = Rule[MergeRequestTemplatesConfig](
 
 
 class ProjectDescriptionConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
 
 
 class TopicsConfig(RuleConfig):
-    severity: SeverityLevel = Field("warning", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "warning"
     minimum: int = Field(1, ge=1, description="Fewest topics the project must have.")
 
 
@@ -279,20 +283,10 @@ def _check_topics(context: Context, config: TopicsConfig) -> Iterator[Problem]:
     )
 
 
-DESCRIPTION = Rule[ProjectDescriptionConfig](
-    id="repository.description",
-    title="Project description",
-    config=ProjectDescriptionConfig,
-    check=_check_description,
-    needs=frozenset({Need.PROJECT}),
+DESCRIPTION = _project_rule(
+    "repository.description", "Project description", ProjectDescriptionConfig, _check_description
 )
-TOPICS = Rule[TopicsConfig](
-    id="repository.topics",
-    title="Project topics",
-    config=TopicsConfig,
-    check=_check_topics,
-    needs=frozenset({Need.PROJECT}),
-)
+TOPICS = _project_rule("repository.topics", "Project topics", TopicsConfig, _check_topics)
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,7 +340,7 @@ class CodeOwnersError:
 
 
 class CodeOwnersConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _is_owner(token: str) -> bool:
@@ -474,12 +468,8 @@ def _check_codeowners(context: Context, config: CodeOwnersConfig) -> Iterator[Pr
         )
 
 
-CODEOWNERS = Rule[CodeOwnersConfig](
-    id="repository.codeowners",
-    title="CODEOWNERS",
-    config=CodeOwnersConfig,
-    check=_check_codeowners,
-    needs=frozenset({Need.TREE, Need.CODEOWNERS}),
+CODEOWNERS = _tree_rule(
+    "repository.codeowners", "CODEOWNERS", CodeOwnersConfig, _check_codeowners, Need.CODEOWNERS
 )
 
 
