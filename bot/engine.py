@@ -436,6 +436,34 @@ def judge(
     )
 
 
+def judge_inputs(
+    checks: Plan,
+    scope: Scope,
+    inputs: Inputs,
+    where: Where,
+    *,
+    merge_request: MergeRequestFacts | None = None,
+) -> Report:
+    """Judge what a Source answered about `where`, as every face does.
+
+    An MR's tree is read at its target (`where.tree_at`): the repository rules judge it with
+    the MR's changes laid over (the branch as it will be after the merge), and what they find
+    without those changes holds there already and is marked so (`mark_inherited`).
+    """
+    reads = reads_for(checks.needs, scope)
+    paths = None
+    if scope is Scope.MERGE_REQUEST and reads.tree:
+        paths = apply_changes(inputs.paths, inputs.changes.files)
+    context = context_for(checks, scope, inputs, where, paths=paths, merge_request=merge_request)
+    return judge(
+        checks,
+        context,
+        head_sha=where.head,
+        facts=report_facts(reads, scope, inputs),
+        on_target=replace(context, paths=inputs.paths) if scope is Scope.MERGE_REQUEST else None,
+    )
+
+
 def config_failure(head_sha: str, exc: ConfigError) -> Report:
     """The report of a check whose config is invalid: failed, with each error by line."""
     return Report(
@@ -705,10 +733,10 @@ def _merge_request_where(event: MergeRequestEvent, base: str, tree_at: str) -> W
 
 def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -> Report:
     """Run the rules on the inputs read from GitLab and the MR facts from the payload."""
-    reads = reads_for(checks.needs, Scope.MERGE_REQUEST)
     inputs = Inputs(
         commits=stored.commits,
         changes=Changes(stored.changes, stored.changes_truncated),
+        paths=stored.target_paths,
         project=stored.project,
         codeowners=stored.codeowners,
         file_sizes=stored.file_sizes,
@@ -716,21 +744,12 @@ def _judge(checks: Plan, stored: MergeRequestInputs, event: MergeRequestEvent) -
         file_texts=stored.file_texts,
         facts=stored.facts,
     )
-    target_paths = stored.target_paths if reads.tree else frozenset()
-    context = context_for(
+    return judge_inputs(
         checks,
         Scope.MERGE_REQUEST,
         inputs,
         _merge_request_where(event, stored.target_sha, stored.target_sha),
-        paths=apply_changes(target_paths, stored.changes) if reads.tree else frozenset(),
         merge_request=event.facts(squash=stored.squash),
-    )
-    return judge(
-        checks,
-        context,
-        head_sha=event.head_sha,
-        facts=report_facts(reads, Scope.MERGE_REQUEST, inputs),
-        on_target=replace(context, paths=target_paths),
     )
 
 
@@ -760,8 +779,4 @@ async def _check_push(
     reads = reads_for(checks.needs, Scope.PUSH)
     base = default_branch if event.new_branch else event.before
     where = Where(base, event.after, event.after, branch=event.branch, target_branch=event.branch)
-    inputs = await read(source, reads, where)
-    context = context_for(checks, Scope.PUSH, inputs, where)
-    return judge(
-        checks, context, head_sha=event.after, facts=report_facts(reads, Scope.PUSH, inputs)
-    )
+    return judge_inputs(checks, Scope.PUSH, await read(source, reads, where), where)

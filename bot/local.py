@@ -41,8 +41,7 @@ from bot.config import (
     default_config,
     too_large,
 )
-from bot.engine import Inputs, Plan, context_for, read, reads_for, report_facts
-from bot.engine import judge as judge_context
+from bot.engine import Inputs, Plan, judge_inputs, read, reads_for
 from bot.model import ChangedFile, Commit, Report
 from bot.report import NotJudged
 from bot.rules import merge_request as merge_request_rules
@@ -330,9 +329,12 @@ class Revisions:
 
     @property
     def where(self) -> Where:
-        """What the Source is asked about: commits and changes base..head, the tree at head."""
+        """What the Source is asked about: commits and changes base..head; the tree at the
+        head of a push, and at an MR's base, which the MR's changes are laid over as the
+        server lays them over its target branch (`engine.judge_inputs`)."""
+        tree_at = self.base if self.scope is Scope.MERGE_REQUEST else self.head
         return Where(
-            self.base, self.head, self.head, branch=self.branch, target_branch=self.target_branch
+            self.base, self.head, tree_at, branch=self.branch, target_branch=self.target_branch
         )
 
 
@@ -745,25 +747,14 @@ def judge(
         merge_request = MergeRequestFacts(
             title="", source_branch=revisions.branch, target_branch=revisions.target_branch
         )
-    context = context_for(
-        ran,
-        revisions.scope,
-        inputs,
-        revisions.where,
-        merge_request=merge_request if mr_scope else None,
-    )
     files = inputs.changes.files
-    known = inputs.paths | {p for c in files for p in (c.old_path, c.new_path)}
     return LocalResult(
-        report=judge_context(
-            ran,
-            context,
-            head_sha=revisions.head,
-            facts=report_facts(reads_for(checks.needs, revisions.scope), revisions.scope, inputs),
+        report=judge_inputs(
+            ran, revisions.scope, inputs, revisions.where, merge_request=merge_request
         ),
         not_judged=not_judged,
         revisions=revisions,
-        known_paths=frozenset(known),
+        known_paths=inputs.paths | {p for c in files for p in (c.old_path, c.new_path)},
     )
 
 

@@ -893,6 +893,9 @@ def render_json(
                 "location": f.location,
                 "message": f.message,
                 "fix": f.fix,
+                # The target branch the finding holds on already (it fails nothing); null
+                # when it is the change's own.
+                "already_on": f.already_on or None,
             }
             for f in report.findings
         ],
@@ -917,6 +920,8 @@ def _finding_text(finding: Finding) -> str:
     lines = [
         f"[{finding.severity.value}] {finding.location}: {finding.message}".replace("] : ", "] ")
     ]
+    if finding.already_on:
+        lines[0] += f" (already on {finding.already_on}: not this change's doing)"
     if finding.fix:
         lines.append(f"  fix: {finding.fix}")
     return "\n".join(lines)
@@ -964,8 +969,8 @@ def render_junit(
     for outcome in report.outcomes:
         testcase = case(outcome.rule)
         waived = [f for f in outcome.findings if f.waived is not None]
-        failed = [f for f in outcome.findings if f.severity in fails and f.waived is None]
-        other = [f for f in outcome.findings if f.severity not in fails and f.waived is None]
+        failed = [f for f in outcome.findings if f.severity in fails and f.counts]
+        other = [f for f in outcome.findings if f not in failed and f.waived is None]
         if failed:
             failure = ET.SubElement(
                 testcase,

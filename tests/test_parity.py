@@ -249,3 +249,42 @@ async def test_local_ci_and_server_find_the_same(
     errors = sum(n for f, n in server.items() if f[0] == "error")
     assert json.loads(token_out)["counts"]["error"] == errors
     assert str(status["description"]).startswith(f"{errors} errors")
+
+
+async def test_what_the_target_branch_already_lacks_fails_no_face(
+    fake: FakeGitLab, bot: Bot, tmp_path: Path
+) -> None:
+    # No LICENSE on main, with the quiet defaults (a missing LICENSE is an error): an MR
+    # that does not touch it is not to blame. The server shows the finding under "already
+    # on main" and passes the MR; `check` in CI and on a laptop must give the same verdict.
+    files = {k: v for k, v in HYGIENE_FILES.items() if isinstance(v, str) and k != "LICENSE"}
+    change = ("feat: greet louder", {"src/widget.py": "print('WIDGET')\n"})
+    repo = make_repo(tmp_path)
+    repo.commit("chore: initial commit", dict(files))
+    repo.checkout("feature", new=True)
+    repo.commit(change[0], dict(change[1]))
+    project = fake.add_project(
+        path_with_namespace="acme/widget", description="A widget", topics=["python"]
+    )
+    fake.commit(project.id, "main", message="chore: initial commit", files=dict(files))
+    fake.commit(project.id, "feature", message=change[0], files=dict(change[1]))
+    mr = fake.open_mr(project.id, source_branch="feature", title=TITLE, description=DESCRIPTION)
+    build = tmp_path / "build"
+    build.mkdir()
+
+    assert (await bot.send("Merge Request Hook", hook_for(mr))).status_code == 202
+    await bot.settle()
+    assert fake.statuses(mr.project_id, mr.head_sha)[-1]["status"] == "success"
+    [note] = _bot_notes(fake, mr)
+    assert "already on main" in gfm.shown_text(str(note["body"]))
+
+    for env, cwd, args in (
+        (repo.env, repo.path, ()),
+        (mr_pipeline_env(repo, mr, fake.base_url), build, (str(repo.path),)),
+    ):
+        code, out, err = await run_cli_async("check", *args, "--format", "json", cwd=cwd, env=env)
+        document = json.loads(out)
+        assert (code, document["passed"]) == (0, True), (err, document["findings"])
+        [finding] = [f for f in document["findings"] if f["rule"] == "repository.required_files"]
+        assert "LICENSE" in finding["message"]
+        assert finding["already_on"] == "main"

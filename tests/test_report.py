@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -263,3 +264,23 @@ def test_a_copied_command_has_no_zero_width_characters() -> None:
         Report(HEAD, (RuleOutcome("commit.author_email", "Email", (finding,)),))
     )
     assert "git config user.email you@example.com" in gfm.code_spans(note)
+
+
+def test_a_finding_already_on_the_target_branch_fails_no_report() -> None:
+    inherited = Finding(
+        "repository.required_files",
+        Severity.ERROR,
+        "LICENSE is missing",
+        location="LICENSE",
+        already_on="main",
+    )
+    result = Report(
+        head_sha="c" * 40,
+        outcomes=(RuleOutcome("repository.required_files", "Required files", (inherited,)),),
+    )
+    assert result.passed
+    junit = report.render_junit(result)
+    assert "<failure" not in junit
+    assert "LICENSE is missing (already on main: not this change's doing)" in junit
+    [finding] = json.loads(report.render_json(result))["findings"]
+    assert finding["already_on"] == "main"
