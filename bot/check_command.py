@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.model import Report, Severity
 from bot.report import (
+    Links,
     failing,
     render_codequality,
     render_json,
@@ -183,6 +184,9 @@ class Target:
     mr_iid: int | None = None
     mr_project_id: int | None = None  # the target project: the MR, its note, the project facts
     source_project_id: int | None = None  # where the commits are (signatures)
+    # The MR's page as GitLab builds it (`<project>/-/merge_requests/<iid>`), for the note's
+    # links to commits and files; empty outside an MR pipeline.
+    merge_request_url: str = ""
 
 
 def local_target(git: Git, base: str | None, head: str | None) -> Target:
@@ -231,6 +235,15 @@ def _parent(git: Git, sha: str) -> str:
 def _int(env: Mapping[str, str], name: str) -> int | None:
     value = env.get(name, "").strip()
     return int(value) if value.isdigit() else None
+
+
+def _merge_request_url(project_url: str | None, iid: int) -> str:
+    """The MR page GitLab links to (config/routes/merge_requests.rb, under the project's `/-/`
+    scope); empty when the variable is missing or not an http(s) URL."""
+    url = (project_url or "").strip().rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        return ""
+    return f"{url}/-/merge_requests/{iid}"
 
 
 def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | None) -> Target:
@@ -287,6 +300,9 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
             mr_iid=iid,
             mr_project_id=_int(env, "CI_MERGE_REQUEST_PROJECT_ID") or project_id,
             source_project_id=_int(env, "CI_MERGE_REQUEST_SOURCE_PROJECT_ID") or project_id,
+            # https://docs.gitlab.com/ci/variables/predefined_variables/ (merge request
+            # pipelines): CI_MERGE_REQUEST_PROJECT_URL is the MR's (target) project's URL.
+            merge_request_url=_merge_request_url(env.get("CI_MERGE_REQUEST_PROJECT_URL"), iid),
         )
     head_sha = git.commit_sha(head or env.get("CI_COMMIT_SHA") or "HEAD", "the head")
     branch = env.get("CI_COMMIT_BRANCH") or env.get("CI_COMMIT_REF_NAME", "")
@@ -378,9 +394,9 @@ async def _judge_and_post(
         if not post_note or target.mr_iid is None or target.mr_project_id is None:
             return result, None
         try:
-            await upsert_note(
-                gitlab, target.mr_project_id, target.mr_iid, render_note(result.report)
-            )
+            links = Links.for_merge_request(target.merge_request_url)
+            note = render_note(result.report, links)
+            await upsert_note(gitlab, target.mr_project_id, target.mr_iid, note)
         except GitLabError as exc:
             return result, f"could not post the MR note: {exc}"
         return result, None

@@ -181,6 +181,7 @@ def mr_pipeline_env(repo: Repo, mr: Any, gitlab_url: str, **extra: str) -> dict[
         "CI_COMMIT_BEFORE_SHA": "0" * 40,  # always zeros in MR pipelines
         "CI_MERGE_REQUEST_IID": str(mr.iid),
         "CI_MERGE_REQUEST_PROJECT_ID": str(mr.project_id),
+        "CI_MERGE_REQUEST_PROJECT_URL": mr.web_url.rpartition("/-/merge_requests/")[0],
         "CI_MERGE_REQUEST_SOURCE_PROJECT_ID": str(mr.source_project_id),
         "CI_MERGE_REQUEST_DIFF_BASE_SHA": repo.git("merge-base", "main", "HEAD"),
         "CI_MERGE_REQUEST_SOURCE_BRANCH_NAME": mr.source_branch,

@@ -209,6 +209,10 @@ async def test_local_ci_and_server_find_the_same(
         env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
     )
     [ci_note] = _bot_notes(fake, mr)
+    # The CI job's note links its commits and files into the MR's project, as the server's.
+    project_url = mr.web_url.rpartition("/-/merge_requests/")[0]
+    assert f"]({project_url}/-/commit/{git_shas[-1]})" in str(ci_note["body"])
+    assert f"]({project_url}/-/blob/{git_shas[-1]}/.env" in str(ci_note["body"])
     # The server, from the MR's webhook.
     assert (await bot.send("Merge Request Hook", hook_for(mr))).status_code == 202
     await bot.settle()
