@@ -429,9 +429,7 @@ async def run_audit(
     """Open the process's one GitLab client and audit."""
     from bot.gitlab import open_gitlab
 
-    async with open_gitlab(
-        client_settings(settings, options.concurrency), lean_pool=True
-    ) as gitlab:
+    async with open_gitlab(client_settings(settings, options.concurrency)) as gitlab:
         return await audit(gitlab, options, progress)
 
 

@@ -35,7 +35,7 @@ from urllib.parse import quote
 import httpx
 
 from bot.errors import Retryable
-from bot.http_backend import socket_checked_transport
+from bot.http_pool import pooled_transport
 from bot.model import ChangedFile, Commit
 from bot.redaction import redact
 
@@ -596,27 +596,20 @@ async def open_gitlab(
     *,
     transport: httpx.AsyncBaseTransport | None = None,
     observer: CallObserver | None = None,
-    lean_pool: bool = False,
 ) -> AsyncIterator[GitLab]:
     """The process's one pooled client, wrapped in the API; closed when the block ends.
 
     The server's lifespan and each CLI run open it exactly once. The pool size is the cap on
-    TCP connections to GitLab; `transport` replaces the network (tests). `lean_pool` swaps
-    httpcore's connection pool for `bot.http_pool`'s, whose cost per request does not grow
-    with the connections (the audit's many small calls).
+    TCP connections to GitLab; `transport` replaces the network (tests). Otherwise it is
+    `bot.http_pool`'s: httpx's with a pool whose cost per request does not grow with the
+    connections.
     """
     limits = httpx.Limits(
         max_connections=settings.http_pool_size,
         max_keepalive_connections=settings.http_pool_size,
     )
     if transport is None:
-        if lean_pool:
-            from bot.http_pool import pooled_transport
-
-            transport = pooled_transport(verify=_tls(settings), limits=limits)
-        else:
-            # httpx's own pool, each connection's socket looked up once (bot/http_backend.py).
-            transport = socket_checked_transport(verify=_tls(settings), limits=limits)
+        transport = pooled_transport(verify=_tls(settings), limits=limits)
     http = httpx.AsyncClient(
         base_url=settings.api_url,
         headers={

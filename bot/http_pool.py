@@ -1,8 +1,11 @@
-"""httpx's own transport with the per-request costs of httpcore 1.0's pool cut, for the audit.
+"""The GitLab client's transport: httpx's own, with the per-request costs of httpcore 1.0's
+pool cut. The server's one client and each CLI run's (the audit's included) use it.
 
-An audit sends thousands of small GET requests through 20 to 100 keep-alive connections, and
-the profile (`python -m bench.audit --profile`, and py-spy) showed the client bound by the
-connection pool, not by the network or the rules:
+Profiles showed the client bound by the connection pool, not by the network or the rules: the
+audit's thousands of small GET requests through 20 to 100 keep-alive connections
+(`python -m bench.audit --profile`, and py-spy: 57% of its CPU in the pool's assignment), and
+the server's calls through its 16 (py-spy during `python -m bench`'s part b: 21% of the bot's
+busy samples in the assignment, 12.6% in asking idle connections whether they closed):
 
 - `AsyncConnectionPool._assign_requests_to_connections` runs twice or more per request and
   is quadratic in the connections: it counts every connection again for each idle one, and
@@ -17,7 +20,7 @@ keep-alive, detecting a connection the server closed) and replaces the pool's as
 pass (`_Pool`: one pass, and the "closed by the server?" question asked only of the
 connection about to be handed out) and the network stream (`_Stream`: asyncio's own streams).
 The client stays the process's one pooled `httpx.AsyncClient` (DESIGN.md, invariant 1); only
-its transport is this one.
+its transport is this one, and a test still passes its own transport to `open_gitlab`.
 """
 
 # The stream and backend methods take `timeout` because httpcore's interface does.

@@ -1,4 +1,4 @@
-"""The audit's lean connection pool (`bot.http_pool`), over real loopback HTTP/1.1.
+"""The GitLab client's connection pool (`bot.http_pool`), over real loopback HTTP/1.1.
 
 A small keep-alive server counts the connections it accepts and the most it held at once; it
 can close a connection after answering, as a server whose keep-alive timeout ran out does.
@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.gitlab import open_gitlab
 from bot.http_pool import pooled_transport
+from bot.settings import GitLabSettings
 
 
 @dataclass
@@ -139,6 +141,24 @@ async def test_a_connection_with_bytes_nobody_asked_for_is_not_reused() -> None:
             await asyncio.sleep(0)
         assert (await http.get("/two")).status_code == 200
     assert server.accepted == 2
+
+
+async def test_the_client_open_gitlab_gives_server_and_cli_keeps_to_its_pool() -> None:
+    """The server's lifespan and every CLI run open the one client through `open_gitlab`:
+    more calls than connections queue on the pool and reuse its kept-alive connections."""
+    async with keep_alive_server() as server:
+        settings = GitLabSettings(
+            gitlab_url=server.url, gitlab_token="glpat-test", http_pool_size=4
+        )
+        async with open_gitlab(settings) as gitlab:
+            server.hold = 4
+            first = [asyncio.create_task(gitlab.request("GET", f"/r/{i}")) for i in range(4)]
+            await server.all_waiting.wait()
+            rest = [asyncio.create_task(gitlab.request("GET", f"/r/{i}")) for i in range(4, 40)]
+            server.release.set()
+            responses = await asyncio.gather(*first, *rest)
+    assert [r.json() for r in responses] == [{"ok": True}] * 40
+    assert server.most_open <= 4 and server.accepted == 4
 
 
 async def test_the_pool_is_the_lean_one() -> None:
