@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
@@ -27,7 +27,9 @@ from bot.model import Commit, Severity
 from bot.patterns import MAX_TEXT_LENGTH, Regex, compile_regex
 from bot.rules import conventional
 from bot.rules.base import (
+    BOTH_SCOPES,
     MR_ONLY,
+    C,
     Context,
     Message,
     Need,
@@ -53,8 +55,6 @@ __all__ = [
     "SubjectLengthConfig",
     "SubjectTrailingPeriodConfig",
 ]
-
-_COMMITS: Final = frozenset({Need.COMMITS})
 
 _SEVERITY_HELP: Final = (
     "How findings count: `error` fails the check, `warning` and `info` are reported only; "
@@ -123,6 +123,49 @@ def _is_merge(commit: Commit) -> bool:
     return len(commit.parent_ids) > 1
 
 
+def _commit_rule(
+    rule_id: str,
+    title: str,
+    config: type[C],
+    check: Callable[[Context, C], Iterable[Problem]],
+    *more_needs: Need,
+    fix: str,
+    scopes: frozenset[Scope] = BOTH_SCOPES,
+) -> Rule[C]:
+    """A rule that judges the commits under review (`context.commits`), and whatever else it
+    needs."""
+    return Rule(rule_id, title, config, check, frozenset({Need.COMMITS, *more_needs}), scopes, fix)
+
+
+class _MessageRuleConfig(RuleConfig):
+    """The config of a rule that judges commit messages. Each declares `default_ignores`
+    itself, as its last option: declared here, pydantic would list it first in the schema."""
+
+    if TYPE_CHECKING:
+        default_ignores: bool
+
+
+M = TypeVar("M", bound=_MessageRuleConfig)
+
+
+def _message_rule(
+    rule_id: str,
+    title: str,
+    config: type[M],
+    check: Callable[[Message, M], Iterable[Problem]],
+    *,
+    fix: str,
+) -> Rule[M]:
+    """A rule that judges each message of `_messages_to_lint`, commitlint's default ignores
+    left out unless its config's `default_ignores` is off."""
+
+    def judge_messages(context: Context, config: M) -> Iterator[Problem]:
+        for message in _messages_to_lint(context, config.default_ignores):
+            yield from check(message, config)
+
+    return _commit_rule(rule_id, title, config, judge_messages, fix=fix)
+
+
 # ------------------------------------------------------------------------------------------
 # commit.conventional
 # ------------------------------------------------------------------------------------------
@@ -133,7 +176,7 @@ _UNLIMITED: Final = 1 << 62
 _HEADER_MAX_LENGTH: Final = "header-max-length"
 
 
-class ConventionalConfig(RuleConfig):
+class ConventionalConfig(_MessageRuleConfig):
     severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
     types: list[str] = Field(
         default_factory=lambda: list(conventional.DEFAULT_TYPES),
@@ -181,7 +224,7 @@ def _conventional_form(config: ConventionalConfig) -> str:
     return " ".join(lines)
 
 
-def _check_conventional(context: Context, config: ConventionalConfig) -> Iterator[Problem]:
+def _check_conventional(message: Message, config: ConventionalConfig) -> Iterator[Problem]:
     """One finding per message and level: a header that is not a Conventional Commit is one
     finding, whatever the number of commitlint sub-rules it breaks (issue 18). Each finding
     `covers` the sub-rules it states, so a dedicated rule stating one of them again (a
@@ -189,65 +232,61 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
     # commitlint's warnings (level 1: body-leading-blank, footer-leading-blank) stay below
     # the rule's errors, and never above its configured level.
     warning = Severity.INFO if config.severity == "info" else Severity.WARNING
-    form = _conventional_form(config)
-    for message in _messages_to_lint(context, config.default_ignores):
-        fix = _reword_fix(message, form)
-        errors: list[tuple[str, str]] = []  # (commitlint rule, what it says)
-        warnings: list[tuple[str, str]] = []
-        for lint_problem in conventional.lint(
-            message.text,
-            types=config.types,
-            header_max_length=_UNLIMITED,
-            default_ignores=False,  # _messages_to_lint applied them
-        ):
-            if lint_problem.rule == _HEADER_MAX_LENGTH:
-                continue
-            found = warnings if lint_problem.level == "warning" else errors
-            found.append((lint_problem.rule, lint_problem.message))
-        header = conventional.parsed_header(message.text)
-        breaking = header is not None and header.breaking and not config.allow_breaking
-        if header is not None:
-            if config.require_scope and not header.scope:
-                # commitlint's scope-empty message.
-                errors.append(("scope-empty", "scope may not be empty"))
-            if config.scopes and header.scope and _scope_not_allowed(header.scope, config.scopes):
-                errors.append(
-                    (
-                        "scope-enum",
-                        f'scope "{header.scope}" must be one of [{", ".join(config.scopes)}]',
-                    )
+    fix = _reword_fix(message, _conventional_form(config))
+    errors: list[tuple[str, str]] = []  # (commitlint rule, what it says)
+    warnings: list[tuple[str, str]] = []
+    for lint_problem in conventional.lint(
+        message.text,
+        types=config.types,
+        header_max_length=_UNLIMITED,
+        default_ignores=False,  # _messages_to_lint applied them
+    ):
+        if lint_problem.rule == _HEADER_MAX_LENGTH:
+            continue
+        found = warnings if lint_problem.level == "warning" else errors
+        found.append((lint_problem.rule, lint_problem.message))
+    header = conventional.parsed_header(message.text)
+    breaking = header is not None and header.breaking and not config.allow_breaking
+    if header is not None:
+        if config.require_scope and not header.scope:
+            # commitlint's scope-empty message.
+            errors.append(("scope-empty", "scope may not be empty"))
+        if config.scopes and header.scope and _scope_not_allowed(header.scope, config.scopes):
+            errors.append(
+                (
+                    "scope-enum",
+                    f'scope "{header.scope}" must be one of [{", ".join(config.scopes)}]',
                 )
-        elif {"type-empty", "subject-empty"} <= {rule for rule, _ in errors}:
-            # Not `type: subject` at all: one fact, though commitlint names it twice.
-            first = next(i for i, (rule, _) in enumerate(errors) if rule == "subject-empty")
-            errors = [e for e in errors if e[0] not in ("type-empty", "subject-empty")]
-            errors.insert(
-                first,
-                ("type-empty, subject-empty", 'the header is not "type(scope): subject"'),
             )
-        if errors or breaking:
-            texts = [f"{text} ({rule})" for rule, text in errors]
-            covers = {name for rule, _ in errors for name in rule.split(", ")}
-            if breaking:
-                texts.append('the breaking-change marker "!" is not allowed here')
-                covers.add("breaking")
-            only_breaking = breaking and not errors
-            yield Problem(
-                message="; ".join(texts),
-                location=message.location,
-                fix=_reword_fix(message, "Drop the `!` before the colon.")
-                if only_breaking
-                else fix,
-                covers=frozenset(covers),
-            )
-        if warnings:
-            yield Problem(
-                message="; ".join(f"{text} ({rule})" for rule, text in warnings),
-                location=message.location,
-                fix=fix,
-                severity=warning,
-                covers=frozenset(rule for rule, _ in warnings),
-            )
+    elif {"type-empty", "subject-empty"} <= {rule for rule, _ in errors}:
+        # Not `type: subject` at all: one fact, though commitlint names it twice.
+        first = next(i for i, (rule, _) in enumerate(errors) if rule == "subject-empty")
+        errors = [e for e in errors if e[0] not in ("type-empty", "subject-empty")]
+        errors.insert(
+            first,
+            ("type-empty, subject-empty", 'the header is not "type(scope): subject"'),
+        )
+    if errors or breaking:
+        texts = [f"{text} ({rule})" for rule, text in errors]
+        covers = {name for rule, _ in errors for name in rule.split(", ")}
+        if breaking:
+            texts.append('the breaking-change marker "!" is not allowed here')
+            covers.add("breaking")
+        only_breaking = breaking and not errors
+        yield Problem(
+            message="; ".join(texts),
+            location=message.location,
+            fix=_reword_fix(message, "Drop the `!` before the colon.") if only_breaking else fix,
+            covers=frozenset(covers),
+        )
+    if warnings:
+        yield Problem(
+            message="; ".join(f"{text} ({rule})" for rule, text in warnings),
+            location=message.location,
+            fix=fix,
+            severity=warning,
+            covers=frozenset(rule for rule, _ in warnings),
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -255,7 +294,7 @@ def _check_conventional(context: Context, config: ConventionalConfig) -> Iterato
 # ------------------------------------------------------------------------------------------
 
 
-class SubjectLengthConfig(RuleConfig):
+class SubjectLengthConfig(_MessageRuleConfig):
     severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
     max_length: int = Field(
         conventional.DEFAULT_HEADER_MAX_LENGTH,
@@ -267,26 +306,25 @@ class SubjectLengthConfig(RuleConfig):
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
 
-def _check_subject_length(context: Context, config: SubjectLengthConfig) -> Iterator[Problem]:
-    for message in _messages_to_lint(context, config.default_ignores):
-        for lint_problem in conventional.lint(
-            message.text, header_max_length=config.max_length, default_ignores=False
-        ):
-            if lint_problem.rule != _HEADER_MAX_LENGTH:
-                continue
-            if lint_problem.message == "header is missing":  # e.g. only "gpg:" on line 1
-                what = "Write a first line that says what the commit does."
-            else:
-                what = (
-                    f"Shorten the first line to {config.max_length} characters or fewer; "
-                    "put the details in the body, after a blank line."
-                )
-            yield Problem(
-                f"{lint_problem.message} ({_HEADER_MAX_LENGTH})",
-                message.location,
-                _reword_fix(message, what),
-                covers=frozenset({_HEADER_MAX_LENGTH}),
+def _check_subject_length(message: Message, config: SubjectLengthConfig) -> Iterator[Problem]:
+    for lint_problem in conventional.lint(
+        message.text, header_max_length=config.max_length, default_ignores=False
+    ):
+        if lint_problem.rule != _HEADER_MAX_LENGTH:
+            continue
+        if lint_problem.message == "header is missing":  # e.g. only "gpg:" on line 1
+            what = "Write a first line that says what the commit does."
+        else:
+            what = (
+                f"Shorten the first line to {config.max_length} characters or fewer; "
+                "put the details in the body, after a blank line."
             )
+        yield Problem(
+            f"{lint_problem.message} ({_HEADER_MAX_LENGTH})",
+            message.location,
+            _reword_fix(message, what),
+            covers=frozenset({_HEADER_MAX_LENGTH}),
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -294,25 +332,24 @@ def _check_subject_length(context: Context, config: SubjectLengthConfig) -> Iter
 # ------------------------------------------------------------------------------------------
 
 
-class SubjectTrailingPeriodConfig(RuleConfig):
+class SubjectTrailingPeriodConfig(_MessageRuleConfig):
     severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
 
 def _check_subject_trailing_period(
-    context: Context, config: SubjectTrailingPeriodConfig
+    message: Message, config: SubjectTrailingPeriodConfig
 ) -> Iterator[Problem]:
-    for message in _messages_to_lint(context, config.default_ignores):
-        # Like commitlint's subject-full-stop, an ellipsis "..." is not a full stop; unlike
-        # it, trailing whitespace is ignored (the subject still ends in a period).
-        subject = _subject(message.text).rstrip(conventional.JS_WHITESPACE)
-        if subject.endswith(".") and not subject.endswith("..."):
-            yield Problem(
-                "the subject ends with a full stop",
-                message.location,
-                _reword_fix(message, "Remove the final `.` from the first line."),
-                covers=frozenset({"subject-full-stop"}),  # commitlint's name for it
-            )
+    # Like commitlint's subject-full-stop, an ellipsis "..." is not a full stop; unlike
+    # it, trailing whitespace is ignored (the subject still ends in a period).
+    subject = _subject(message.text).rstrip(conventional.JS_WHITESPACE)
+    if subject.endswith(".") and not subject.endswith("..."):
+        yield Problem(
+            "the subject ends with a full stop",
+            message.location,
+            _reword_fix(message, "Remove the final `.` from the first line."),
+            covers=frozenset({"subject-full-stop"}),  # commitlint's name for it
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -320,7 +357,7 @@ def _check_subject_trailing_period(
 # ------------------------------------------------------------------------------------------
 
 
-class BodyBlankLineConfig(RuleConfig):
+class BodyBlankLineConfig(_MessageRuleConfig):
     severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
@@ -332,17 +369,16 @@ def _is_blank(line: str) -> bool:
     return not line.strip(" \t\n\r")
 
 
-def _check_body_blank_line(context: Context, config: BodyBlankLineConfig) -> Iterator[Problem]:
-    for message in _messages_to_lint(context, config.default_ignores):
-        lines = message.text.strip("\r\n").split("\n")
-        if len(lines) > 1 and not _is_blank(lines[1]):
-            yield Problem(
-                "no blank line between the subject and the body: git and GitLab show both "
-                "lines as the title",
-                message.location,
-                _reword_fix(message, "Insert an empty line after the first line."),
-                covers=frozenset({"body-leading-blank"}),  # commitlint's name for it
-            )
+def _check_body_blank_line(message: Message, config: BodyBlankLineConfig) -> Iterator[Problem]:
+    lines = message.text.strip("\r\n").split("\n")
+    if len(lines) > 1 and not _is_blank(lines[1]):
+        yield Problem(
+            "no blank line between the subject and the body: git and GitLab show both "
+            "lines as the title",
+            message.location,
+            _reword_fix(message, "Insert an empty line after the first line."),
+            covers=frozenset({"body-leading-blank"}),  # commitlint's name for it
+        )
 
 
 # ------------------------------------------------------------------------------------------
@@ -357,7 +393,7 @@ _URL_RE: Final = re.compile(
 )
 
 
-class BodyLineLengthConfig(RuleConfig):
+class BodyLineLengthConfig(_MessageRuleConfig):
     severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
     max_length: int = Field(
         100,
@@ -373,30 +409,29 @@ class BodyLineLengthConfig(RuleConfig):
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
 
-def _check_body_line_length(context: Context, config: BodyLineLengthConfig) -> Iterator[Problem]:
-    for message in _messages_to_lint(context, config.default_ignores):
-        lines = re.split(r"\r?\n", message.text.strip("\r\n"))
-        too_long = [
-            (number, conventional.js_length(line))
-            for number, line in enumerate(lines[1:], start=2)
-            if conventional.js_length(line) > config.max_length
-            and not (config.ignore_urls and _URL_RE.search(line))
-        ]
-        if not too_long:
-            continue
-        number, length = too_long[0]
-        more = f" ({len(too_long) - 1} more lines too)" if len(too_long) > 1 else ""
-        yield Problem(
-            f"line {number} of the message has {length} characters, more than "
-            f"{config.max_length}{more}",
-            message.location,
-            _reword_fix(
-                message,
-                f"Wrap the body at {config.max_length} characters or fewer "
-                f"(e.g. `fmt -w {config.max_length}` in your editor).",
-            ),
-            covers=frozenset({"body-max-line-length"}),  # commitlint's name
-        )
+def _check_body_line_length(message: Message, config: BodyLineLengthConfig) -> Iterator[Problem]:
+    lines = re.split(r"\r?\n", message.text.strip("\r\n"))
+    too_long = [
+        (number, conventional.js_length(line))
+        for number, line in enumerate(lines[1:], start=2)
+        if conventional.js_length(line) > config.max_length
+        and not (config.ignore_urls and _URL_RE.search(line))
+    ]
+    if not too_long:
+        return
+    number, length = too_long[0]
+    more = f" ({len(too_long) - 1} more lines too)" if len(too_long) > 1 else ""
+    yield Problem(
+        f"line {number} of the message has {length} characters, more than "
+        f"{config.max_length}{more}",
+        message.location,
+        _reword_fix(
+            message,
+            f"Wrap the body at {config.max_length} characters or fewer "
+            f"(e.g. `fmt -w {config.max_length}` in your editor).",
+        ),
+        covers=frozenset({"body-max-line-length"}),  # commitlint's name
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -755,85 +790,76 @@ def _check_signed(context: Context, config: SignedConfig) -> Iterator[Problem]:
 # ------------------------------------------------------------------------------------------
 
 RULES: tuple[Rule[Any], ...] = (
-    Rule(
-        id="commit.conventional",
-        title="Conventional Commits (commitlint config-conventional)",
-        config=ConventionalConfig,
-        check=_check_conventional,
-        needs=_COMMITS,
+    _message_rule(
+        "commit.conventional",
+        "Conventional Commits (commitlint config-conventional)",
+        ConventionalConfig,
+        _check_conventional,
         fix="Write the first line as `type(scope): subject`.",
     ),
-    Rule(
-        id="commit.subject_length",
-        title="Commit subject length",
-        config=SubjectLengthConfig,
-        check=_check_subject_length,
-        needs=_COMMITS,
+    _message_rule(
+        "commit.subject_length",
+        "Commit subject length",
+        SubjectLengthConfig,
+        _check_subject_length,
         fix="Shorten the first line; put the details in the body.",
     ),
-    Rule(
-        id="commit.subject_trailing_period",
-        title="No full stop at the end of the commit subject",
-        config=SubjectTrailingPeriodConfig,
-        check=_check_subject_trailing_period,
-        needs=_COMMITS,
+    _message_rule(
+        "commit.subject_trailing_period",
+        "No full stop at the end of the commit subject",
+        SubjectTrailingPeriodConfig,
+        _check_subject_trailing_period,
         fix="Remove the final `.` from the first line.",
     ),
-    Rule(
-        id="commit.body_blank_line",
-        title="Blank line between commit subject and body",
-        config=BodyBlankLineConfig,
-        check=_check_body_blank_line,
-        needs=_COMMITS,
+    _message_rule(
+        "commit.body_blank_line",
+        "Blank line between commit subject and body",
+        BodyBlankLineConfig,
+        _check_body_blank_line,
         fix="Insert an empty line after the first line.",
     ),
-    Rule(
-        id="commit.body_line_length",
-        title="Commit body line length",
-        config=BodyLineLengthConfig,
-        check=_check_body_line_length,
-        needs=_COMMITS,
+    _message_rule(
+        "commit.body_line_length",
+        "Commit body line length",
+        BodyLineLengthConfig,
+        _check_body_line_length,
         fix="Wrap the commit body.",
     ),
-    Rule(
-        id="commit.no_fixup",
-        title="No fixup!, squash!, amend! or WIP commits",
-        config=NoFixupConfig,
-        check=_check_no_fixup,
-        needs=_COMMITS,
+    _commit_rule(
+        "commit.no_fixup",
+        "No fixup!, squash!, amend! or WIP commits",
+        NoFixupConfig,
+        _check_no_fixup,
         fix="Squash them: `git rebase -i --autosquash`.",
     ),
-    Rule(
-        id="commit.dco",
-        title="Developer Certificate of Origin sign-off",
-        config=DcoConfig,
-        check=_check_dco,
-        needs=_COMMITS,
+    _commit_rule(
+        "commit.dco",
+        "Developer Certificate of Origin sign-off",
+        DcoConfig,
+        _check_dco,
         fix="Sign off the commits: `git rebase --signoff`.",
     ),
-    Rule(
-        id="commit.author_email",
-        title="Commit author email",
-        config=AuthorEmailConfig,
-        check=_check_author_email,
-        needs=_COMMITS,
+    _commit_rule(
+        "commit.author_email",
+        "Commit author email",
+        AuthorEmailConfig,
+        _check_author_email,
         fix="Commit with an allowed email (`git config user.email`).",
     ),
-    Rule(
-        id="commit.no_merge_commits",
-        title="No merge commits in the merge request",
-        config=NoMergeCommitsConfig,
-        check=_check_no_merge_commits,
-        needs=_COMMITS,
-        scopes=MR_ONLY,
+    _commit_rule(
+        "commit.no_merge_commits",
+        "No merge commits in the merge request",
+        NoMergeCommitsConfig,
+        _check_no_merge_commits,
         fix="Rebase instead of merging the target branch in.",
+        scopes=MR_ONLY,
     ),
-    Rule(
-        id="commit.signed",
-        title="Signed commits",
-        config=SignedConfig,
-        check=_check_signed,
-        needs=frozenset({Need.COMMITS, Need.SIGNATURES}),
+    _commit_rule(
+        "commit.signed",
+        "Signed commits",
+        SignedConfig,
+        _check_signed,
+        Need.SIGNATURES,
         fix="Sign the commits (`git commit -S`).",
     ),
 )

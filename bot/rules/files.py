@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache, lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import re2
 from pydantic import AfterValidator, Field
@@ -65,6 +65,21 @@ class FileRuleConfig(RuleConfig):
         if self.paths and not _matches(self.paths, path):
             return False
         return not _matches(self.exclude, path)
+
+
+F = TypeVar("F", bound=FileRuleConfig)
+
+
+def _file_rule(
+    rule_id: str,
+    title: str,
+    config: type[F],
+    check: Callable[[Context, F], Iterable[Problem]],
+    *more_needs: Need,
+    fix: str = "",
+) -> Rule[F]:
+    """A rule that judges the changed files (`context.changes`), and whatever else it needs."""
+    return Rule(rule_id, title, config, check, frozenset({Need.CHANGES, *more_needs}), fix=fix)
 
 
 @lru_cache(maxsize=1024)
@@ -174,12 +189,11 @@ def check_prohibited(context: Context, config: ProhibitedFilesConfig) -> Iterato
             )
 
 
-PROHIBITED = Rule(
-    id="files.prohibited",
-    title="No prohibited files added",
-    config=ProhibitedFilesConfig,
-    check=check_prohibited,
-    needs=frozenset({Need.CHANGES}),
+PROHIBITED = _file_rule(
+    "files.prohibited",
+    "No prohibited files added",
+    ProhibitedFilesConfig,
+    check_prohibited,
     fix="Remove the file from the commits (rewrite them: a deleted file stays in history), "
     "add it to .gitignore, and rotate any credential it held.",
 )
@@ -242,12 +256,12 @@ def check_max_size(context: Context, config: MaxSizeConfig) -> Iterator[Problem]
             )
 
 
-MAX_SIZE = Rule(
-    id="files.max_size",
-    title="Files within the size limit",
-    config=MaxSizeConfig,
-    check=check_max_size,
-    needs=frozenset({Need.CHANGES, Need.FILE_SIZES}),
+MAX_SIZE = _file_rule(
+    "files.max_size",
+    "Files within the size limit",
+    MaxSizeConfig,
+    check_max_size,
+    Need.FILE_SIZES,
     fix="Track the file with Git LFS (GitLab's push rule exempts LFS files too) or keep it out "
     "of the repository; rewrite the commits, since a removed file stays in history.",
 )
@@ -320,12 +334,8 @@ def check_co_change(context: Context, config: CoChangeConfig) -> Iterator[Proble
         )
 
 
-CO_CHANGE = Rule(
-    id="files.co_change",
-    title="Files that change together",
-    config=CoChangeConfig,
-    check=check_co_change,
-    needs=frozenset({Need.CHANGES}),
+CO_CHANGE = _file_rule(
+    "files.co_change", "Files that change together", CoChangeConfig, check_co_change
 )
 
 
@@ -983,12 +993,12 @@ def _secret_problems(path: str, matches: list[SecretMatch]) -> Iterator[Problem]
         )
 
 
-SECRETS = Rule(
-    id="files.secrets",
-    title="No secrets in added lines",
-    config=SecretsConfig,
-    check=check_secrets,
-    needs=frozenset({Need.CHANGES, Need.FILE_TEXTS}),
+SECRETS = _file_rule(
+    "files.secrets",
+    "No secrets in added lines",
+    SecretsConfig,
+    check_secrets,
+    Need.FILE_TEXTS,
     fix=SECRETS_FIX,
 )
 
