@@ -319,9 +319,17 @@ def check_co_change(context: Context, config: CoChangeConfig) -> Iterator[Proble
     if not config.pairs:
         return
     paths = [p for p in changed_paths(context.changes) if config.selects(p)]
+    unsettled = False
     for pair in config.pairs:
+        if any(_matches(pair.require, p) for p in paths):
+            continue
+        if context.changes_truncated:
+            # A file GitLab did not list may be a trigger, or the required one: only a
+            # listed required file settles the pair.
+            unsettled = True
+            continue
         triggers = [p for p in paths if _matches(pair.when, p)]
-        if not triggers or any(_matches(pair.require, p) for p in paths):
+        if not triggers:
             continue
         shown = ", ".join(triggers[:3]) + (
             f" and {len(triggers) - 3} more" if len(triggers) > 3 else ""
@@ -332,6 +340,8 @@ def check_co_change(context: Context, config: CoChangeConfig) -> Iterator[Proble
             location=triggers[0],
             fix=f"Also change a file matching {required}.",
         )
+    if unsettled:
+        yield from unseen_files(context, "checked for files that change together")
 
 
 CO_CHANGE = _file_rule(

@@ -294,6 +294,20 @@ def test_deletions_and_renames_count_as_changes() -> None:
     assert [p.location for p in co_change(moved_out)] == ["src/util.py"]
 
 
+def test_a_file_list_gitlab_cut_short_earns_no_co_change_pass() -> None:
+    # An unlisted file may be the trigger or the required one: only a listed required file
+    # settles the pair.
+    config = files.CoChangeConfig.model_validate({**ON, "pairs": [CHANGELOG_PAIR]})
+    cut = "GitLab's diff limits stopped the list at 1000 files"
+    for listed in ([modified("docs/index.md")], [modified("src/app.py")]):
+        problems = files.CO_CHANGE.run(replace(ctx(*listed), changes_truncated=cut), config)
+        assert [p.message for p in problems] == [
+            f"files GitLab did not list could not be checked for files that change together: {cut}"
+        ]
+    settled = ctx(modified("src/app.py"), modified("CHANGELOG.md"))
+    assert files.CO_CHANGE.run(replace(settled, changes_truncated=cut), config) == []
+
+
 def test_custom_message_and_many_triggers() -> None:
     changes = [modified(f"src/m{i}.py") for i in range(5)]
     problems = co_change(*changes)
