@@ -405,7 +405,8 @@ class SqliteStore:
         if project_id is not None:
             db.execute(
                 "INSERT INTO projects(project_id, last_event_at) VALUES (?, ?) "
-                "ON CONFLICT(project_id) DO UPDATE SET last_event_at = excluded.last_event_at",
+                "ON CONFLICT(project_id) DO UPDATE SET "
+                "last_event_at = MAX(projects.last_event_at, excluded.last_event_at)",
                 (project_id, now),
             )
         if job is None:

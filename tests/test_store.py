@@ -47,6 +47,15 @@ async def test_everything_survives_a_reopen(journal: str) -> None:
         assert await reopened.projects_seen() == [(7, 1.0)]
 
 
+async def test_a_project_is_remembered_by_its_latest_event(journal: str) -> None:
+    # Catch-up lists a project's MRs updated since its last event; a delivery journaled out
+    # of order (a replica whose clock lags, a retried accept) must not move that back.
+    async with _opened(journal) as store:
+        await store.accept("k1", _job(), project_id=7, now=20.0)
+        await store.accept("k2", _job(target="7!2"), project_id=7, now=10.0)
+        assert await store.projects_seen() == [(7, 20.0)]
+
+
 async def test_newer_head_supersedes_the_queued_job(journal: str) -> None:
     async with _opened(journal) as store:
         old = await store.accept("k1", _job(head="a" * 40), project_id=1, now=1.0)
