@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
-from tests.payloads import merge_request_hook
+from tests.payloads import merge_request_hook, push_hook
 
 # A repository that passes every repository rule.
 HYGIENE_FILES: dict[str, str | None] = {
@@ -47,6 +47,24 @@ def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return merge_request_hook(**values)
+
+
+def push_one_commit(
+    fake: FakeGitLab,
+    project_id: int,
+    branch: str,
+    message: str,
+    files: dict[str, str | None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Commit `files` on `branch` in the fake, as a user pushing one commit would:
+    (the new head, the Push Hook GitLab sends for that push, listing that one commit)."""
+    before = fake.branch_head(project_id, branch)
+    after = fake.commit(project_id, branch, message=message, files=files)
+    commits = [{"id": after, "message": message}]
+    hook = push_hook(
+        project_id=project_id, branch=branch, before=before, after=after, commits=commits
+    )
+    return after, hook
 
 
 # Each MR with the final status its newest head must end with.

@@ -11,8 +11,7 @@ from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, Project
 from tests.gfm import shown_text
-from tests.payloads import push_hook
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, push_one_commit
 
 MR_HOOK = "Merge Request Hook"
 FILE_RULES = """\
@@ -231,17 +230,9 @@ async def test_a_branch_push_past_the_compare_limits_fails_the_file_rules(
     fake.version = version
     fake.diff_max_files = 3
     project = _with_rules(fake, FILE_RULES)
-    before = fake.branch_head(project.id, "main")
     files: dict[str, str | None] = {f"src/m{n}.py": "m\n" for n in range(4)}
     files["src/z.py"] = SECRET_LINE
-    after = fake.commit(project.id, "main", message="feat: many files", files=files)
-    push = push_hook(
-        project_id=project.id,
-        branch="main",
-        before=before,
-        after=after,
-        commits=[{"id": after, "message": "feat: many files"}],
-    )
+    after, push = push_one_commit(fake, project.id, "main", "feat: many files", files)
     await bot.send("Push Hook", push)
     await bot.settle()
     state, _ = _state(fake, project.id, after)
@@ -254,20 +245,8 @@ async def test_a_branch_push_with_a_collapsed_file_is_read_in_full(
 ) -> None:
     fake.version = version
     project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
-    before = fake.branch_head(project.id, "main")
-    after = fake.commit(
-        project.id,
-        "main",
-        message="feat: medium file",
-        files={"m.py": _filler(30_000) + SECRET_LINE, "n.py": "n\n"},
-    )
-    push = push_hook(
-        project_id=project.id,
-        branch="main",
-        before=before,
-        after=after,
-        commits=[{"id": after, "message": "feat: medium file"}],
-    )
+    files: dict[str, str | None] = {"m.py": _filler(30_000) + SECRET_LINE, "n.py": "n\n"}
+    after, push = push_one_commit(fake, project.id, "main", "feat: medium file", files)
     await bot.send("Push Hook", push)
     await bot.settle()
     state, description = _state(fake, project.id, after)
