@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
 from tests.payloads import merge_request_hook, push_hook
 
@@ -28,6 +29,40 @@ def compliant_project(fake: FakeGitLab, path: str = "acme/widget") -> Project:
     )
     fake.commit(project.id, "main", message="chore: initial commit", files=HYGIENE_FILES)
     return project
+
+
+def project_with_rules(fake: FakeGitLab, config: str, *, message: str = "chore: rules") -> Project:
+    """A compliant project whose target branch `main` also holds `config` as its
+    `.gitlab/compliance.yml` (committed with `message`)."""
+    project = compliant_project(fake)
+    fake.commit(project.id, "main", message=message, files={".gitlab/compliance.yml": config})
+    return project
+
+
+async def judged_mr(
+    fake: FakeGitLab,
+    bot: Bot,
+    project: Project,
+    *,
+    message: str,
+    files: dict[str, str | None] | None = None,
+    **mr: Any,
+) -> MergeRequest:
+    """Commit `files` on `feature` with `message`, open an MR of it (`mr`: title,
+    description, ... as `FakeGitLab.open_mr` takes them), deliver GitLab's open hook to `bot`
+    and wait until the bot has settled it."""
+    fake.commit(project.id, "feature", message=message, files=files)
+    return await open_judged_mr(fake, bot, project, **mr)
+
+
+async def open_judged_mr(fake: FakeGitLab, bot: Bot, project: Project, **mr: Any) -> MergeRequest:
+    """Open an MR of the branch `feature` as it stands (`mr`: title, description, ... as
+    `FakeGitLab.open_mr` takes them), deliver GitLab's open hook to `bot` and wait until the
+    bot has settled it."""
+    opened = fake.open_mr(project.id, source_branch="feature", **mr)
+    await bot.send("Merge Request Hook", hook_for(opened))
+    await bot.settle()
+    return opened
 
 
 def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
