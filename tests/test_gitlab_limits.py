@@ -9,7 +9,7 @@ import pytest
 from bot.gitlab import changed_file_from_api
 from bot.report import NOTE_MARKER
 from tests.conftest import Bot
-from tests.fake_gitlab import FakeGitLab
+from tests.fake_gitlab import FakeGitLab, Project
 from tests.gfm import shown_text
 from tests.scenarios import hook_for, open_judged_mr, project_with_rules, push_one_commit
 
@@ -51,17 +51,23 @@ def _filler(size: int) -> str:
 # -- MR commits without parents (contract 2.2) ------------------------------------------------
 
 
+def _main_merged_into_feature(
+    fake: FakeGitLab, project: Project, message: str, *, merge_message: str
+) -> None:
+    """A commit on `feature` (`message`), a newer one on `main`, then `main` merged into
+    `feature` with `merge_message`: an MR branch that holds a merge commit."""
+    fake.commit(project.id, "feature", message=message, files={"x.py": "x\n"})
+    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
+    fake.merge(project.id, "feature", fake.branch_head(project.id, "main"), message=merge_message)
+
+
 @pytest.mark.parametrize("with_parents", [False, True], ids=["db-rows", "gitaly"])
 async def test_a_merge_commit_in_an_mr_is_found_without_the_mr_commits_parents(
     fake: FakeGitLab, bot: Bot, with_parents: bool
 ) -> None:
     fake.mr_commits_with_parents = with_parents
     project = project_with_rules(fake, "rules:\n  commit.no_merge_commits: {severity: error}\n")
-    fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
-    fake.merge(
-        project.id, "feature", fake.branch_head(project.id, "main"), message="Merge branch 'main'"
-    )
+    _main_merged_into_feature(fake, project, "feat: x", merge_message="Merge branch 'main'")
     mr = await open_judged_mr(fake, bot, project, description="x")
     assert _state(fake, project.id, mr.head_sha)[0] == "failed"
     note = _note(fake, project.id, mr.iid)
@@ -74,19 +80,12 @@ async def test_gitlabs_own_merge_commits_are_exempt_from_dco(
 ) -> None:
     fake.mr_commits_with_parents = with_parents
     project = project_with_rules(fake, "rules:\n  commit.dco: {severity: error}\n")
-    fake.commit(
-        project.id,
-        "feature",
-        message="feat: x\n\nSigned-off-by: Ada Lovelace <ada@example.com>",
-        files={"x.py": "x\n"},
-    )
-    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
     # GitLab's "Merge target into source" button writes no sign-off.
-    fake.merge(
-        project.id,
-        "feature",
-        fake.branch_head(project.id, "main"),
-        message="Merge branch 'main' into 'feature'",
+    _main_merged_into_feature(
+        fake,
+        project,
+        "feat: x\n\nSigned-off-by: Ada Lovelace <ada@example.com>",
+        merge_message="Merge branch 'main' into 'feature'",
     )
     mr = await open_judged_mr(fake, bot, project, description="x")
     assert _passed(fake, project.id, mr.head_sha), _note(fake, project.id, mr.iid)
