@@ -8,8 +8,7 @@ from typing import Any
 from bot.metrics import endpoint_template
 from tests.conftest import running_bot
 from tests.fake_gitlab import FakeGitLab
-from tests.payloads import push_hook
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, push_one_commit
 
 
 def endpoint(method: str, path: str) -> str:
@@ -35,21 +34,13 @@ async def measure() -> dict[str, dict[str, Any]]:
         mr = fake.open_mr(project.id, source_branch="feature", description="Feature.")
         await record("mr open (cold)", "Merge Request Hook", hook_for(mr))
 
-        old = mr.head_sha
-        fake.commit(project.id, "feature", message="fix: second", files={"b.py": "2\n"})
-        await record(
-            "mr update, 1 new commit",
-            "Merge Request Hook",
-            hook_for(mr, action="update", oldrev=old),
-        )
-
-        old = mr.head_sha
-        fake.commit(project.id, "feature", message="fix: review", files={"b.py": "3\n"})
-        await record(
-            "mr update, 1 commit changing a file of the MR again",
-            "Merge Request Hook",
-            hook_for(mr, action="update", oldrev=old),
-        )
+        for name, message, content in (
+            ("mr update, 1 new commit", "fix: second", "2\n"),
+            ("mr update, 1 commit changing a file of the MR again", "fix: review", "3\n"),
+        ):
+            old = mr.head_sha
+            fake.commit(project.id, "feature", message=message, files={"b.py": content})
+            await record(name, "Merge Request Hook", hook_for(mr, action="update", oldrev=old))
 
         labelled = hook_for(
             mr,
@@ -63,15 +54,7 @@ async def measure() -> dict[str, dict[str, Any]]:
         other = fake.open_mr(project.id, source_branch="other", description="Other.")
         await record("another mr open, same target commit", "Merge Request Hook", hook_for(other))
 
-        before = fake.branch_head(project.id, "main")
-        after = fake.commit(project.id, "main", message="docs: update readme")
-        push = push_hook(
-            project_id=project.id,
-            branch="main",
-            before=before,
-            after=after,
-            commits=[{"id": after, "message": "docs: update readme"}],
-        )
+        _, push = push_one_commit(fake, project.id, "main", "docs: update readme")
         await record("push, branch without MR", "Push Hook", push)
     return results
 

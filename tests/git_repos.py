@@ -141,9 +141,11 @@ def run_cli(
     )
 
 
-async def run_cli_async(*args: str, cwd: Path, env: dict[str, str]) -> tuple[int, str, str]:
+async def run_cli_async(
+    *args: str, env: dict[str, str], cwd: Path | None = None
+) -> tuple[int, str, str]:
     """`run_cli` without blocking the event loop that serves the fake GitLab (and the bot):
-    (exit code, stdout, stderr)."""
+    (exit code, stdout, stderr). Without `cwd` it runs in this process's directory."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

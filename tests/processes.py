@@ -36,6 +36,17 @@ _PR_SET_PDEATHSIG = 1
 _alive: set[BotProcess] = set()
 
 
+async def wait_for_readyz(
+    client: httpx.AsyncClient, url: str, status: int = 200, seconds: float = 30.0
+) -> None:
+    """Wait until the bot at `url` answers /readyz with `status` (an event, not a guess at
+    how long it takes); fail with its last answer once `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while (answer := await client.get(f"{url}/readyz")).status_code != status:
+        assert time.monotonic() < deadline, (answer.status_code, answer.text)
+        await asyncio.sleep(0.05)
+
+
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child, before exec
     """In the child: the kernel sends SIGKILL when the test run that started it dies."""
     with contextlib.suppress(OSError, AttributeError):

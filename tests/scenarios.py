@@ -7,8 +7,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest, Project
-from tests.payloads import merge_request_hook
+from tests.payloads import merge_request_hook, push_hook
 
 # A repository that passes every repository rule.
 HYGIENE_FILES: dict[str, str | None] = {
@@ -30,6 +31,40 @@ def compliant_project(fake: FakeGitLab, path: str = "acme/widget") -> Project:
     return project
 
 
+def project_with_rules(fake: FakeGitLab, config: str, *, message: str = "chore: rules") -> Project:
+    """A compliant project whose target branch `main` also holds `config` as its
+    `.gitlab/compliance.yml` (committed with `message`)."""
+    project = compliant_project(fake)
+    fake.commit(project.id, "main", message=message, files={".gitlab/compliance.yml": config})
+    return project
+
+
+async def judged_mr(
+    fake: FakeGitLab,
+    bot: Bot,
+    project: Project,
+    *,
+    message: str,
+    files: dict[str, str | None] | None = None,
+    **mr: Any,
+) -> MergeRequest:
+    """Commit `files` on `feature` with `message`, open an MR of it (`mr`: title,
+    description, ... as `FakeGitLab.open_mr` takes them), deliver GitLab's open hook to `bot`
+    and wait until the bot has settled it."""
+    fake.commit(project.id, "feature", message=message, files=files)
+    return await open_judged_mr(fake, bot, project, **mr)
+
+
+async def open_judged_mr(fake: FakeGitLab, bot: Bot, project: Project, **mr: Any) -> MergeRequest:
+    """Open an MR of the branch `feature` as it stands (`mr`: title, description, ... as
+    `FakeGitLab.open_mr` takes them), deliver GitLab's open hook to `bot` and wait until the
+    bot has settled it."""
+    opened = fake.open_mr(project.id, source_branch="feature", **mr)
+    await bot.send("Merge Request Hook", hook_for(opened))
+    await bot.settle()
+    return opened
+
+
 def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
     """GitLab's published MR payload, carrying this MR's current state from the fake."""
     values: dict[str, Any] = {
@@ -47,6 +82,24 @@ def hook_for(mr: MergeRequest, **overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return merge_request_hook(**values)
+
+
+def push_one_commit(
+    fake: FakeGitLab,
+    project_id: int,
+    branch: str,
+    message: str,
+    files: dict[str, str | None] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """Commit `files` on `branch` in the fake, as a user pushing one commit would:
+    (the new head, the Push Hook GitLab sends for that push, listing that one commit)."""
+    before = fake.branch_head(project_id, branch)
+    after = fake.commit(project_id, branch, message=message, files=files)
+    commits = [{"id": after, "message": message}]
+    hook = push_hook(
+        project_id=project_id, branch=branch, before=before, after=after, commits=commits
+    )
+    return after, hook
 
 
 # Each MR with the final status its newest head must end with.

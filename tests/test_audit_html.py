@@ -114,14 +114,21 @@ def hostile_group(fake: FakeGitLab) -> None:
         project(fake, f"acme/team/p{i}", without("CHANGELOG.md") if i % 2 else None)
 
 
+async def open_hostile_report(fake: FakeGitLab, tmp_path: Path, browser: Any) -> dict[str, Any]:
+    """Audit the hostile group as the HTML page and as JSON, and open the page in `browser`:
+    the JSON document, to compare the page with."""
+    hostile_group(fake)
+    page, document = await reports(fake, tmp_path)
+    browser.get(page.as_uri())
+    return document
+
+
 async def test_the_numbers_on_the_page_are_the_json_report_s(
     fake: FakeGitLab, tmp_path: Path, browser: Any
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    hostile_group(fake)
-    page, document = await reports(fake, tmp_path)
-    browser.get(page.as_uri())
+    document = await open_hostile_report(fake, tmp_path, browser)
     summary = document["summary"]["projects"]
     for outcome in ("compliant", "warnings", "non-compliant", "error"):
         card = browser.find_element(By.ID, f"projects-count-{outcome}")
@@ -145,10 +152,7 @@ async def test_the_table_filters_by_outcome_and_by_check_and_sorts_by_each_colum
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    hostile_group(fake)
-    page, document = await reports(fake, tmp_path)
-    projects = document["projects"]
-    browser.get(page.as_uri())
+    projects = (await open_hostile_report(fake, tmp_path, browser))["projects"]
     everyone = sorted(p["name"] for p in projects)
     assert sorted(visible_names(browser)) == everyone
 
@@ -198,9 +202,7 @@ async def test_a_row_expands_to_its_findings_and_links_to_gitlab(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    hostile_group(fake)
-    page, document = await reports(fake, tmp_path)
-    browser.get(page.as_uri())
+    document = await open_hostile_report(fake, tmp_path, browser)
     gappy = next(p for p in document["projects"] if p["name"] == "acme/gappy")
     body = browser.find_element(By.CSS_SELECTOR, f'tbody[data-id="{gappy["id"]}"]')
     detail = body.find_element(By.CSS_SELECTOR, "tr.detail")

@@ -168,6 +168,29 @@ def _runner_fetch(repo: Repo, bare: Path, build: Path, branch: str, sha: str) ->
         subprocess.run(["git", "-C", str(build), *args], env=repo.env, check=True)  # noqa: S607
 
 
+def _feature_branch_pipeline(
+    repo: Repo, bare: Path, tmp_path: Path, *, before: str
+) -> tuple[dict[str, Any], Path, dict[str, str]]:
+    """Push `feature` as it stands in `repo` to the project `bare` and ready the template's one
+    job for that push's branch pipeline (`before`: CI_COMMIT_BEFORE_SHA): (the job, its build
+    directory fetched as the runner fetches a branch, CI's predefined variables)."""
+    head = repo.head()
+    repo.git("push", "-q", "origin", "feature")
+    _, jobs = _template(package=PACKAGE)
+    [job] = jobs.values()
+    build = tmp_path / "builds" / "acme" / "widget"
+    _runner_fetch(repo, bare, build, "feature", head)
+    env = _predefined(
+        repo,
+        CI_PIPELINE_SOURCE="push",
+        CI_COMMIT_SHA=head,
+        CI_COMMIT_BEFORE_SHA=before,
+        CI_COMMIT_BRANCH="feature",
+        CI_COMMIT_REF_NAME="feature",
+    )
+    return job, build, env
+
+
 def _run_job(
     job: dict[str, Any], build: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
@@ -314,12 +337,9 @@ def test_a_branch_pipeline_fetches_the_default_branch_its_rules_come_from(
     repo, bare = origin
     repo.checkout("feature", new=True)
     first = repo.commit("feat: the first part", {"src/a.py": "a = 1\n"})
-    head = repo.commit("Added stuff", {".env": "SECRET=1\n"})
-    repo.git("push", "-q", "origin", "feature")
-    _, jobs = _template(package=PACKAGE)
-    [job] = jobs.values()
-    build = tmp_path / "builds" / "acme" / "widget"
-    _runner_fetch(repo, bare, build, "feature", head)
+    repo.commit("Added stuff", {".env": "SECRET=1\n"})
+    # A push of the second commit only.
+    job, build, env = _feature_branch_pipeline(repo, bare, tmp_path, before=first)
     assert (
         subprocess.run(
             ["git", "-C", str(build), "rev-parse", "--verify", "--quiet", "origin/main"],  # noqa: S607
@@ -329,14 +349,6 @@ def test_a_branch_pipeline_fetches_the_default_branch_its_rules_come_from(
         != 0
     )  # as on a runner: only the built branch
 
-    env = _predefined(
-        repo,
-        CI_PIPELINE_SOURCE="push",
-        CI_COMMIT_SHA=head,
-        CI_COMMIT_BEFORE_SHA=first,  # a push of the second commit only
-        CI_COMMIT_BRANCH="feature",
-        CI_COMMIT_REF_NAME="feature",
-    )
     result = _run_job(job, build, env)
 
     # The rules are main's (files.prohibited on); only the pushed commit is judged.
@@ -351,26 +363,14 @@ def test_a_branch_pipeline_that_cannot_fetch_the_default_branch_says_what_to_add
 ) -> None:
     repo, bare = origin
     repo.checkout("feature", new=True)
-    head = repo.commit("feat: the feature", {"src/a.py": "a = 1\n"})
-    repo.git("push", "-q", "origin", "feature")
-    _, jobs = _template(package=PACKAGE)
-    [job] = jobs.values()
-    build = tmp_path / "builds" / "acme" / "widget"
-    _runner_fetch(repo, bare, build, "feature", head)
+    repo.commit("feat: the feature", {"src/a.py": "a = 1\n"})
+    job, build, env = _feature_branch_pipeline(repo, bare, tmp_path, before=ZERO_SHA)
     # The job cannot read the project's other branches: origin now points nowhere.
     gone = str(tmp_path / "gone.git")
     subprocess.run(
         ["git", "-C", str(build), "remote", "set-url", "origin", gone],  # noqa: S607
         env=repo.env,
         check=True,
-    )
-    env = _predefined(
-        repo,
-        CI_PIPELINE_SOURCE="push",
-        CI_COMMIT_SHA=head,
-        CI_COMMIT_BEFORE_SHA=ZERO_SHA,
-        CI_COMMIT_BRANCH="feature",
-        CI_COMMIT_REF_NAME="feature",
     )
     result = _run_job(job, build, env)
 

@@ -64,8 +64,19 @@ def _fake_state(fake: FakeGitLab) -> MergeRequest:
     )
 
 
-def _with_token(repo: Repo, mr: MergeRequest, fake: FakeGitLab) -> dict[str, str]:
-    return mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token)
+async def _check_in_ci_job(
+    repo: Repo, mr: MergeRequest, fake: FakeGitLab, tmp_path: Path, *, with_token: bool = True
+) -> tuple[int, str, Path]:
+    """Run `compliance-bot check` on `repo` as the MR pipeline's job does (CI's variables,
+    with or without COMPLIANCE_TOKEN), in a fresh build directory under `tmp_path`:
+    (exit code, stderr, the build directory that holds the job's reports)."""
+    env = mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token)
+    if not with_token:
+        del env["COMPLIANCE_TOKEN"]
+    build = tmp_path / "build"
+    build.mkdir()
+    code, _, err = await run_cli_async("check", str(repo.path), cwd=build, env=env)
+    return code, err, build
 
 
 def _bot_note(fake: FakeGitLab, mr: MergeRequest) -> dict[str, Any]:
@@ -101,15 +112,8 @@ async def test_a_waiver_given_on_the_server_passes_the_ci_job(
 ) -> None:
     repo = _git_state(tmp_path)
     mr = await _waived_on_the_server(fake, bot)
-    build = tmp_path / "build"
-    build.mkdir()
 
-    code, _, err = await run_cli_async(
-        "check",
-        str(repo.path),
-        cwd=build,
-        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
-    )
+    code, err, build = await _check_in_ci_job(repo, mr, fake, tmp_path)
 
     assert code == 0, err
     assert "1 waiver from the bot's MR note applied: 1 finding(s)" in err
@@ -130,15 +134,8 @@ async def test_a_forged_note_waives_nothing(fake: FakeGitLab, bot: Bot, tmp_path
     genuine = _bot_note(fake, mr)
     fake.delete_note(mr.project_id, mr.iid, int(genuine["id"]))
     fake.add_note(mr.project_id, mr.iid, str(genuine["body"]), author_username="eve")
-    build = tmp_path / "build"
-    build.mkdir()
 
-    code, _, err = await run_cli_async(
-        "check",
-        str(repo.path),
-        cwd=build,
-        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
-    )
+    code, err, build = await _check_in_ci_job(repo, mr, fake, tmp_path)
 
     assert code == 1, err
     [why] = [line for line in err.splitlines() if "waive" in line]
@@ -157,15 +154,8 @@ async def test_without_a_token_nothing_is_waived_and_the_job_says_why(
 ) -> None:
     repo = _git_state(tmp_path)
     mr = await _waived_on_the_server(fake, bot)
-    env = {
-        k: v
-        for k, v in mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token).items()
-        if k != "COMPLIANCE_TOKEN"
-    }
-    build = tmp_path / "build"
-    build.mkdir()
 
-    code, _, err = await run_cli_async("check", str(repo.path), cwd=build, env=env)
+    code, err, build = await _check_in_ci_job(repo, mr, fake, tmp_path, with_token=False)
 
     assert code == 1, err
     [why] = [line for line in err.splitlines() if "waive" in line]
@@ -181,15 +171,8 @@ async def test_a_waiver_expired_since_the_note_was_written_waives_nothing(
     # records it, and the job, judging now, finds it expired.
     async with running_bot(fake, clock=lambda: time.time() - 30 * 86400) as bot:
         mr = await _waived_on_the_server(fake, bot)
-    build = tmp_path / "build"
-    build.mkdir()
 
-    code, _, err = await run_cli_async(
-        "check",
-        str(repo.path),
-        cwd=build,
-        env=mr_pipeline_env(repo, mr, fake.base_url, COMPLIANCE_TOKEN=fake.token),
-    )
+    code, err, build = await _check_in_ci_job(repo, mr, fake, tmp_path)
 
     assert code == 1, err
     assert (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -14,6 +13,7 @@ import pytest
 
 from tests.conftest import WEBHOOK_SECRET
 from tests.fake_gitlab import FakeGitLab
+from tests.git_repos import run_cli_async
 from tests.processes import BotProcess, deliver
 from tests.scenarios import compliant_project, hook_for, wait_until
 from tests.servers import free_port
@@ -95,8 +95,10 @@ async def test_serve_with_a_token_gitlab_refuses_exits_2_with_one_line(
     fake: FakeGitLab, tmp_path: Path
 ) -> None:
     wrong = "glpat-revoked-never-print-me"
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port()),
+    code, out, err = await run_cli_async(
+        "serve",
+        "--port",
+        str(free_port()),
         env={
             **os.environ,
             "GITLAB_URL": fake.base_url,
@@ -104,17 +106,9 @@ async def test_serve_with_a_token_gitlab_refuses_exits_2_with_one_line(
             "WEBHOOK_SECRET": WEBHOOK_SECRET,
             "COMPLIANCE_DB": str(tmp_path / "journal.db"),
         },
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )  # fmt: skip
-    try:
-        output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    log = output.decode(errors="replace")
-    assert process.returncode == 2, log
+    )
+    log = out + err
+    assert code == 2, log
     refusals = [line for line in log.splitlines() if "401" in line]
     assert len(refusals) == 1 and "GITLAB_TOKEN" in refusals[0], log
     assert "Traceback" not in log

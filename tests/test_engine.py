@@ -7,7 +7,7 @@ from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab
 from tests.gfm import shown_text
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, judged_mr, project_with_rules
 
 MR_HOOK = "Merge Request Hook"
 STRICT = """\
@@ -31,20 +31,16 @@ def _state(fake: FakeGitLab, project_id: int, sha: str) -> tuple[str, str]:
 
 
 async def test_an_mr_cannot_loosen_the_rules_that_judge_it(fake: FakeGitLab, bot: Bot) -> None:
-    project = compliant_project(fake)
-    fake.commit(
-        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": STRICT}
-    )
+    project = project_with_rules(fake, STRICT)
     # The MR's own branch switches every rule off...
-    fake.commit(
-        project.id,
-        "feature",
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
         message="feat: relax the rules",
         files={".gitlab/compliance.yml": "rules:\n  commit.dco: {severity: 'off'}\n"},
+        description="Relax.",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", description="Relax.")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
     # ...but the target branch's rules judge it.
     assert _state(fake, project.id, mr.head_sha)[0] == "failed"
     note = _note(fake, project.id, mr.iid)
@@ -53,15 +49,9 @@ async def test_an_mr_cannot_loosen_the_rules_that_judge_it(fake: FakeGitLab, bot
 
 
 async def test_a_broken_config_fails_loudly_with_line_numbers(fake: FakeGitLab, bot: Bot) -> None:
-    project = compliant_project(fake)
     broken = "rules:\n  commit.dco:\n    severity: loud\n  merge_request.titel: {}\n"
-    fake.commit(
-        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": broken}
-    )
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    project = project_with_rules(fake, broken)
+    mr = await judged_mr(fake, bot, project, message="feat: x", description="x")
     state, description = _state(fake, project.id, mr.head_sha)
     assert state == "failed"
     assert description == (
@@ -81,16 +71,12 @@ async def test_root_config_is_accepted_and_gitlab_dir_wins(fake: FakeGitLab, bot
         message="chore: rules",
         files={".compliance.yml": "rules:\n  merge_request.description: {severity: 'off'}\n"},
     )
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await judged_mr(fake, bot, project, message="feat: x", description="")
     assert _state(fake, project.id, mr.head_sha)[0] == "success"
     assert "Rules from `.compliance.yml`" in _note(fake, project.id, mr.iid)
 
 
 async def test_every_rule_family_is_judged_end_to_end(fake: FakeGitLab, bot: Bot) -> None:
-    project = compliant_project(fake)
     every_family = """\
 rules:
   commit.dco: {severity: error}
@@ -101,19 +87,16 @@ rules:
   repository.codeowners: {severity: warning}
   commit.signed: {severity: warning}
 """
-    fake.commit(
-        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": every_family}
-    )
+    project = project_with_rules(fake, every_family)
     token = "glpat-" + "Ab3dEf6hIj9kLmN0pQ2s"
-    fake.commit(
-        project.id,
-        "feature",
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
         message="feat: add settings",
         files={"id_rsa": "not really a key\n", "settings.py": f"TOKEN = '{token}'\n" + "#" * 200},
+        description="Settings.",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", description="Settings.")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
     note = _note(fake, project.id, mr.iid)
     for rule in (
         "commit.dco",

@@ -18,7 +18,7 @@ import pytest
 
 from bot.settings import Settings
 from tests.conftest import Bot, running_bot
-from tests.fake_gitlab import FakeGitLab
+from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.payloads import note_hook, push_hook
 from tests.scenarios import compliant_project, hook_for
 
@@ -48,6 +48,19 @@ def bot_statuses(fake: FakeGitLab, project_id: int, sha: str) -> list[dict[str, 
 def last_bot_state(fake: FakeGitLab, project_id: int, sha: str) -> str | None:
     statuses = bot_statuses(fake, project_id, sha)
     return str(statuses[-1]["status"]) if statuses else None
+
+
+def _one_commit_mr(
+    fake: FakeGitLab,
+    project_id: int,
+    branch: str = "feature",
+    *,
+    message: str = "feat: x",
+    description: str = "x",
+) -> MergeRequest:
+    """Commit once on `branch` and open an MR of it into the default branch, as a user does."""
+    fake.commit(project_id, branch, message=message)
+    return fake.open_mr(project_id, source_branch=branch, description=description)
 
 
 # -- the fake follows GitLab -----------------------------------------------------------------
@@ -119,8 +132,7 @@ async def test_fake_answers_a_null_sha_while_the_mr_is_prepared(
     fake: FakeGitLab, api: httpx.AsyncClient
 ) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    mr = _one_commit_mr(fake, project.id)
     mr.preparing = True
     async with api:
         single = (await api.get(f"/projects/{project.id}/merge_requests/{mr.iid}")).json()
@@ -136,8 +148,7 @@ async def test_a_ci_job_named_like_the_status_does_not_keep_the_verdict_off_the_
     fake: FakeGitLab,
 ) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    mr = _one_commit_mr(fake, project.id)
     # The MR pipeline runs a job named like the bot's status (the old CI template did).
     pipeline = fake.add_pipeline(
         project.id, mr.head_sha, f"refs/merge-requests/{mr.iid}/head", source="merge_request_event"
@@ -157,14 +168,14 @@ async def test_a_ci_job_named_like_the_status_does_not_keep_the_verdict_off_the_
 
 async def test_catch_up_does_not_take_a_ci_job_for_the_bots_status(fake: FakeGitLab) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "seen", message="feat: seen")
-    seen = fake.open_mr(project.id, source_branch="seen", description="Seen.")
+    seen = _one_commit_mr(fake, project.id, "seen", message="feat: seen", description="Seen.")
     async with running_bot(fake, catchup_interval_seconds=0.2) as bot:
         assert (await bot.send(MR_HOOK, hook_for(seen))).status_code == 202
         await bot.settle()
         # An MR whose hook never came, whose pipeline already ran a `compliance` job.
-        fake.commit(project.id, "missed", message="feat: missed")
-        missed = fake.open_mr(project.id, source_branch="missed", description="Missed.")
+        missed = _one_commit_mr(
+            fake, project.id, "missed", message="feat: missed", description="Missed."
+        )
         pipeline = fake.add_pipeline(project.id, missed.head_sha, "missed", source="push")
         fake.add_job(pipeline, STATUS_NAME, status="success")
         await eventually(
@@ -178,8 +189,7 @@ async def test_catch_up_does_not_take_a_ci_job_for_the_bots_status(fake: FakeGit
 
 async def test_an_edited_recheck_comment_does_nothing(fake: FakeGitLab, bot: Bot) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    mr = _one_commit_mr(fake, project.id)
     note = fake.add_note(project.id, mr.iid, "Looks fine", author_username="grace")
     edited = fake.edit_note(project.id, mr.iid, note["id"], "/compliance recheck")
     response = await bot.send(NOTE_HOOK, note_hook(mr, edited, action="update"))
@@ -198,8 +208,7 @@ async def test_an_edited_recheck_comment_does_nothing(fake: FakeGitLab, bot: Bot
 
 async def test_a_recheck_retried_after_its_award_still_rechecks(fake: FakeGitLab) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    mr = _one_commit_mr(fake, project.id)
     async with running_bot(
         fake, catchup_interval_seconds=0.2, retry_failed_after_seconds=0.1
     ) as bot:
@@ -236,8 +245,7 @@ async def test_a_recheck_of_an_mr_without_a_head_yet_is_not_an_error(
     fake: FakeGitLab, bot: Bot
 ) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "feature", message="feat: x")
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
+    mr = _one_commit_mr(fake, project.id)
     mr.preparing = True
     comment = fake.add_note(project.id, mr.iid, "/compliance recheck", author_username="ada")
     assert (await bot.send(NOTE_HOOK, note_hook(mr, comment))).status_code == 202
@@ -251,16 +259,17 @@ async def test_a_recheck_of_an_mr_without_a_head_yet_is_not_an_error(
 
 async def test_catch_up_goes_past_an_mr_without_a_head(fake: FakeGitLab) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "seen", message="feat: seen")
-    seen = fake.open_mr(project.id, source_branch="seen", description="Seen.")
+    seen = _one_commit_mr(fake, project.id, "seen", message="feat: seen", description="Seen.")
     async with running_bot(fake, catchup_interval_seconds=0.2) as bot:
         await bot.send(MR_HOOK, hook_for(seen))
         await bot.settle()
-        fake.commit(project.id, "missed", message="feat: missed")
-        missed = fake.open_mr(project.id, source_branch="missed", description="Missed.")
+        missed = _one_commit_mr(
+            fake, project.id, "missed", message="feat: missed", description="Missed."
+        )
         # Newer, so GitLab lists it first: GitLab is still preparing it.
-        fake.commit(project.id, "fresh", message="feat: fresh")
-        fresh = fake.open_mr(project.id, source_branch="fresh", description="Fresh.")
+        fresh = _one_commit_mr(
+            fake, project.id, "fresh", message="feat: fresh", description="Fresh."
+        )
         fresh.preparing = True
         await eventually(
             lambda: last_bot_state(fake, project.id, missed.head_sha) == "success",
@@ -314,8 +323,7 @@ async def test_catch_up_leaves_a_quietly_pushed_mr_branch_to_the_mr_check(
     fake: FakeGitLab,
 ) -> None:
     project = compliant_project(fake)
-    fake.commit(project.id, "topic", message="feat: topic")
-    mr = fake.open_mr(project.id, source_branch="topic", description="Topic.")
+    mr = _one_commit_mr(fake, project.id, "topic", message="feat: topic", description="Topic.")
     async with running_bot(fake, catchup_interval_seconds=0.2) as bot:
         await bot.send(MR_HOOK, hook_for(mr))
         await bot.settle()

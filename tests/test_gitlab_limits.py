@@ -11,8 +11,7 @@ from bot.report import NOTE_MARKER
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, Project
 from tests.gfm import shown_text
-from tests.payloads import push_hook
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import hook_for, open_judged_mr, project_with_rules, push_one_commit
 
 MR_HOOK = "Merge Request Hook"
 FILE_RULES = """\
@@ -44,12 +43,6 @@ def _passed(fake: FakeGitLab, project_id: int, sha: str) -> bool:
     return state == "success" and description.endswith("checks passed")
 
 
-def _with_rules(fake: FakeGitLab, rules: str) -> Project:
-    project = compliant_project(fake)
-    fake.commit(project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": rules})
-    return project
-
-
 def _filler(size: int) -> str:
     """Harmless text of about `size` bytes, in short lines."""
     return "".join(f"line {n} of harmless text\n" for n in range(size // 26 + 1))
@@ -58,20 +51,24 @@ def _filler(size: int) -> str:
 # -- MR commits without parents (contract 2.2) ------------------------------------------------
 
 
+def _main_merged_into_feature(
+    fake: FakeGitLab, project: Project, message: str, *, merge_message: str
+) -> None:
+    """A commit on `feature` (`message`), a newer one on `main`, then `main` merged into
+    `feature` with `merge_message`: an MR branch that holds a merge commit."""
+    fake.commit(project.id, "feature", message=message, files={"x.py": "x\n"})
+    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
+    fake.merge(project.id, "feature", fake.branch_head(project.id, "main"), message=merge_message)
+
+
 @pytest.mark.parametrize("with_parents", [False, True], ids=["db-rows", "gitaly"])
 async def test_a_merge_commit_in_an_mr_is_found_without_the_mr_commits_parents(
     fake: FakeGitLab, bot: Bot, with_parents: bool
 ) -> None:
     fake.mr_commits_with_parents = with_parents
-    project = _with_rules(fake, "rules:\n  commit.no_merge_commits: {severity: error}\n")
-    fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
-    fake.merge(
-        project.id, "feature", fake.branch_head(project.id, "main"), message="Merge branch 'main'"
-    )
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    project = project_with_rules(fake, "rules:\n  commit.no_merge_commits: {severity: error}\n")
+    _main_merged_into_feature(fake, project, "feat: x", merge_message="Merge branch 'main'")
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _state(fake, project.id, mr.head_sha)[0] == "failed"
     note = _note(fake, project.id, mr.iid)
     assert "commit.no_merge_commits" in note and "a merge commit (2 parents)" in note
@@ -82,24 +79,15 @@ async def test_gitlabs_own_merge_commits_are_exempt_from_dco(
     fake: FakeGitLab, bot: Bot, with_parents: bool
 ) -> None:
     fake.mr_commits_with_parents = with_parents
-    project = _with_rules(fake, "rules:\n  commit.dco: {severity: error}\n")
-    fake.commit(
-        project.id,
-        "feature",
-        message="feat: x\n\nSigned-off-by: Ada Lovelace <ada@example.com>",
-        files={"x.py": "x\n"},
-    )
-    fake.commit(project.id, "main", message="docs: more", files={"docs.md": "d\n"})
+    project = project_with_rules(fake, "rules:\n  commit.dco: {severity: error}\n")
     # GitLab's "Merge target into source" button writes no sign-off.
-    fake.merge(
-        project.id,
-        "feature",
-        fake.branch_head(project.id, "main"),
-        message="Merge branch 'main' into 'feature'",
+    _main_merged_into_feature(
+        fake,
+        project,
+        "feat: x\n\nSigned-off-by: Ada Lovelace <ada@example.com>",
+        merge_message="Merge branch 'main' into 'feature'",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _passed(fake, project.id, mr.head_sha), _note(fake, project.id, mr.iid)
 
 
@@ -108,7 +96,7 @@ async def test_a_fork_mr_has_its_commits_read_in_the_target_project(
 ) -> None:
     """GitLab keeps a fork MR's head in the target project (refs/merge-requests/:iid/head),
     so the target project's compare lists the MR's commits."""
-    project = _with_rules(fake, "rules:\n  commit.no_merge_commits: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  commit.no_merge_commits: {severity: error}\n")
     fork = fake.add_project(path_with_namespace="ada/widget", description="A fork")
     fake.commit(
         fork.id,
@@ -117,11 +105,7 @@ async def test_a_fork_mr_has_its_commits_read_in_the_target_project(
         files={"x.py": "x\n"},
         parent=fake.branch_head(project.id, "main"),
     )
-    mr = fake.open_mr(
-        project.id, source_branch="feature", source_project_id=fork.id, description="x"
-    )
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, source_project_id=fork.id, description="x")
     assert _passed(fake, fork.id, mr.head_sha), _note(fake, project.id, mr.iid)
     assert fake.calls("GET", f"/projects/{project.id}/repository/compare")
 
@@ -137,14 +121,12 @@ async def test_files_past_the_mr_diff_limits_fail_the_file_rules(
         fake.diff_max_files = 3
     else:
         fake.diff_max_lines = 20
-    project = _with_rules(fake, FILE_RULES)
+    project = project_with_rules(fake, FILE_RULES)
     files: dict[str, str | None] = {f"src/m{n}.py": _filler(100) for n in range(4)}
     files["src/z.py"] = SECRET_LINE  # sorted last: past the limit
     files["src/zz/id_rsa"] = "a key\n"
     fake.commit(project.id, "feature", message="feat: many files", files=files)
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     state, _ = _state(fake, project.id, mr.head_sha)
     note = _note(fake, project.id, mr.iid)
     assert state == "failed", note
@@ -160,16 +142,14 @@ async def test_a_secret_in_a_too_large_patch_is_found_by_reading_the_file(
 ) -> None:
     fake.version = version
     fake.diff_max_patch_bytes = 4096
-    project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
     fake.commit(
         project.id,
         "feature",
         message="feat: big file",
         files={"big.py": _filler(6000) + SECRET_LINE, "small.py": "ok\n"},
     )
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     note = _note(fake, project.id, mr.iid)
     assert _state(fake, project.id, mr.head_sha)[0] == "failed", note
     assert "[gitlab-pat]" in note and "big.py:" in note
@@ -180,12 +160,10 @@ async def test_a_too_large_file_past_the_read_cap_is_reported_not_scanned(
     fake: FakeGitLab, bot: Bot
 ) -> None:
     fake.version = OLD_GITLAB
-    project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
     huge = _filler(1_100_000)  # over GitLab's 200 KiB patch limit and the bot's read cap
     fake.commit(project.id, "feature", message="feat: huge", files={"huge.txt": huge})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     note = _note(fake, project.id, mr.iid)
     assert _state(fake, project.id, mr.head_sha)[0] == "failed", note
     assert "huge.txt could not be scanned for secrets" in note
@@ -193,11 +171,9 @@ async def test_a_too_large_file_past_the_read_cap_is_reported_not_scanned(
 
 async def test_an_empty_new_file_on_older_gitlab_passes(fake: FakeGitLab, bot: Bot) -> None:
     fake.version = OLD_GITLAB
-    project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
     fake.commit(project.id, "feature", message="feat: empty", files={"src/__init__.py": ""})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _state(fake, project.id, mr.head_sha)[0] == "success", _note(fake, project.id, mr.iid)
 
 
@@ -208,11 +184,9 @@ async def test_a_pushed_commit_whose_compare_collapses_is_read_in_full(
     """The push on top of a checked MR is read through compare, which collapses patches
     of a tenth of the patch limit: the check must not pass what it did not see."""
     fake.version = version
-    project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
     fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _state(fake, project.id, mr.head_sha)[0] == "success"
     old = mr.head_sha
     medium = _filler(30_000) + SECRET_LINE  # over 20 KiB: collapsed in compare
@@ -230,18 +204,10 @@ async def test_a_branch_push_past_the_compare_limits_fails_the_file_rules(
 ) -> None:
     fake.version = version
     fake.diff_max_files = 3
-    project = _with_rules(fake, FILE_RULES)
-    before = fake.branch_head(project.id, "main")
+    project = project_with_rules(fake, FILE_RULES)
     files: dict[str, str | None] = {f"src/m{n}.py": "m\n" for n in range(4)}
     files["src/z.py"] = SECRET_LINE
-    after = fake.commit(project.id, "main", message="feat: many files", files=files)
-    push = push_hook(
-        project_id=project.id,
-        branch="main",
-        before=before,
-        after=after,
-        commits=[{"id": after, "message": "feat: many files"}],
-    )
+    after, push = push_one_commit(fake, project.id, "main", "feat: many files", files)
     await bot.send("Push Hook", push)
     await bot.settle()
     state, _ = _state(fake, project.id, after)
@@ -253,21 +219,9 @@ async def test_a_branch_push_with_a_collapsed_file_is_read_in_full(
     fake: FakeGitLab, bot: Bot, version: tuple[int, int]
 ) -> None:
     fake.version = version
-    project = _with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
-    before = fake.branch_head(project.id, "main")
-    after = fake.commit(
-        project.id,
-        "main",
-        message="feat: medium file",
-        files={"m.py": _filler(30_000) + SECRET_LINE, "n.py": "n\n"},
-    )
-    push = push_hook(
-        project_id=project.id,
-        branch="main",
-        before=before,
-        after=after,
-        commits=[{"id": after, "message": "feat: medium file"}],
-    )
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    files: dict[str, str | None] = {"m.py": _filler(30_000) + SECRET_LINE, "n.py": "n\n"}
+    after, push = push_one_commit(fake, project.id, "main", "feat: medium file", files)
     await bot.send("Push Hook", push)
     await bot.settle()
     state, description = _state(fake, project.id, after)
@@ -280,7 +234,7 @@ async def test_a_branch_push_with_a_collapsed_file_is_read_in_full(
 async def test_a_huge_docs_directory_does_not_fail_the_codeowners_lookup(
     fake: FakeGitLab, bot: Bot
 ) -> None:
-    project = _with_rules(fake, "rules:\n  repository.codeowners: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  repository.codeowners: {severity: error}\n")
     docs: dict[str, str | None] = {f"docs/page{n:05}.md": "p\n" for n in range(10_001)}
     fake.commit(
         project.id,
@@ -289,15 +243,13 @@ async def test_a_huge_docs_directory_does_not_fail_the_codeowners_lookup(
         files={**docs, ".gitlab/CODEOWNERS": "* @ada\n"},
     )
     fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _passed(fake, project.id, mr.head_sha), _note(fake, project.id, mr.iid)
 
 
 async def test_docs_codeowners_is_found_and_judged(fake: FakeGitLab, bot: Bot) -> None:
     # The broken file is on the target branch already: fail on that too, to see it judged.
-    project = _with_rules(
+    project = project_with_rules(
         fake,
         "target_branch_findings: fail\nrules:\n  repository.codeowners: {severity: error}\n",
     )
@@ -308,21 +260,17 @@ async def test_docs_codeowners_is_found_and_judged(fake: FakeGitLab, bot: Bot) -
         files={"docs/CODEOWNERS": "[Section\n", ".gitlab/CODEOWNERS": "* @ada\n"},
     )
     fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     note = _note(fake, project.id, mr.iid)
     assert _state(fake, project.id, mr.head_sha)[0] == "failed", note
     assert "docs/CODEOWNERS" in note
 
 
 async def test_a_ca_verified_x509_signature_passes(fake: FakeGitLab, bot: Bot) -> None:
-    project = _with_rules(fake, "rules:\n  commit.signed: {severity: error}\n")
+    project = project_with_rules(fake, "rules:\n  commit.signed: {severity: error}\n")
     sha = fake.commit(project.id, "feature", message="feat: x")
     fake.signed[sha] = "verified_ca"
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     assert _passed(fake, project.id, mr.head_sha), _note(fake, project.id, mr.iid)
 
 
@@ -335,9 +283,7 @@ async def test_older_gitlab_versions_are_checked_alike(
     project = fake.add_project(path_with_namespace="acme/bare", description="A widget")
     fake.commit(project.id, "main", message="chore: init", files={"README.md": "# W\n"})
     fake.commit(project.id, "feature", message="feat: x", files={"x.py": "x\n"})
-    mr = fake.open_mr(project.id, source_branch="feature", description="x")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
+    mr = await open_judged_mr(fake, bot, project, description="x")
     state, description = _state(fake, project.id, mr.head_sha)
     # Judged, not "could not complete": the missing LICENSE is seen (and is the target
     # branch's, so it does not fail the MR).

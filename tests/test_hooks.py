@@ -3,10 +3,8 @@ an operator runs it, a real process against the fake GitLab's project hooks API.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +13,7 @@ import pytest
 from bot.hooks import Action, State, judge_hooks
 from tests.conftest import WEBHOOK_SECRET, running_bot
 from tests.fake_gitlab import FakeGitLab
+from tests.git_repos import run_cli_async
 
 URL = "https://bot.example.com/webhook"
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
@@ -92,18 +91,7 @@ async def hooks_cli(fake: FakeGitLab, *args: str) -> tuple[int, str, str]:
         "GITLAB_TOKEN": fake.token,
         "WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot.cli", "hooks", *args,
-        env=environment, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_cli_async("hooks", *args, env=environment)
 
 
 def _group(fake: FakeGitLab) -> dict[str, int]:

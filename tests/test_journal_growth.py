@@ -29,7 +29,7 @@ from bot.stores import open_store
 from tests.conftest import running_bot
 from tests.fake_gitlab import FakeGitLab
 from tests.payloads import merge_request_hook
-from tests.processes import BotProcess, deliver
+from tests.processes import BotProcess, deliver, wait_for_readyz
 from tests.scenarios import compliant_project, hook_for, wait_until_settled
 
 MR_HOOK = "Merge Request Hook"
@@ -268,13 +268,6 @@ async def _release(holder: asyncio.subprocess.Process) -> None:
     assert await holder.wait() == 0
 
 
-async def _until_ready(client: httpx.AsyncClient, url: str) -> None:
-    deadline = time.monotonic() + 30
-    while (await client.get(f"{url}/readyz")).status_code != 200:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.05)
-
-
 async def test_a_journal_locked_by_another_process_gets_quick_503s_and_a_free_loop(
     fake: FakeGitLab, tmp_path: Path
 ) -> None:
@@ -314,7 +307,7 @@ async def test_a_journal_locked_by_another_process_gets_quick_503s_and_a_free_lo
             assert max(health) < 1.5
             assert readyz_locked == 503
 
-            await _until_ready(client, bot.url)
+            await wait_for_readyz(client, bot.url)
             # The sender delivers again once the journal is free (GitLab's "Resend request").
             again = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="while-locked")
             assert again.status_code == 202  # the 503'd delivery was never journaled
@@ -348,7 +341,7 @@ async def test_readyz_is_unready_while_the_journal_cannot_be_written(
                 resource.prlimit(pid, resource.RLIMIT_FSIZE, (soft, hard))
             assert (readyz, healthz) == (503, 200)
             assert 500 <= answer.status_code < 600, answer.text
-            await _until_ready(client, bot.url)
+            await wait_for_readyz(client, bot.url)
             again = await deliver(client, bot.url, MR_HOOK, hook_for(mr), key="disk-full")
             assert again.status_code == 202
             await wait_until_settled(fake, [(mr, "success")], seconds=30)

@@ -37,6 +37,13 @@ def _policy_project(fake: FakeGitLab, group: str, text: str | None) -> Project:
     return project
 
 
+def _presets(fake: FakeGitLab, files: dict[str, str | None]) -> Project:
+    """The project `acme/presets` that configs extend, its `main` holding `files`."""
+    presets = fake.add_project(path_with_namespace="acme/presets")
+    fake.commit(presets.id, "main", message="chore: presets", files=files)
+    return presets
+
+
 def _group_tree(fake: FakeGitLab, config: str = PROJECT_CONFIG) -> MergeRequest:
     fake.add_group("acme/platform")
     fake.add_group("acme/web")
@@ -116,12 +123,9 @@ async def test_an_unreadable_policy_fails_the_check(fake: FakeGitLab, bot: Bot) 
 
 
 async def test_an_extends_cycle_fails_the_check(fake: FakeGitLab, bot: Bot) -> None:
-    presets = fake.add_project(path_with_namespace="acme/presets")
-    fake.commit(
-        presets.id,
-        "main",
-        message="chore: presets",
-        files={
+    _presets(
+        fake,
+        {
             "a.yml": "extends: ['acme/presets:b.yml']\n",
             "b.yml": "extends: ['acme/presets:a.yml']\n",
         },
@@ -281,9 +285,7 @@ async def test_check_in_ci_with_a_token_fails_on_an_invalid_policy(
 
 
 async def test_check_in_ci_with_a_token_follows_extends(fake: FakeGitLab, tmp_path: Path) -> None:
-    presets = fake.add_project(path_with_namespace="acme/presets")
-    dco = "rules:\n  commit.dco: {severity: error}\n"
-    fake.commit(presets.id, "main", message="chore: presets", files={"dco.yml": dco})
+    _presets(fake, {"dco.yml": "rules:\n  commit.dco: {severity: error}\n"})
     config = "extends: ['acme/presets:dco.yml']\n"
     mr = _group_tree(fake, config=config)
     repo, env = _ci_checkout(tmp_path, fake, mr, config=config)
@@ -300,12 +302,9 @@ async def test_check_in_ci_with_a_token_follows_extends(fake: FakeGitLab, tmp_pa
 async def test_config_validate_follows_extends_with_a_token(
     fake: FakeGitLab, tmp_path: Path
 ) -> None:
-    presets = fake.add_project(path_with_namespace="acme/presets")
-    fake.commit(
-        presets.id,
-        "main",
-        message="chore: presets",
-        files={
+    _presets(
+        fake,
+        {
             "good.yml": "extends: ['acme/presets:base.yml']\n",
             "base.yml": "rules:\n  commit.dco: {severity: error}\n",
             "bad.yml": "rules:\n  commit.dco: {severity: loud}\n",

@@ -20,7 +20,7 @@ from bot.redaction import REDACTED
 from tests.conftest import WEBHOOK_SECRET, delivery_calls
 from tests.fake_gitlab import FakeGitLab
 from tests.gfm import shown_text
-from tests.processes import BotProcess, deliver
+from tests.processes import BotProcess, deliver, wait_for_readyz
 from tests.scenarios import compliant_project, hook_for
 
 MR_HOOK = "Merge Request Hook"
@@ -103,13 +103,6 @@ async def test_gitlab_error_text_echoing_the_token_reaches_no_sink(
     assert any(REDACTED in shown_text(n) for n in notes), notes  # as the note shows it
 
 
-async def _wait_readyz(client: httpx.AsyncClient, url: str, status: int) -> None:
-    deadline = time.monotonic() + 30
-    while (answer := await client.get(f"{url}/readyz")).status_code != status:
-        assert time.monotonic() < deadline, (answer.status_code, answer.text)
-        await asyncio.sleep(0.1)
-
-
 async def test_readyz_is_unready_while_gitlab_refuses_the_token(
     fake: FakeGitLab, tmp_path: Path
 ) -> None:
@@ -123,12 +116,12 @@ async def test_readyz_is_unready_while_gitlab_refuses_the_token(
         async with httpx.AsyncClient(timeout=10) as client:
             fake.token = "glpat-rotated-token"  # the bot's token is revoked: GitLab answers 401
             assert (await deliver(client, bot.url, MR_HOOK, hook_for(mr))).status_code == 202
-            await _wait_readyz(client, bot.url, 503)
+            await wait_for_readyz(client, bot.url, 503)
             assert "401" in (await client.get(f"{bot.url}/readyz")).json()["status"]
             assert (await client.get(f"{bot.url}/healthz")).status_code == 200
 
             fake.token = issued  # the token works again: ready again, without a restart
-            await _wait_readyz(client, bot.url, 200)
+            await wait_for_readyz(client, bot.url, 200)
     finally:
         output = await bot.stop()
     assert issued not in output

@@ -12,7 +12,7 @@ from tests.conftest import Bot, delivery_calls, running_bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
 from tests.gfm import shown_text
 from tests.payloads import note_hook, push_hook
-from tests.scenarios import compliant_project, hook_for
+from tests.scenarios import compliant_project, hook_for, judged_mr, project_with_rules
 
 MR_HOOK = "Merge Request Hook"
 
@@ -633,19 +633,20 @@ async def test_mrs_of_one_target_commit_share_its_config_and_tree_reads(
 async def test_markdown_is_judged_as_gitlab_renders_it(fake: FakeGitLab, bot: Bot) -> None:
     # Issue 16: `Intro <!--` does not open a comment in a paragraph (CommonMark), so GitLab
     # shows the task below it with an open checkbox; the checklist rule must see it too.
-    project = compliant_project(fake)
-    fake.commit(
-        project.id,
-        "main",
+    project = project_with_rules(
+        fake,
+        "rules:\n  merge_request.checklist: {severity: error}\n",
         message="chore: require finished checklists",
-        files={".gitlab/compliance.yml": "rules:\n  merge_request.checklist: {severity: error}\n"},
     )
-    fake.commit(project.id, "feature", message="feat: add it", files={"src/f.py": "x = 1\n"})
-    mr = fake.open_mr(
-        project.id, source_branch="feature", title="Add it", description="Intro <!--\n- [ ] task"
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
+        message="feat: add it",
+        files={"src/f.py": "x = 1\n"},
+        title="Add it",
+        description="Intro <!--\n- [ ] task",
     )
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
     status = _final_status(fake, mr.project_id, mr.head_sha)
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     [note] = _bot_notes(fake, mr)
@@ -668,7 +669,6 @@ async def test_a_description_of_template_comments_only_is_empty(fake: FakeGitLab
 async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> None:
     # Issue 16: `!fixtures/id_rsa` cannot re-include a file from the excluded `fixtures/` (git
     # never enters an excluded directory), and `[[:digit:]]` is a POSIX class.
-    project = compliant_project(fake)
     config = (
         "rules:\n"
         "  files.prohibited:\n"
@@ -676,18 +676,16 @@ async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> 
         "    paths: ['fixtures/', 'keys[[:digit:]]/']\n"
         "    exclude: ['fixtures/', '!fixtures/id_rsa']\n"
     )
-    fake.commit(
-        project.id, "main", message="chore: ban keys", files={".gitlab/compliance.yml": config}
-    )
-    fake.commit(
-        project.id,
-        "feature",
+    project = project_with_rules(fake, config, message="chore: ban keys")
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
         message="feat: add keys",
         files={"fixtures/id_rsa": "test key\n", "keys1/id_rsa": "real key\n"},
+        title="Add keys",
+        description="Keys.",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", title="Add keys", description="Keys.")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
     status = _final_status(fake, mr.project_id, mr.head_sha)
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     [note] = _bot_notes(fake, mr)
@@ -698,29 +696,25 @@ async def test_file_patterns_mean_what_git_means(fake: FakeGitLab, bot: Bot) -> 
 async def test_secrets_follow_gitleaks_allowlists(fake: FakeGitLab, bot: Bot) -> None:
     # Issue 16: gitleaks' own false-positive rules come with its patterns: a lock file is not
     # scanned, Firebase's published example key is not a secret; a real-looking key still is.
-    project = compliant_project(fake)
-    fake.commit(
-        project.id,
-        "main",
-        message="chore: scan for secrets",
-        files={".gitlab/compliance.yml": "rules:\n  files.secrets: {severity: error}\n"},
+    project = project_with_rules(
+        fake, "rules:\n  files.secrets: {severity: error}\n", message="chore: scan for secrets"
     )
     token = "ghp_" + "".join(chr(ord("a") + (i * 7) % 26) for i in range(36))
     example = "AIzaSy" + "abcdefghijklmnopqrstuvwxyz1234567"
     live = "sk_live_" + "".join(chr(ord("A") + (i * 11) % 26) for i in range(30))
-    fake.commit(
-        project.id,
-        "feature",
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
         message="feat: add payments",
         files={
             "yarn.lock": f'"resolved" "https://{token}@example.com/x.tgz"\n',
             "src/firebase.js": f'const apiKey = "{example}";\n',
             "src/pay.py": f'STRIPE_KEY = "{live}"\n',
         },
+        title="Pay",
+        description="Payments.",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", title="Pay", description="Payments.")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
     status = _final_status(fake, mr.project_id, mr.head_sha)
     assert (status["status"], status["description"]) == ("failed", "1 error, 0 warnings")
     body = str(_bot_notes(fake, mr)[0]["body"])

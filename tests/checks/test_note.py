@@ -11,7 +11,13 @@ from bot.report import NOTE_MARKER
 from tests import gfm
 from tests.conftest import Bot
 from tests.fake_gitlab import FakeGitLab, MergeRequest
-from tests.scenarios import HYGIENE_FILES, compliant_project, hook_for
+from tests.scenarios import (
+    HYGIENE_FILES,
+    compliant_project,
+    hook_for,
+    judged_mr,
+    project_with_rules,
+)
 
 MR_HOOK = "Merge Request Hook"
 
@@ -140,20 +146,15 @@ async def test_the_first_screen_names_each_failing_rule_with_linked_locations(
 
 
 async def test_a_file_finding_links_to_its_line_at_the_head(fake: FakeGitLab, bot: Bot) -> None:
-    project = compliant_project(fake)
-    config = "rules:\n  files.secrets: {severity: error}\n"
-    fake.commit(
-        project.id, "main", message="chore: rules", files={".gitlab/compliance.yml": config}
-    )
-    fake.commit(
-        project.id,
-        "feature",
+    project = project_with_rules(fake, "rules:\n  files.secrets: {severity: error}\n")
+    mr = await judged_mr(
+        fake,
+        bot,
+        project,
         message="feat: add settings",
         files={"src/my settings.py": "x = 1\nTOKEN = 'glpat-Zq3xY7pLm2Nw8Rt5Kv1B'\n"},
+        description="Adds settings.",
     )
-    mr = fake.open_mr(project.id, source_branch="feature", description="Adds settings.")
-    await bot.send(MR_HOOK, hook_for(mr))
-    await bot.settle()
 
     note = _note(fake, mr)
     url = f"{project.web_url}/-/blob/{mr.head_sha}/src/my%20settings.py#L2"
