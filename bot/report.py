@@ -29,7 +29,7 @@ from bot.redaction import redact
 NOTE_MARKER = "<!-- compliance-bot -->"
 
 # The note's hidden, machine-readable record of the waivers it shows, for `compliance-bot
-# check` in CI, which has no journal (bot/check_command.py). One line of base64 (no `-`, no
+# check` in CI, which has no journal (bot/checkout.py). One line of base64 (no `-`, no
 # `>`, so nothing in it can end the comment) holding compact JSON; an HTML comment is an HTML
 # block that GitLab does not render (https://spec.commonmark.org/0.31.2/#html-blocks, kind 2).
 WAIVER_RECORD_START = "<!-- compliance-bot waivers: "

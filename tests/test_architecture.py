@@ -2,8 +2,9 @@
 
 - The pure core (the rules, webhook parsing, the renderers) imports no GitLab client, no
   store and no app: what it is given is all it sees, and a test can hand it literals.
-- The engine imports no face (cli, check_command, audit, hooks, app, the checks, routing):
-  every face uses the one engine, never the other way round.
+- The engine, and the engine-side modules a face calls (the git checkout's `local`, its
+  check's `checkout`), import no face (cli, check_command, audit, hooks, app, the checks,
+  routing): every face uses the one engine, never the other way round.
 - A Source imports no engine: it answers what it is asked, and judges nothing.
 
 Imports count wherever they are written (a function's body, `TYPE_CHECKING`), and
@@ -21,6 +22,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bot"
 
+ENGINE = ("bot.engine", "bot.local", "bot.checkout")
 PURE = ("bot.rules", "bot.webhook", "bot.report", "bot.model")
 IO_AND_APP = ("bot.gitlab", "bot.store", "bot.store_postgres", "bot.stores", "bot.app")
 FACES = (
@@ -92,7 +94,7 @@ def test_the_modules_are_found() -> None:
     ("modules", "forbidden"),
     [
         (PURE, IO_AND_APP),
-        (("bot.engine",), FACES),
+        (ENGINE, FACES),
         (("bot.source",), ("bot.engine", *FACES)),
     ],
     ids=["pure core: no GitLab, store or app", "engine: no face", "source: no engine"],
