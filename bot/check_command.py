@@ -6,9 +6,12 @@
     compliance-bot commit-msg FILE
 
 Both build the engine's plan from the same config the server reads and judge a `Context`
-read from git (bot/local.py). `check` needs no network and no token; in a GitLab CI job
-(`GITLAB_CI=true`) it takes the range and the MR's title, description and labels from CI's
-predefined variables, and reads the rest from GitLab's API only when COMPLIANCE_TOKEN is set:
+read from git (bot/local.py). This module, a face, parses the arguments and the environment
+and prints and writes what comes back; which range, the reading and the judging, and GitLab
+when a token is given, are bot/checkout.py's. `check` needs no network and no token; in a
+GitLab CI job (`GITLAB_CI=true`) it takes the range and the MR's title, description and labels
+from CI's predefined variables, and reads the rest from GitLab's API only when
+COMPLIANCE_TOKEN is set:
 https://docs.gitlab.com/ci/variables/predefined_variables/#predefined-variables-for-merge-request-pipelines
 
 Exit codes: 0 no finding that fails (errors; warnings too with `--fail-on warning`), 1 such
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
@@ -27,11 +29,11 @@ from typing import TYPE_CHECKING, Any
 
 from bot.checkout import (
     TOKEN_VARIABLE,
-    Unresolved,
     UsageError,
     ci_target,
     judge_and_post,
     local_target,
+    plan_for,
 )
 from bot.model import Report, Severity
 from bot.report import (
@@ -42,13 +44,11 @@ from bot.report import (
     render_rich,
     render_text,
 )
-from bot.rules.base import Need, Scope
 
 if TYPE_CHECKING:
     # bot.local reads the config (pydantic models of every rule) and bot.engine the GitLab
     # client: imported where a command runs, so that `compliance-bot --help` stays fast.
-    from bot.engine import Plan
-    from bot.local import Git, LocalResult
+    from bot.local import LocalResult
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -185,9 +185,7 @@ def run_check(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from bot.config import ConfigError
-    from bot.engine import config_failure, plan
-    from bot.local import GitError, LocalResult, config_file, open_repository, read_config
+    from bot.local import GitError, open_repository
 
     in_ci = env.get("GITLAB_CI") == "true"
     outputs: list[tuple[str, str | None]] = [(f, o) for f, o in (args.outputs or [])]
@@ -257,20 +255,16 @@ async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]  # noqa: ASYNC240
     except (OSError, UnicodeDecodeError) as exc:
         return fail(f"could not read policy: {exc}")
-    work: Plan | LocalResult | Unresolved
     try:
-        if settings is not None:
-            # With a token, the group policy and `extends` are read from GitLab once its
-            # session is open (`judge_and_post`); here only the file at the trusted revision.
-            work = Unresolved(config_file(git, revisions.config_rev, args.config or None))
-        else:
-            config = read_config(git, revisions.config_rev, args.config or None, policies=policies)
-            work = plan(config, revisions.scope, revisions.target_branch)
-    except ConfigError as exc:
-        work = LocalResult(config_failure(revisions.head, exc), (), revisions)
+        work = plan_for(
+            git, revisions, args.config or None, policies, from_gitlab=settings is not None
+        )
     except GitError as exc:
         return fail(str(exc))
-    result, note_problem = await judge_and_post(settings, git, target, work, post_note)
+    checked = await judge_and_post(settings, git, target, work, post_note)
+    for line in checked.notices:
+        print(f"compliance-bot: {line}", file=sys.stderr)
+    result, note_problem = checked.result, checked.note_problem
     for line in result.report.policy_notes:
         # The policies that applied and each weakening they ignored: the note's footer says
         # it too, and the job's log is where a maintainer looks first.
@@ -331,73 +325,19 @@ def _write(
 
 # -- commit-msg ----------------------------------------------------------------------------
 
-# `git commit --verbose` puts the diff below this line; git drops it and all that follows.
-# https://git-scm.com/docs/git-commit#Documentation/git-commit.txt---cleanupltmodegt
-_SCISSORS = re.compile(r"^. -{24} >8 -{24}\n", re.MULTILINE)
-
-
-def clean_message(text: str, comment_char: str = "#") -> str:
-    """The message as git will store it: what `git commit`'s default cleanup leaves.
-
-    The commit-msg hook sees the file before git cleans it up (builtin/commit.c runs the hook,
-    then strips): comments, the scissors line and what follows it, trailing whitespace, and
-    repeated or surrounding blank lines go, as `git stripspace --strip-comments` does.
-    """
-    text = text.replace("\r\n", "\n")
-    scissors = _SCISSORS.search(text)
-    if scissors and text[scissors.start()] == comment_char:
-        text = text[: scissors.start()]
-    lines = [line.rstrip() for line in text.split("\n") if not line.startswith(comment_char)]
-    kept: list[str] = []
-    for line in lines:
-        if line or (kept and kept[-1]):
-            kept.append(line)
-    while kept and not kept[-1]:
-        kept.pop()
-    return "\n".join(kept) + "\n" if kept else ""
-
 
 def run_commit_msg(args: argparse.Namespace) -> int:
-    from bot.config import ConfigError, default_config
-    from bot.engine import Inputs, context_for, evaluate, plan
-    from bot.local import (
-        ZERO_SHA,
-        GitError,
-        comment_char,
-        current_branch,
-        default_branch,
-        merge_base,
-        open_repository,
-        pending_commit,
-        read_config,
-    )
+    from bot.checkout import judge_commit_message
+    from bot.config import ConfigError
+    from bot.local import GitError
     from bot.rules.catalog import rule_by_id
-    from bot.source import Where
 
     try:
         raw = Path(args.file).read_bytes()
     except OSError as exc:
         return _error(f"{args.file}: cannot read: {exc.strerror}")
-    git: Git | None
     try:
-        git = open_repository(".")
-    except GitError:
-        git = None  # not in a repository: the default rules, and no author to judge
-    message = clean_message(raw.decode("utf-8", "replace"), comment_char(git))
-
-    # The rules of the default branch (at the merge-base, as `check` reads them), so the hook
-    # judges as the merge request will be judged. No commit yet: the default rules.
-    default = default_branch(git) if git is not None else None
-    branch = current_branch(git) if git is not None else ""
-    try:
-        head = git.rev("HEAD") if git is not None else None
-        rules_from = head
-        if git is not None and default is not None:
-            rules_from = merge_base(git, default[0], head) if head else git.rev(default[0])
-        if git is not None and rules_from:
-            config = read_config(git, rules_from, args.config or None)
-        else:
-            config = default_config()
+        verdict = judge_commit_message(raw.decode("utf-8", "replace"), args.config or None)
     except ConfigError as exc:
         print(f"compliance-bot: invalid {exc.source}:", file=sys.stderr)
         for problem in exc.problems:
@@ -406,19 +346,8 @@ def run_commit_msg(args: argparse.Namespace) -> int:
     except GitError as exc:
         return _error(str(exc))
 
-    target_branch = default[1] if default else branch
-    commit_checks = plan(config, Scope.PUSH, target_branch).only(
-        lambda rule: rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
-    )
-    # One commit, not made yet: no range and no tree, only the branch it is made on.
-    where = Where(base="", head=ZERO_SHA, tree_at="", branch=branch, target_branch=target_branch)
-    context = context_for(
-        commit_checks, Scope.PUSH, Inputs(commits=(pending_commit(git, message),)), where
-    )
-    outcomes = evaluate(commit_checks, context)
-    findings = [f for o in outcomes for f in o.findings]
-    errors = sum(1 for f in findings if f.severity is Severity.ERROR)
-    for finding in findings:
+    errors = sum(1 for f in verdict.findings if f.severity is Severity.ERROR)
+    for finding in verdict.findings:
         # The rule's own advice: a finding's fix speaks of rewording an existing commit,
         # and this one does not exist yet.
         fix = rule_by_id(finding.rule).fix or finding.fix
@@ -428,7 +357,7 @@ def run_commit_msg(args: argparse.Namespace) -> int:
     if errors:
         print(
             f"compliance-bot: the commit message has {errors} error(s) "
-            f"(rules from {config.source})",
+            f"(rules from {verdict.config_source})",
             file=sys.stderr,
         )
         return EXIT_FINDINGS

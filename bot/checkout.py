@@ -14,14 +14,14 @@ This module imports no face (tests/test_architecture.py).
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bot.model import Report
+from bot.model import Finding, Report
 from bot.report import Links, render_note
-from bot.rules.base import MergeRequestFacts
+from bot.rules.base import MergeRequestFacts, Need, Scope
 
 if TYPE_CHECKING:
     # bot.local reads the config (pydantic models of every rule) and bot.engine the GitLab
@@ -233,27 +233,64 @@ def ci_target(git: Git, env: Mapping[str, str], base: str | None, head: str | No
 # -- reading, judging, and GitLab when a token is given ------------------------------------
 
 
+def plan_for(
+    git: Git,
+    revisions: Revisions,
+    config_path: str | None,
+    policies: Sequence[tuple[str, str]],
+    *,
+    from_gitlab: bool,
+) -> Plan | LocalResult | Unresolved:
+    """What to judge by: the engine's plan from the config at the trusted revision, with the
+    group policy files given (`--policy`); an invalid config's failure as the result. With
+    a token (`from_gitlab`), the group policy and `extends` are read from GitLab once its
+    session is open (`judge_and_post`); here only the file at the trusted revision. Raises
+    GitError when git cannot read it."""
+    from bot.config import ConfigError
+    from bot.engine import config_failure, plan
+    from bot.local import LocalResult, config_file, read_config
+
+    try:
+        if from_gitlab:
+            return Unresolved(config_file(git, revisions.config_rev, config_path))
+        config = read_config(git, revisions.config_rev, config_path, policies=policies)
+        return plan(config, revisions.scope, revisions.target_branch)
+    except ConfigError as exc:
+        return LocalResult(config_failure(revisions.head, exc), (), revisions)
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The result, what the job's log should say about how it was reached (in order), and
+    why the MR note could not be posted (None: posted, or not asked for)."""
+
+    result: LocalResult
+    notices: tuple[str, ...] = ()
+    note_problem: str | None = None
+
+
 async def judge_and_post(
     settings: GitLabSettings | None,
     git: Git,
     target: Target,
     work: Plan | LocalResult | Unresolved,
     post_note: bool,
-) -> tuple[LocalResult, str | None]:
+) -> Checked:
     """Read and judge; with a token, through one client for the whole run (DESIGN.md,
     invariant 1), and post the note when asked."""
     from bot.gitlab import GitLabError, open_gitlab
     from bot.local import GitSource, LocalResult
     from bot.publish import upsert_note
 
+    notices: list[str] = []
     if settings is None:
         if target.in_ci and target.mr_iid is not None:
-            _say(f"no {TOKEN_VARIABLE}: the MR's waivers are not read; nothing is waived")
+            notices.append(f"no {TOKEN_VARIABLE}: the MR's waivers are not read; nothing is waived")
         if isinstance(work, LocalResult):
-            return work, None
+            return Checked(work, tuple(notices))
         if isinstance(work, Unresolved):
             raise TypeError("a config with group policy needs a GitLab session")
-        return await _judge(GitSource(git), None, target, work), None
+        return Checked(await _judge(GitSource(git), None, target, work), tuple(notices))
     async with open_gitlab(settings) as gitlab:
         if isinstance(work, LocalResult):
             result = work
@@ -271,16 +308,16 @@ async def judge_and_post(
                     not_judged=(),
                     revisions=target.revisions,
                 )
-            result = await _with_note_waivers(gitlab, target, result)
+            result = await _with_note_waivers(gitlab, target, result, notices)
         if not post_note or target.mr_iid is None or target.mr_project_id is None:
-            return result, None
+            return Checked(result, tuple(notices))
         try:
             links = Links.for_merge_request(target.merge_request_url)
             note = render_note(result.report, links)
             await upsert_note(gitlab, target.mr_project_id, target.mr_iid, note)
         except GitLabError as exc:
-            return result, f"could not post the MR note: {exc}"
-        return result, None
+            return Checked(result, tuple(notices), f"could not post the MR note: {exc}")
+        return Checked(result, tuple(notices))
 
 
 @dataclass(frozen=True)
@@ -312,16 +349,15 @@ async def _resolve(gitlab: GitLab, target: Target, work: Unresolved) -> Plan | L
     return plan(resolution.config, revisions.scope, revisions.target_branch)
 
 
-def _say(message: str) -> None:
-    print(f"compliance-bot: {message}", file=sys.stderr)
-
-
-async def _with_note_waivers(gitlab: GitLab, target: Target, result: LocalResult) -> LocalResult:
+async def _with_note_waivers(
+    gitlab: GitLab, target: Target, result: LocalResult, notices: list[str]
+) -> LocalResult:
     """The result with the waivers the server recorded in its MR note applied (CI has no
-    journal). Only the bot's own note is trusted, the one by the token's user: GitLab lets
-    only a note's author edit it (https://docs.gitlab.com/api/notes/#modify-existing-merge-
-    request-note), and CI and the server post as one user (README, "The MR note from CI").
-    A copy of the note by anyone else waives nothing. Expired waivers are not applied."""
+    journal); what was waived, or why nothing was, goes to `notices` for the job's log.
+    Only the bot's own note is trusted, the one by the token's user: GitLab lets only a
+    note's author edit it (https://docs.gitlab.com/api/notes/#modify-existing-merge-request-
+    note), and CI and the server post as one user (README, "The MR note from CI"). A copy of
+    the note by anyone else waives nothing. Expired waivers are not applied."""
     import time
     from dataclasses import replace
 
@@ -348,12 +384,12 @@ async def _with_note_waivers(gitlab: GitLab, target: Target, result: LocalResult
             if own is not None:
                 break
     except GitLabError as exc:
-        _say(f"could not read the MR's notes for waivers ({exc}); nothing is waived")
+        notices.append(f"could not read the MR's notes for waivers ({exc}); nothing is waived")
         return result
     myself = plain(str(me.get("username", "")), 60)
     if own is None:
         if others:
-            _say(
+            notices.append(
                 f"the MR note with the bot's marker is by @{others[0]}, not by this token's "
                 f"user @{myself}: its waivers are not trusted; nothing is waived"
             )
@@ -361,7 +397,9 @@ async def _with_note_waivers(gitlab: GitLab, target: Target, result: LocalResult
     try:
         recorded = read_waiver_record(str(own.get("body", "")))
     except ValueError as exc:
-        _say(f"the bot's MR note has an unreadable waiver record ({exc}); nothing is waived")
+        notices.append(
+            f"the bot's MR note has an unreadable waiver record ({exc}); nothing is waived"
+        )
         return result
     if not recorded:
         return result
@@ -384,7 +422,7 @@ async def _with_note_waivers(gitlab: GitLab, target: Target, result: LocalResult
     report = apply_waivers(result.report, waivers, now)
     active = sum(1 for waiver in waivers if waiver.active(now))
     expired = len(waivers) - active
-    _say(
+    notices.append(
         f"{active} waiver{'' if active == 1 else 's'} from the bot's MR note applied: "
         f"{len(report.waived)} finding(s) of this head waived"
         + (f"; {expired} expired" if expired else "")
@@ -436,3 +474,62 @@ async def _judge(
         unjudgeable=unjudgeable,
         partial=partial,
     )
+
+
+# -- a commit not made yet (the commit-msg hook) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageVerdict:
+    findings: tuple[Finding, ...]
+    config_source: str  # where the rules came from, for the hook's last line
+
+
+def judge_commit_message(
+    text: str, config_path: str | None, repository: str | Path = "."
+) -> MessageVerdict:
+    """The commit message rules on a commit `git commit` is about to make, `text` being the
+    file the commit-msg hook is given. The rules of the default branch, at the merge-base as
+    `check` reads them; outside a repository or before any commit, the default rules (and no
+    author to judge). Raises ConfigError for an invalid config, GitError when git fails."""
+    from bot.config import default_config
+    from bot.engine import Inputs, context_for, evaluate, plan
+    from bot.local import (
+        ZERO_SHA,
+        GitError,
+        clean_message,
+        comment_char,
+        current_branch,
+        default_branch,
+        open_repository,
+        pending_commit,
+        read_config,
+        rules_revision_for_new_commit,
+    )
+    from bot.source import Where
+
+    git: Git | None
+    try:
+        git = open_repository(repository)
+    except GitError:
+        git = None  # not in a repository: the default rules, and no author to judge
+    message = clean_message(text, comment_char(git))
+    default = default_branch(git) if git is not None else None
+    branch = current_branch(git) if git is not None else ""
+    rules_from = rules_revision_for_new_commit(git, default) if git is not None else None
+    if git is not None and rules_from:
+        config = read_config(git, rules_from, config_path)
+    else:
+        config = default_config()
+
+    target_branch = default[1] if default else branch
+    commit_checks = plan(config, Scope.PUSH, target_branch).only(
+        lambda rule: rule.id.startswith("commit.") and rule.needs <= {Need.COMMITS}
+    )
+    # One commit, not made yet: no range and no tree, only the branch it is made on.
+    where = Where(base="", head=ZERO_SHA, tree_at="", branch=branch, target_branch=target_branch)
+    context = context_for(
+        commit_checks, Scope.PUSH, Inputs(commits=(pending_commit(git, message),)), where
+    )
+    outcomes = evaluate(commit_checks, context)
+    return MessageVerdict(tuple(f for o in outcomes for f in o.findings), config.source)

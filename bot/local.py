@@ -261,6 +261,43 @@ def comment_char(git: Git | None) -> str:
     return "#"
 
 
+# `git commit --verbose` puts the diff below this line; git drops it and all that follows.
+# https://git-scm.com/docs/git-commit#Documentation/git-commit.txt---cleanupltmodegt
+_SCISSORS = re.compile(r"^. -{24} >8 -{24}\n", re.MULTILINE)
+
+
+def clean_message(text: str, comment_char: str = "#") -> str:
+    """The message as git will store it: what `git commit`'s default cleanup leaves.
+
+    The commit-msg hook sees the file before git cleans it up (builtin/commit.c runs the hook,
+    then strips): comments, the scissors line and what follows it, trailing whitespace, and
+    repeated or surrounding blank lines go, as `git stripspace --strip-comments` does.
+    """
+    text = text.replace("\r\n", "\n")
+    scissors = _SCISSORS.search(text)
+    if scissors and text[scissors.start()] == comment_char:
+        text = text[: scissors.start()]
+    lines = [line.rstrip() for line in text.split("\n") if not line.startswith(comment_char)]
+    kept: list[str] = []
+    for line in lines:
+        if line or (kept and kept[-1]):
+            kept.append(line)
+    while kept and not kept[-1]:
+        kept.pop()
+    return "\n".join(kept) + "\n" if kept else ""
+
+
+def rules_revision_for_new_commit(git: Git, default: tuple[str, str] | None) -> str | None:
+    """Where the rules for a commit not made yet come from: the merge-base of HEAD with the
+    default branch (as `check` reads them), so that the hook judges as the merge request
+    will be judged; the default branch before the first commit; HEAD without a default
+    branch. None when there is no commit at all."""
+    head = git.rev("HEAD")
+    if default is None:
+        return head
+    return merge_base(git, default[0], head) if head else git.rev(default[0])
+
+
 _IDENT = re.compile(r"^(?P<name>.*?) <(?P<email>[^>]*)>")
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.check_command import CI_CODEQUALITY_FILE, CI_JUNIT_FILE, clean_message
+from bot.check_command import CI_CODEQUALITY_FILE, CI_JUNIT_FILE
 from bot.cli import main
-from bot.local import ZERO_SHA
+from bot.local import ZERO_SHA, clean_message
 from tests.git_repos import (
     HYGIENE_FILES,
     Repo,
