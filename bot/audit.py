@@ -75,14 +75,10 @@ class AuditOptions:
 
 def repository_plan(config: Config, branch: str) -> Plan:
     """The enabled `repository.*` rules, as a push to the default branch would run them."""
-    from bot.engine import Plan, plan
+    from bot.engine import REPOSITORY_FAMILY, plan
     from bot.rules.base import Scope
 
-    full = plan(config, Scope.PUSH, branch)
-    rules = tuple(
-        (rule, options) for rule, options in full.rules if rule.id.startswith("repository.")
-    )
-    return Plan(config=full.config, rules=rules)
+    return plan(config, Scope.PUSH, branch).only(lambda rule: rule.id.startswith(REPOSITORY_FAMILY))
 
 
 def _listed_row(
