@@ -40,6 +40,8 @@ from bot.audit_model import (
 from bot.model import Finding, Severity
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bot.config import Config
     from bot.engine import Plan
     from bot.gitlab import GitLab
@@ -68,6 +70,23 @@ class AuditOptions:
     include_archived: bool = False
     concurrency: int = DEFAULT_CONCURRENCY
     members: bool = False
+
+
+class UnreadablePolicy(Exception):
+    """The `--config` file cannot be read; the message is why."""
+
+
+def load_policy(path: Path) -> Config:
+    """The one config every project is judged by, read before the audit starts: an
+    unreadable file raises UnreadablePolicy, an invalid one ConfigError."""
+    from bot.config import load
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UnreadablePolicy(reason) from None
+    return load(text, str(path))
 
 
 # -- checking ------------------------------------------------------------------------------

@@ -21,7 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from bot.audit import DEFAULT_CONCURRENCY, AuditOptions, Progress, run_audit
+from bot.audit import (
+    DEFAULT_CONCURRENCY,
+    AuditOptions,
+    Progress,
+    UnreadablePolicy,
+    load_policy,
+    run_audit,
+)
 from bot.audit_model import EXIT_COMPLIANT, EXIT_ERROR, EXIT_USAGE, Row
 from bot.audit_report import has_rich, render, render_json, summary_lines, write_report
 from bot.model import Severity
@@ -35,8 +42,8 @@ FORMATS = ("table", "json", "csv", "markdown", "html")
 FAIL_ON = ("error", "warning")
 
 
-# -- output --------------------------------------------------------------------------------
-# Each renderer is a pure function of the AuditResult (comparison included): no I/O.
+# -- progress ------------------------------------------------------------------------------
+# The reports are bot/audit_report.py's and bot/audit_html.py's, pure functions of the result.
 
 
 class _RichProgress:
@@ -195,20 +202,16 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _load_policy(path: Path) -> Config | int:
-    from bot.config import ConfigError, load
+    from bot.config import ConfigError
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        print(f"compliance-bot: --config {path}: cannot read: {reason}", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        return load(text, str(path))
+        return load_policy(path)
+    except UnreadablePolicy as exc:
+        print(f"compliance-bot: --config {path}: cannot read: {exc}", file=sys.stderr)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"compliance-bot: {problem}", file=sys.stderr)
-        return EXIT_USAGE
+    return EXIT_USAGE
 
 
 def _writable_path(option: str, path: Path | None) -> bool:
@@ -331,8 +334,6 @@ def _waivers_command(
 
 
 async def _waivers_report(args: argparse.Namespace, settings: GitLabSettings, journal: str) -> int:
-    import time
-
     from bot import audit_waivers
     from bot.gitlab import GitLabError
 
