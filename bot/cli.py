@@ -19,7 +19,7 @@ KEEP_ALIVE_SECONDS = 5
 T = TypeVar("T")
 
 # Modules that add a command: each has `register(commands: argparse._SubParsersAction)`.
-COMMAND_MODULES: tuple[str, ...] = ("bot.audit", "bot.check_command", "bot.hooks")
+COMMAND_MODULES: tuple[str, ...] = ("bot.audit_command", "bot.check_command", "bot.hooks")
 
 
 def _parser() -> argparse.ArgumentParser:

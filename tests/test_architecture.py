@@ -3,8 +3,9 @@
 - The pure core (the rules, webhook parsing, the renderers) imports no GitLab client, no
   store and no app: what it is given is all it sees, and a test can hand it literals.
 - The engine, and the engine-side modules a face calls (the git checkout's `local`, its
-  check's `checkout`), import no face (cli, check_command, audit, hooks, app, the checks,
-  routing): every face uses the one engine, never the other way round.
+  check's `checkout`, the audit's checking `audit`), import no face (cli, check_command,
+  audit_command, hooks, app, the checks, routing): every face uses the one engine, never the
+  other way round.
 - A Source imports no engine: it answers what it is asked, and judges nothing.
 
 Imports count wherever they are written (a function's body, `TYPE_CHECKING`), and
@@ -22,13 +23,13 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "bot"
 
-ENGINE = ("bot.engine", "bot.local", "bot.checkout")
+ENGINE = ("bot.engine", "bot.local", "bot.checkout", "bot.audit")
 PURE = ("bot.rules", "bot.webhook", "bot.report", "bot.model")
 IO_AND_APP = ("bot.gitlab", "bot.store", "bot.store_postgres", "bot.stores", "bot.app")
 FACES = (
     "bot.cli",
     "bot.check_command",
-    "bot.audit",
+    "bot.audit_command",
     "bot.hooks",
     "bot.app",
     "bot.checks",
