@@ -110,6 +110,17 @@ def test_json_schema_names_every_rule_with_descriptions() -> None:
     assert schema["additionalProperties"] is False
 
 
+def test_every_rules_severity_is_explained_alike_in_the_schema() -> None:
+    # An editor shows this text on hover: the same words for every rule's `severity`.
+    from bot.rules.base import SEVERITY_HELP
+    from bot.rules.catalog import all_rules
+
+    definitions = config.json_schema()["$defs"]
+    for rule in all_rules():
+        severity = definitions[rule.config.__name__]["properties"]["severity"]
+        assert severity.get("description") == SEVERITY_HELP, rule.id
+
+
 def test_the_example_config_in_the_repository_validates() -> None:
     loaded = config.load(EXAMPLE.read_text(), str(EXAMPLE))
     assert loaded.rule("commit.conventional").severity == "error"

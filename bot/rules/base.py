@@ -180,7 +180,7 @@ class ConfigSection(BaseModel):
 class RuleConfig(ConfigSection):
     """Options every rule has. A rule's own model adds its parameters, with defaults."""
 
-    severity: SeverityLevel = "off"
+    severity: DocumentedSeverity = "off"
     branches: list[str] = Field(
         default_factory=list,
         description="Only judge MRs targeting (or pushes to) these branches: glob patterns. "

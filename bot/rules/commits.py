@@ -31,13 +31,13 @@ from bot.rules.base import (
     MR_ONLY,
     C,
     Context,
+    DocumentedSeverity,
     Message,
     Need,
     Problem,
     Rule,
     RuleConfig,
     Scope,
-    SeverityLevel,
     commit_location,
     messages_to_judge,
 )
@@ -56,10 +56,6 @@ __all__ = [
     "SubjectTrailingPeriodConfig",
 ]
 
-_SEVERITY_HELP: Final = (
-    "How findings count: `error` fails the check, `warning` and `info` are reported only; "
-    "`off` turns the rule off."
-)
 _DEFAULT_IGNORES_HELP: Final = (
     "Skip the messages commitlint skips by default (its `defaultIgnores`): merge commits "
     "('Merge branch …', 'Merge … into …', 'Merge pull request …'), 'Revert …', 'Reapply …', "
@@ -177,7 +173,7 @@ _HEADER_MAX_LENGTH: Final = "header-max-length"
 
 
 class ConventionalConfig(_MessageRuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     types: list[str] = Field(
         default_factory=lambda: list(conventional.DEFAULT_TYPES),
         min_length=1,
@@ -295,7 +291,7 @@ def _check_conventional(message: Message, config: ConventionalConfig) -> Iterato
 
 
 class SubjectLengthConfig(_MessageRuleConfig):
-    severity: SeverityLevel = Field("error", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "error"
     max_length: int = Field(
         conventional.DEFAULT_HEADER_MAX_LENGTH,
         ge=1,
@@ -333,7 +329,7 @@ def _check_subject_length(message: Message, config: SubjectLengthConfig) -> Iter
 
 
 class SubjectTrailingPeriodConfig(_MessageRuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
 
@@ -358,7 +354,7 @@ def _check_subject_trailing_period(
 
 
 class BodyBlankLineConfig(_MessageRuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     default_ignores: bool = Field(True, description=_DEFAULT_IGNORES_HELP)
 
 
@@ -394,7 +390,7 @@ _URL_RE: Final = re.compile(
 
 
 class BodyLineLengthConfig(_MessageRuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     max_length: int = Field(
         100,
         ge=1,
@@ -447,7 +443,7 @@ _WIP_RE: Final = re.compile(r"\s*(?:\[wip\]|wip(?![A-Za-z0-9_]))", re.IGNORECASE
 
 
 class NoFixupConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_no_fixup(context: Context, config: NoFixupConfig) -> Iterator[Problem]:
@@ -567,7 +563,7 @@ def _valid_email(email: str) -> bool:
 
 
 class DcoConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     match_author: bool = Field(
         True,
         description="Require a `Signed-off-by: Name <email>` line naming the commit author "
@@ -640,7 +636,7 @@ def _check_dco(context: Context, config: DcoConfig) -> Iterator[Problem]:
 
 
 class AuthorEmailConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
     pattern: Regex | None = Field(
         None,
         description="RE2 regex the author email must match. Searched, not anchored, and "
@@ -730,7 +726,7 @@ def _check_author_email(context: Context, config: AuthorEmailConfig) -> Iterator
 
 
 class NoMergeCommitsConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_no_merge_commits(context: Context, config: NoMergeCommitsConfig) -> Iterator[Problem]:
@@ -766,7 +762,7 @@ def _check_no_merge_commits(context: Context, config: NoMergeCommitsConfig) -> I
 
 
 class SignedConfig(RuleConfig):
-    severity: SeverityLevel = Field("off", description=_SEVERITY_HELP)
+    severity: DocumentedSeverity = "off"
 
 
 def _check_signed(context: Context, config: SignedConfig) -> Iterator[Problem]:
