@@ -69,7 +69,7 @@ CATCH_UP_LEASE = "catch-up"
 def read_instance_defaults(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
-    return config.load_instance_defaults(path.read_text(encoding="utf-8"), str(path))
+    return config.load_instance_defaults(config.read_config_file(path), str(path))
 
 
 @dataclass(frozen=True)

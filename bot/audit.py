@@ -79,13 +79,12 @@ class UnreadablePolicy(Exception):
 def load_policy(path: Path) -> Config:
     """The one config every project is judged by, read before the audit starts: an
     unreadable file raises UnreadablePolicy, an invalid one ConfigError."""
-    from bot.config import load
+    from bot.config import load, read_config_file
 
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise UnreadablePolicy(reason) from None
+        text = read_config_file(path)
+    except OSError as exc:
+        raise UnreadablePolicy(exc.strerror) from None
     return load(text, str(path))
 
 

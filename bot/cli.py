@@ -77,15 +77,16 @@ def config_validate(file: str) -> int | Coroutine[Any, Any, int]:
     every `extends` target is read from GitLab and checked too; without, its syntax only."""
     import os
 
-    from bot.config import ConfigError
+    from bot.config import ConfigError, read_config_file
     from bot.policy import validate_file
 
     try:
-        with open(file, encoding="utf-8") as handle:
-            text = handle.read()
+        text = read_config_file(file)
     except OSError as exc:
         print(f"{file}: cannot read: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
+    except ConfigError as exc:
+        return _invalid(exc)
     if os.environ.get("GITLAB_URL") and os.environ.get("GITLAB_TOKEN"):
         return _validate_following_extends(file, text)
     try:

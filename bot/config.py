@@ -18,6 +18,7 @@ The model is built from the rule catalog, so a rule's config class is its schema
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -285,6 +286,22 @@ def parse_yaml(text: str, source: str) -> tuple[dict[str, Any], yaml.Node | None
             source, [ConfigProblem(source, 1, 1, "the file must be a mapping of options")]
         )
     return data, node
+
+
+def read_config_file(path: str | os.PathLike[str]) -> str:
+    """A config file on disk (`config validate FILE`, `COMPLIANCE_CONFIG`, `--policy`, the
+    audit's `--config`), read no further than MAX_CONFIG_BYTES: a larger file, or one without
+    end (`/dev/zero`), is refused as `parse_yaml` refuses it, without being read whole. Text
+    that is not UTF-8 is a config error too. An OSError is the caller's to word."""
+    source = os.fspath(path)
+    with open(source, "rb") as handle:
+        data = handle.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(source, [too_large(source)])
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(source, [ConfigProblem(source, 1, 1, "not UTF-8 text")]) from None
 
 
 def too_large(source: str) -> ConfigProblem:

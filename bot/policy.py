@@ -46,6 +46,7 @@ from bot.config import (
     default_config,
     merge,
     parse_yaml,
+    read_config_file,
     validate,
 )
 from bot.gitlab import GitLab, GitLabHTTPError, ResponseTooLarge, encode_path
@@ -771,14 +772,16 @@ def explain_command(
     if project:
         return _explained(_explain_project(project))
     try:
-        texts = [(p, Path(p).read_text(encoding="utf-8")) for p in policies]
+        texts = [(p, read_config_file(p)) for p in policies]
         own = file or (
             ".gitlab/compliance.yml" if Path(".gitlab/compliance.yml").exists() else None
         )
-        config_file = (own, Path(own).read_text(encoding="utf-8")) if own else None
-    except (OSError, UnicodeDecodeError) as exc:
+        config_file = (own, read_config_file(own)) if own else None
+    except OSError as exc:
         print(f"compliance-bot: cannot read: {exc}", file=sys.stderr)
         return 2
+    except ConfigError as exc:
+        return _config_error(exc)
     try:
         resolution = resolve_texts(config_file, policies=texts)
     except ConfigError as exc:

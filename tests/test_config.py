@@ -139,7 +139,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "bot.cli", "config", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=30,
         check=False,
         env=offline_env(),
     )
@@ -253,6 +253,20 @@ def test_cli_validate_refuses_a_hostile_file_with_its_line_and_exit_2(tmp_path: 
         result = _cli("validate", str(bad))
         assert (result.returncode, result.stderr) == (2, ""), result.stderr[-500:]
         assert result.stdout.startswith(f"{bad}:")
+
+
+def test_cli_reads_a_config_file_no_further_than_its_limit(tmp_path: Path) -> None:
+    # Not UTF-8 (a binary pasted by mistake): a config error at its line, not a traceback.
+    binary = tmp_path / "binary.yml"
+    binary.write_bytes(b"rules: {}\n\xff\xfe\x00\n")
+    result = _cli("validate", str(binary))
+    assert (result.returncode, result.stderr) == (2, ""), result.stderr[-500:]
+    assert result.stdout == f"{binary}:1:1: not UTF-8 text\n"
+    # A file without end is refused at the limit, not read into memory.
+    endless = "/dev/zero"
+    result = _cli("validate", endless)
+    assert (result.returncode, result.stderr) == (2, ""), result.stderr[-500:]
+    assert result.stdout == f"{endless}:1:1: larger than 64 KiB\n"
 
 
 def test_bare_off_is_off_and_config_validate_accepts_it(tmp_path: Path) -> None:
