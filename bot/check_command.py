@@ -185,6 +185,7 @@ def run_check(args: argparse.Namespace) -> Coroutine[Any, Any, int]:
 
 
 async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from bot.config import ConfigError, read_config_file
     from bot.local import GitError, open_repository
 
     in_ci = env.get("GITLAB_CI") == "true"
@@ -252,9 +253,11 @@ async def check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     try:
         # The command's own small files, read before any concurrent work starts; the CLI's
         # loop has nothing else to serve yet.
-        policies = [(p, Path(p).read_text(encoding="utf-8")) for p in args.policy]  # noqa: ASYNC240
-    except (OSError, UnicodeDecodeError) as exc:
+        policies = [(p, read_config_file(p)) for p in args.policy]
+    except OSError as exc:
         return fail(f"could not read policy: {exc}")
+    except ConfigError as exc:
+        return fail(f"could not read policy: {'; '.join(str(p) for p in exc.problems)}")
     try:
         work = plan_for(
             git, revisions, args.config or None, policies, from_gitlab=settings is not None

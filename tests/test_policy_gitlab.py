@@ -206,6 +206,11 @@ async def test_server_check_and_audit_resolve_the_same_rules(
     assert "repository.codeowners" not in {
         f["rule"] for f in json.loads(unpoliced.stdout)["findings"]
     }
+    # A policy file that is not text is refused with its reason, never judged as no policy.
+    policy_file.write_bytes(b"\xff\xfe" + LOCKED_CODEOWNERS.encode())
+    refused = run_cli("check", "--policy", str(policy_file), cwd=repo.path, env=repo.env)
+    assert refused.returncode == 2, refused.stderr
+    assert f"could not read policy: {policy_file}:1:1: not UTF-8 text" in refused.stderr
 
 
 # -- `check` in CI with COMPLIANCE_TOKEN: the group policy as the server reads it ------------
